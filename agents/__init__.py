@@ -1,0 +1,1 @@
+"""One module per algorithm, each a reference implementation of its paper (see pgjax.registry)."""

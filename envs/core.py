@@ -1,0 +1,103 @@
+"""The one functional environment interface every agent sees.
+
+`reset(key) -> EnvState` and `step(state, action, key) -> EnvState` for a single environment
+instance (vmap for many). Actions at this interface are in [-1, 1]; adapters rescale them.
+`terminated` (a true terminal state: do not bootstrap) and `truncated` (time limit: bootstrap from
+`final_obs`) are kept apart. Episodes auto-reset, and `final_obs` holds the real last observation
+of an episode that just ended (equal to `obs` on every other step).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class EpisodeStats:
+    """Running and last-completed episode return/length, for training curves."""
+
+    episode_return: jax.Array
+    episode_length: jax.Array
+    last_return: jax.Array
+    last_length: jax.Array
+    episodes_done: jax.Array
+
+    @classmethod
+    def zeros(cls) -> "EpisodeStats":
+        f, i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+        return cls(f, i, f, i, i)
+
+    def record(self, reward: jax.Array, done: jax.Array) -> "EpisodeStats":
+        ret = self.episode_return + reward
+        length = self.episode_length + 1
+        return EpisodeStats(
+            episode_return=jnp.where(done, 0.0, ret),
+            episode_length=jnp.where(done, 0, length),
+            last_return=jnp.where(done, ret, self.last_return),
+            last_length=jnp.where(done, length, self.last_length),
+            episodes_done=self.episodes_done + done.astype(jnp.int32),
+        )
+
+
+@struct.dataclass
+class EnvState:
+    inner: Any
+    obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    stats: EpisodeStats
+
+    @property
+    def done(self) -> jax.Array:
+        return jnp.logical_or(self.terminated, self.truncated)
+
+
+@dataclasses.dataclass(frozen=True)
+class Env:
+    """Static spec plus the pure reset/step functions of one environment."""
+
+    name: str  # "backend/task"
+    backend: str  # "gymnax" or the brax physics backend ("generalized", "spring", ...)
+    obs_size: int
+    action_size: int
+    max_episode_steps: int
+    reset: Callable[[jax.Array], EnvState] = dataclasses.field(repr=False, compare=False)
+    step: Callable[[EnvState, jax.Array, jax.Array], EnvState] = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}@{self.backend}"
+
+
+def rescale_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Map [-1, 1] onto [low, high], clipping what the policy sampled outside."""
+    action = jnp.clip(action, -1.0, 1.0)
+    return low + 0.5 * (action + 1.0) * (high - low)
+
+
+def first_state(inner: Any, obs: jax.Array) -> EnvState:
+    false = jnp.zeros((), bool)
+    return EnvState(inner, obs, jnp.zeros((), jnp.float32), false, false, obs, EpisodeStats.zeros())
+
+
+def next_state(prev: EnvState, inner: Any, obs: jax.Array, final_obs: jax.Array, reward: jax.Array,
+               terminated: jax.Array, truncated: jax.Array) -> EnvState:
+    reward = jnp.asarray(reward, jnp.float32).reshape(())
+    terminated = jnp.asarray(terminated, bool).reshape(())
+    truncated = jnp.logical_and(jnp.asarray(truncated, bool).reshape(()), ~terminated)
+    stats = prev.stats.record(reward, jnp.logical_or(terminated, truncated))
+    return EnvState(inner, obs, reward, terminated, truncated, final_obs, stats)
+
+
+def batch_reset(env: Env, key: jax.Array, n: int) -> EnvState:
+    return jax.vmap(env.reset)(jax.random.split(key, n))
+
+
+def batch_step(env: Env, state: EnvState, action: jax.Array, key: jax.Array) -> EnvState:
+    return jax.vmap(env.step)(state, action, jax.random.split(key, action.shape[0]))

@@ -1,0 +1,85 @@
+"""Small flax.linen networks shared by the agents."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "swish": nn.swish}
+
+
+class MLP(nn.Module):
+    """Hidden layers with orthogonal(sqrt 2) init, then a linear head with orthogonal(out_scale)."""
+
+    hidden_sizes: Sequence[int]
+    out_size: int
+    activation: str = "tanh"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+                             bias_init=nn.initializers.zeros)(x))
+        return nn.Dense(self.out_size, kernel_init=nn.initializers.orthogonal(self.out_scale),
+                        bias_init=nn.initializers.zeros)(x)
+
+
+class GaussianActor(nn.Module):
+    """Mean from an MLP, state-independent log-std parameter (PPO's continuous-action policy)."""
+
+    hidden_sizes: Sequence[int]
+    action_size: int
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean = MLP(self.hidden_sizes, self.action_size, self.activation, out_scale=0.01)(obs)
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,))
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class SquashedGaussianActor(nn.Module):
+    """Mean and clamped log-std from one MLP (SAC's tanh-Gaussian policy, before the squash)."""
+
+    hidden_sizes: Sequence[int]
+    action_size: int
+    activation: str = "relu"
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation)(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+class QNetwork(nn.Module):
+    """Q(s, a) as an MLP on the concatenation."""
+
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return MLP(self.hidden_sizes, 1, self.activation)(jnp.concatenate([obs, action], -1))[..., 0]
+
+
+def init_ensemble(module: nn.Module, key: jax.Array, n: int, *example):
+    """n independently initialised parameter sets, stacked on a leading axis."""
+    return jax.vmap(lambda k: module.init(k, *example))(jax.random.split(key, n))
+
+
+def apply_ensemble(module: nn.Module, params, *inputs) -> jax.Array:
+    """Outputs of every member of a stacked ensemble: leading axis = member."""
+    return jax.vmap(lambda p: module.apply(p, *inputs))(params)
+
+
+def polyak(target, online, tau):
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)

@@ -1,0 +1,15 @@
+"""Agent names -> modules implementing the train contract (Config, init, iteration, act)."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+AGENT_MODULES = {
+    "ppo": "pgjax.agents.ppo",
+    "sac": "pgjax.agents.sac",
+}
+AGENT_NAMES = tuple(AGENT_MODULES)
+
+
+def get_agent(name: str) -> ModuleType:
+    return importlib.import_module(AGENT_MODULES[name])

@@ -1,0 +1,163 @@
+"""Reports: final-return tables (mean, IQM with bootstrap 95% intervals over seeds), learning-curve
+plots per environment, and the run metadata of every results folder, so that two machines' or two
+versions' results can be compared side by side."""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from pgjax.results import read_curves, write_atomic
+
+BOOTSTRAP_SAMPLES = 2000
+CONFIDENCE = 0.95
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% (Agarwal et al. 2021)."""
+    return float(stats.trim_mean(x, 0.25))
+
+
+def bootstrap_ci(x: np.ndarray, statistic, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic` over seeds."""
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    samples = x[rng.integers(0, len(x), size=(BOOTSTRAP_SAMPLES, len(x)))]
+    values = np.array([statistic(s) for s in samples])
+    lo, hi = np.quantile(values, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(lo), float(hi)
+
+
+def mean_band(curves: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 0) with a bootstrap 95% band at every evaluation point."""
+    mean = np.nanmean(curves, 0)
+    if curves.shape[0] < 2:
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, curves.shape[0], size=(BOOTSTRAP_SAMPLES, curves.shape[0]))
+    boot = np.nanmean(curves[idx], axis=1)
+    lo, hi = np.nanquantile(boot, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
+    return mean, lo, hi
+
+
+def load_runs(folders: list[Path]) -> dict:
+    """{(folder label, agent, env, backend, config_id): {seed: [(steps, return, status)]}}."""
+    runs: dict = defaultdict(lambda: defaultdict(list))
+    labels = folder_labels(folders)
+    for folder, label in zip(folders, labels):
+        for row in read_curves(folder / "curves.csv"):
+            key = (label, row["agent"], row["env"], row["backend"], row["config_id"])
+            runs[key][int(row["seed"])].append(
+                (int(row["env_steps"]), float(row["eval_return_mean"]), row["status"]))
+    return runs
+
+
+def folder_labels(folders: list[Path]) -> list[str]:
+    names = [f.resolve().name for f in folders]
+    return names if len(set(names)) == len(names) else [str(f) for f in folders]
+
+
+def run_curves(per_seed: dict) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+    """steps, returns [seeds, points], seeds, and how many seeds diverged (their returns count as NaN)."""
+    seeds = sorted(per_seed)
+    steps = np.array([s for s, _, _ in sorted(per_seed[seeds[0]])])
+    returns = np.array([[r if status == "ok" else np.nan for _, r, status in sorted(per_seed[s])] for s in seeds])
+    diverged = sum(any(st != "ok" for _, _, st in per_seed[s]) for s in seeds)
+    return steps, returns, seeds, diverged
+
+
+def final_table(runs: dict, multi_folder: bool, multi_config: dict) -> list[str]:
+    head = ["agent", "env", "backend"] + (["results"] if multi_folder else []) + ["config_id", "seeds",
+            "env steps", "mean", "IQM", "IQM 95% CI", "diverged"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (label, agent, env, backend, cid), per_seed in sorted(runs.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
+        steps, returns, seeds, diverged = run_curves(per_seed)
+        final = returns[:, -1]
+        final = final[np.isfinite(final)]
+        if len(final):
+            mean, mid = f"{final.mean():.1f}", f"{iqm(final):.1f}"
+            lo, hi = bootstrap_ci(final, iqm)
+            ci = f"[{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else "n/a"
+        else:
+            mean = mid = ci = "n/a"
+        cells = [agent, env, backend] + ([label] if multi_folder else []) + [
+            cid, str(len(seeds)), f"{steps[-1]:,}", mean, mid, ci, str(diverged)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_env(env: str, runs: dict, out: Path, multi_folder: bool) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    configs_per_agent = defaultdict(set)
+    for (label, agent, e, backend, cid) in runs:
+        configs_per_agent[(label, agent)].add(cid)
+    for (label, agent, e, backend, cid), per_seed in sorted(runs.items()):
+        if e != env:
+            continue
+        steps, returns, seeds, _ = run_curves(per_seed)
+        mean, lo, hi = mean_band(returns)
+        name = agent + (f" {cid}" if len(configs_per_agent[(label, agent)]) > 1 else "")
+        name += f" [{label}]" if multi_folder else ""
+        line, = ax.plot(steps, mean, label=f"{name} ({len(seeds)} seeds)")
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    backends = sorted({k[3] for k in runs if k[2] == env})
+    ax.set_title(f"{env} ({', '.join(backends)})")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return (mean, 95% bootstrap CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / f"curves_{env.replace('/', '_')}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def metadata_lines(folders: list[Path], labels: list[str]) -> list[str]:
+    lines = ["| results | commit | device | matmul precision | jax | brax | gymnax | compile s | run s | steps/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for folder, label in zip(folders, labels):
+        path = folder / "runs.json"
+        if not path.is_file():
+            continue
+        meta = json.loads(path.read_text())
+        v, d = meta.get("versions", {}), meta.get("device", {})
+        for g in meta.get("groups", []):
+            lines.append(f"| {label} ({g['agent']} {g['env']}) | {meta.get('git_commit', '?')[:12]} | "
+                         f"{d.get('kind', '?')} x{d.get('count', '?')} | {d.get('matmul_precision', '?')} | "
+                         f"{v.get('jax', '?')} | {v.get('brax', '?')} | {v.get('gymnax', '?')} | "
+                         f"{g['compile_s']:.1f} | {g['run_s']:.1f} | {g['steps_per_s']:,.0f} |")
+    return lines
+
+
+def write_report(folders: list[Path], out: Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(folders)
+    labels = folder_labels(folders)
+    multi_folder = len(folders) > 1
+    envs = sorted({k[2] for k in runs})
+    plots = [plot_env(env, runs, out, multi_folder) for env in envs]
+    lines = ["# pgjax report", "", f"Results: {', '.join(str(f) for f in folders)}", "",
+             "## Final evaluation return", "",
+             "Return of the deterministic policy at the last evaluation point, over seeds; "
+             "IQM = interquartile mean, with a percentile bootstrap 95% interval "
+             f"({BOOTSTRAP_SAMPLES} resamples of the seeds). Diverged runs are left out of the statistics.", ""]
+    lines += final_table(runs, multi_folder, {})
+    lines += ["", "## Learning curves", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots]
+    lines += ["", "## Runs", ""]
+    lines += metadata_lines(folders, labels)
+    path = out / "report.md"
+    write_atomic(path, "\n".join(lines) + "\n")
+    return path

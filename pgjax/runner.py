@@ -1,0 +1,169 @@
+"""Running groups of training runs: jit once, vmap over seeds × float hyperparameters, advance in
+chunks (one per evaluation point) with a progress bar, and collect tidy curve rows."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from pgjax import driver
+from pgjax.config import ConfigError, build, is_static, to_dict
+from pgjax.envs import make as make_env
+from pgjax.names import check_agent, check_env
+from pgjax.registry import get_agent
+
+
+@dataclasses.dataclass
+class Group:
+    """Runs that share everything static (one compiled program): seeds × float-hparam configs."""
+
+    agent: str
+    env: str
+    backend: str
+    seeds: list[int]
+    configs: list[Any]
+    num_evals: int = driver.DEFAULT_NUM_EVALS
+    eval_episodes: int = driver.DEFAULT_EVAL_EPISODES
+
+    @property
+    def config_ids(self) -> list[str]:
+        return [config_id(self.agent, self.env, self.backend, c) for c in self.configs]
+
+
+def config_id(agent: str, env: str, backend: str, config) -> str:
+    blob = json.dumps([agent, env, backend, to_dict(config)], sort_keys=True)
+    return f"{agent}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
+
+
+def static_key(config) -> tuple:
+    return tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config) if is_static(f))
+
+
+def make_group(agent: str, env: str, backend: str | None, seeds: list[int], overrides: list[dict],
+               num_evals: int = driver.DEFAULT_NUM_EVALS, eval_episodes: int = driver.DEFAULT_EVAL_EPISODES
+               ) -> list[Group]:
+    """Validate names and configs (nothing is compiled) and split them into groups by static fields."""
+    check_agent(agent)
+    env, backend = check_env(env, backend)
+    if not seeds:
+        raise ConfigError("at least one seed is needed (--seeds must be >= 1)")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct (got {seeds})")
+    if num_evals < 1 or eval_episodes < 1:
+        raise ConfigError("num_evals and eval_episodes must be >= 1")
+    module = get_agent(agent)
+    configs = [build(module.Config, o, agent) for o in overrides]
+    groups: dict[tuple, Group] = {}
+    for c in configs:
+        groups.setdefault(static_key(c), Group(agent, env, backend, list(seeds), [], num_evals, eval_episodes))
+        groups[static_key(c)].configs.append(c)
+    return list(groups.values())
+
+
+@dataclasses.dataclass
+class GroupResult:
+    group: Group
+    rows: list[dict]
+    compile_s: float
+    run_s: float
+    env_steps: int  # per run
+    final_returns: np.ndarray  # [configs, seeds]
+    diverged: np.ndarray  # [configs, seeds]
+
+    @property
+    def steps_per_s(self) -> float:
+        runs = len(self.group.configs) * len(self.group.seeds)
+        return runs * self.env_steps / max(self.run_s, 1e-9)
+
+    def summary(self) -> dict:
+        g = self.group
+        return {"agent": g.agent, "env": g.env, "backend": g.backend, "seeds": g.seeds,
+                "config_ids": g.config_ids, "env_steps_per_run": self.env_steps,
+                "compile_s": round(self.compile_s, 3), "run_s": round(self.run_s, 3),
+                "steps_per_s": round(self.steps_per_s, 1),
+                "diverged_runs": int(self.diverged.sum())}
+
+
+class Progress:
+    """A tqdm bar over env steps (all runs of a group together) with steps/s and the latest return."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="step", unit_scale=True, file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+
+    def update(self, steps: int, latest_return: float, steps_per_s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+            self.bar.set_postfix_str(f"return {latest_return:.1f}, {steps_per_s:,.0f} steps/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def compiled_functions(trainer: driver.Trainer, keys, configs):
+    """Ahead-of-time compile `start` (init + first evaluation) and `chunk`, timing compilation apart."""
+    start = jax.jit(driver.over_seeds_and_configs(lambda k, c: trainer.evaluate(trainer.init(k, c))))
+    chunk = jax.jit(driver.over_seeds_and_configs(trainer.chunk), donate_argnums=0)
+    t0 = time.perf_counter()
+    start_c = start.lower(keys, configs).compile()
+    run_shape = jax.eval_shape(start, keys, configs)[0]
+    chunk_c = chunk.lower(run_shape, configs).compile()
+    return start_c, chunk_c, time.perf_counter() - t0
+
+
+def run_group(group: Group, progress: bool = True) -> GroupResult:
+    agent = get_agent(group.agent)
+    env = make_env(group.env, group.backend)
+    schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
+    trainer = driver.Trainer(agent, env, schedule, group.eval_episodes)
+    keys = driver.seed_keys(group.seeds)
+    configs = driver.stack_configs(group.configs)
+    start, chunk, compile_s = compiled_functions(trainer, keys, configs)
+
+    n_runs = len(group.configs) * len(group.seeds)
+    bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
+    t0 = time.perf_counter()
+    run, point = start(keys, configs)
+    points = [jax.device_get(point)]
+    walls = [time.perf_counter() - t0]
+    bar.update(schedule.warmup_steps * n_runs, float(np.nanmean(points[-1].eval_return_mean)), 0.0)
+    for _ in range(schedule.num_chunks):
+        run, point = chunk(run, configs)
+        points.append(jax.device_get(point))  # one host sync per evaluation point, never per step
+        walls.append(time.perf_counter() - t0)
+        elapsed = walls[-1]
+        done = (schedule.warmup_steps + schedule.steps_per_chunk * (len(points) - 1)) * n_runs
+        bar.update(schedule.steps_per_chunk * n_runs, float(np.nanmean(point.eval_return_mean)), done / elapsed)
+    bar.close()
+    run_s = walls[-1]
+    curve = jax.tree.map(lambda *xs: np.stack(xs, axis=-1), *points)  # [configs, seeds, points]
+    rows = curve_rows(group, schedule, curve, walls)
+    return GroupResult(group, rows, compile_s, run_s, schedule.total_steps,
+                       curve.eval_return_mean[..., -1], curve.diverged[..., -1])
+
+
+def curve_rows(group: Group, schedule: driver.Schedule, curve, walls: list[float]) -> list[dict]:
+    rows = []
+    steps = schedule.eval_steps()
+    for ci, cid in enumerate(group.config_ids):
+        for si, seed in enumerate(group.seeds):
+            for p, env_steps in enumerate(steps):
+                rows.append({
+                    "agent": group.agent, "env": group.env, "backend": group.backend, "config_id": cid,
+                    "seed": seed, "env_steps": int(env_steps), "wall_time_s": float(walls[p]),
+                    "eval_return_mean": float(curve.eval_return_mean[ci, si, p]),
+                    "eval_return_std": float(curve.eval_return_std[ci, si, p]),
+                    "train_return_mean": float(curve.train_return_mean[ci, si, p]),
+                    "status": "diverged" if curve.diverged[ci, si, p] else "ok"})
+    return rows
