@@ -133,10 +133,11 @@ class Trainer:
         return run, curve
 
 
-def over_seeds_and_configs(fn, config_axis: bool = True):
-    """vmap fn(x, config) over seeds (x's leading axis) and then over a leading config axis."""
+def over_seeds_and_configs(fn, x_per_config: bool):
+    """vmap fn(x, config) over seeds (x's leading axis) and over a leading config axis of the config's
+    float leaves; x is shared by all configs (seed keys) unless x_per_config (run states)."""
     per_seed = jax.vmap(fn, in_axes=(0, None))
-    return jax.vmap(per_seed, in_axes=(0, 0)) if config_axis else per_seed
+    return jax.vmap(per_seed, in_axes=(0 if x_per_config else None, 0))
 
 
 def stack_configs(configs: list):

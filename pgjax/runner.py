@@ -113,8 +113,8 @@ class Progress:
 
 def compiled_functions(trainer: driver.Trainer, keys, configs):
     """Ahead-of-time compile `start` (init + first evaluation) and `chunk`, timing compilation apart."""
-    start = jax.jit(driver.over_seeds_and_configs(lambda k, c: trainer.evaluate(trainer.init(k, c))))
-    chunk = jax.jit(driver.over_seeds_and_configs(trainer.chunk), donate_argnums=0)
+    start = jax.jit(driver.over_seeds_and_configs(lambda k, c: trainer.evaluate(trainer.init(k, c)), False))
+    chunk = jax.jit(driver.over_seeds_and_configs(trainer.chunk, True), donate_argnums=0)
     t0 = time.perf_counter()
     start_c = start.lower(keys, configs).compile()
     run_shape = jax.eval_shape(start, keys, configs)[0]

@@ -1,0 +1,24 @@
+"""Small budgets that exercise the whole train loop in seconds."""
+import jax
+
+from pgjax import driver
+from pgjax.config import build
+from pgjax.envs import make
+from pgjax.registry import get_agent
+
+TINY = {
+    "ppo": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "total_steps": 4 * 8 * 6},
+    "sac": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
+}
+
+
+def tiny_trainer(agent_name: str, env_name: str = "gymnax/Pendulum-v1", num_evals: int = 3, **overrides):
+    agent = get_agent(agent_name)
+    config = build(agent.Config, {**TINY[agent_name], **overrides}, agent_name)
+    env = make(env_name)
+    trainer = driver.Trainer(agent, env, driver.make_schedule(agent, config, num_evals), eval_episodes=2)
+    return trainer, config
+
+
+def train_one(trainer, config, seed: int):
+    return jax.jit(trainer.train)(jax.random.PRNGKey(seed), config)
