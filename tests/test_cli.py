@@ -1,0 +1,93 @@
+"""Bad input: a one-line message that says what to change, exit code 2, no traceback, nothing compiled."""
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from pgjax import cli, runner
+
+
+@pytest.fixture(autouse=True)
+def no_compilation(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("bad input reached compilation")
+
+    monkeypatch.setattr(runner, "compiled_functions", refuse)
+
+
+def error_of(capsys, argv):
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("pgjax: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+RUN = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "10000"]
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["run", "ppp", "gymnax/Pendulum-v1", "--steps", "1000"], "did you mean ppo"),
+    (["run", "ppo", "gymnax/Pendulum-v2", "--steps", "1000"], "did you mean gymnax/Pendulum-v1"),
+    (["run", "sac", "hopper", "--steps", "1000"], "did you mean brax/hopper"),
+    (RUN + ["--set", "lrr=1e-3"], "did you mean 'lr'"),
+    (RUN + ["--set", "lr=fast"], "'lr' must be a number"),
+    (RUN + ["--set", "num_envs=2.5"], "'num_envs' must be an integer"),
+    (RUN + ["--set", "lr=-3e-4"], "lr must be > 0"),
+    (RUN + ["--set", "num_minibatches=7"], "must be divisible by num_minibatches"),
+    (RUN + ["--seeds", "0"], "--seeds must be >= 1"),
+    (RUN + ["--set", "gamma=1.5"], "gamma must be in [0, 1]"),
+    (RUN + ["--set", "lr"], "--set takes field=value"),
+    (["run", "ppo", "brax/hopper", "--steps", "1000", "--backend", "sprung"], "unknown backend 'sprung'"),
+    (["run", "sac", "gymnax/Pendulum-v1", "--steps", "1000", "--set", "warmup_steps=5000"], "must exceed warmup_steps"),
+])
+def test_bad_run_arguments(capsys, argv, expected):
+    assert expected in error_of(capsys, argv)
+
+
+def test_missing_sweep_file(capsys, tmp_path):
+    assert "does not exist" in error_of(capsys, ["sweep", str(tmp_path / "nope.toml")])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("[[run]\nagent = 'ppo'", "not valid TOML"),
+    ("seeds = 2\n", "needs at least one [[run]]"),
+    ("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\n", "missing 'steps'"),
+    ("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\nconfig = { lr = 'x' }\n", "must be a number"),
+    ("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\ngrid = { clip = [0.1] }\n", "did you mean 'clip_eps'"),
+    ("seeds = 0\n[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\n", "seeds must be"),
+    ("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\nepochs = 3\n", "unknown keys ['epochs']"),
+])
+def test_malformed_sweep_files(capsys, tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert expected in error_of(capsys, ["sweep", str(path)])
+
+
+def test_bad_sweep_leaves_existing_results_untouched(capsys, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "curves.csv").write_text("precious\n")
+    path = tmp_path / "bad.toml"
+    path.write_text("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\n"
+                    "[[run]]\nagent = 'sac'\nenv = 'gymnax/Pendulum-v1'\nsteps = 100\n")  # 2nd: warm-up > budget
+    error_of(capsys, ["sweep", str(path), "--out", str(out)])
+    assert (out / "curves.csv").read_text() == "precious\n"
+
+
+def test_report_needs_results(capsys, tmp_path):
+    assert "has no curves.csv" in error_of(capsys, ["report", str(tmp_path)])
+
+
+def test_error_from_a_real_process_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "pgjax", "run", "ppo", "gymnax/Pendulum-v1", "--steps", "100",
+                           "--set", "lr=-1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "lr must be > 0" in proc.stderr
+
+
+def test_list_prints_agents_and_envs(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ppo" in out and "sac" in out and "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out

@@ -1,0 +1,29 @@
+"""Learning within a step budget, with fixed seeds (the thresholds of the issue, never lowered)."""
+import numpy as np
+import pytest
+
+from pgjax.runner import make_group, run_group
+
+
+def final_mean_return(agent, env, seeds, steps, num_evals=5, **overrides):
+    (group,) = make_group(agent, env, None, list(range(seeds)), [{**overrides, "total_steps": steps}],
+                          num_evals=num_evals, eval_episodes=8)
+    result = run_group(group, progress=False)
+    assert not result.diverged.any()
+    return float(np.mean(result.final_returns))
+
+
+@pytest.mark.slow
+def test_ppo_learns_gymnax_pendulum():
+    assert final_mean_return("ppo", "gymnax/Pendulum-v1", seeds=8, steps=1_000_000) >= -250
+
+
+@pytest.mark.slow
+def test_sac_learns_gymnax_pendulum_in_20k_steps():
+    assert final_mean_return("sac", "gymnax/Pendulum-v1", seeds=4, steps=20_000, warmup_steps=1000,
+                             hidden_sizes="64,64") >= -250
+
+
+@pytest.mark.slow
+def test_ppo_learns_brax_inverted_pendulum():
+    assert final_mean_return("ppo", "brax/inverted_pendulum", seeds=4, steps=200_000, num_evals=4) >= 900

@@ -1,0 +1,62 @@
+"""Sweeps: grids over float hyperparameters share one compiled program; NaN runs are marked diverged
+and the sweep goes on; results and the report are written."""
+import csv
+import json
+
+from pgjax import cli
+from pgjax.sweep import load_sweep
+
+SWEEP = """
+name = "t"
+seeds = 2
+num_evals = 2
+eval_episodes = 2
+
+[[run]]
+agent = "ppo"
+env = "gymnax/Pendulum-v1"
+steps = 192
+config = { num_envs = 4, rollout_length = 8, num_epochs = 2, num_minibatches = 2 }
+grid = { init_log_std = [0.0, 1000.0] }   # exp(1000) = inf: the second config diverges
+
+[[run]]
+agent = "sac"
+env = "gymnax/Pendulum-v1"
+steps = 60
+config = { num_envs = 2, batch_size = 16, warmup_steps = 20, hidden_sizes = [16, 16] }
+"""
+
+
+def test_float_grid_is_one_group_static_grid_is_two(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[[run]]\nagent='ppo'\nenv='gymnax/Pendulum-v1'\nsteps=10000\n"
+                    "grid = { lr = [1e-4, 3e-4, 1e-3], num_epochs = [4, 10] }\n")
+    name, groups = load_sweep(path)
+    assert name == "s" and len(groups) == 2
+    assert [len(g.configs) for g in groups] == [3, 3]
+
+
+def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, capsys):
+    path = tmp_path / "t.toml"
+    path.write_text(SWEEP)
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert set(rows[0]) >= {"agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
+                            "eval_return_mean", "eval_return_std", "train_return_mean", "status"}
+    runs = json.loads((out / "runs.json").read_text())
+    ppo = runs["groups"][0]
+    good, bad = ppo["config_ids"]
+    final = {(r["config_id"], r["seed"]): r["status"] for r in rows if r["agent"] == "ppo"}
+    assert final[(good, "0")] == "ok" and final[(bad, "0")] == "diverged" and final[(bad, "1")] == "diverged"
+    assert ppo["diverged_runs"] == 2
+    assert any(r["agent"] == "sac" and r["status"] == "ok" for r in rows)  # the sweep went on
+    for key in ("python", "jax", "jaxlib", "flax", "optax", "brax", "gymnax", "pgjax"):
+        assert key in runs["versions"]
+    assert runs["device"]["kind"] and runs["device"]["count"] >= 1 and "matmul_precision" in runs["device"]
+    assert runs["git_commit"] and ppo["compile_s"] > 0 and ppo["run_s"] > 0 and ppo["steps_per_s"] > 0
+    assert runs["configs"][good]["config"]["init_log_std"] == 0.0
+    report = (out / "report.md").read_text()
+    assert "| ppo | gymnax/Pendulum-v1 |" in report and "IQM" in report
+    assert (out / "curves_gymnax_Pendulum-v1.png").stat().st_size > 1000
+    assert not list(out.glob("*.tmp"))
