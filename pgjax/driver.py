@@ -51,10 +51,13 @@ def num_iterations(agent: ModuleType, config) -> int:
 
 
 def make_schedule(agent: ModuleType, config, num_evals: int = DEFAULT_NUM_EVALS) -> Schedule:
-    iterations = num_iterations(agent, config)
-    chunks = max(1, min(num_evals, iterations))
+    iterations = max(1, num_iterations(agent, config))
+    # Chunks are one compiled program, so all have the same length; of the two lengths closest to
+    # iterations / num_evals, take the one that leaves fewer of the budget's iterations unrun.
+    lengths = {max(1, iterations // num_evals), max(1, -(-iterations // num_evals))}
+    per_chunk = max(lengths, key=lambda n: (iterations // n) * n)
     return Schedule(agent.warmup_steps(config), agent.steps_per_iteration(config),
-                    iterations // chunks, chunks)
+                    per_chunk, iterations // per_chunk)
 
 
 @struct.dataclass
