@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,7 +35,14 @@ def bootstrap_ci(x: np.ndarray, statistic, seed: int = 0) -> tuple[float, float]
 
 
 def mean_band(curves: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds (axis 0) with a bootstrap 95% band at every evaluation point."""
+    """Mean over seeds (axis 0) with a bootstrap 95% band at every evaluation point; diverged runs
+    are NaN and left out (an all-NaN point stays NaN, hence the silenced warnings)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _mean_band(curves, seed)
+
+
+def _mean_band(curves: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = np.nanmean(curves, 0)
     if curves.shape[0] < 2:
         return mean, mean, mean
@@ -71,7 +79,7 @@ def run_curves(per_seed: dict) -> tuple[np.ndarray, np.ndarray, list[int], int]:
     return steps, returns, seeds, diverged
 
 
-def final_table(runs: dict, multi_folder: bool, multi_config: dict) -> list[str]:
+def final_table(runs: dict, multi_folder: bool) -> list[str]:
     head = ["agent", "env", "backend"] + (["results"] if multi_folder else []) + ["config_id", "seeds",
             "env steps", "mean", "IQM", "IQM 95% CI", "diverged"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -153,7 +161,7 @@ def write_report(folders: list[Path], out: Path) -> Path:
              "Return of the deterministic policy at the last evaluation point, over seeds; "
              "IQM = interquartile mean, with a percentile bootstrap 95% interval "
              f"({BOOTSTRAP_SAMPLES} resamples of the seeds). Diverged runs are left out of the statistics.", ""]
-    lines += final_table(runs, multi_folder, {})
+    lines += final_table(runs, multi_folder)
     lines += ["", "## Learning curves", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Runs", ""]

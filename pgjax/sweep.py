@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pgjax import driver
-from pgjax.config import ConfigError
+from pgjax.config import ConfigError, to_dict
 from pgjax.results import device_info, git_commit, versions, write_results
 from pgjax.runner import Group, GroupResult, make_group, run_group
 
@@ -109,8 +109,6 @@ def metadata(name: str, results: list[GroupResult]) -> dict:
     configs = {}
     for r in results:
         for cid, c in zip(r.group.config_ids, r.group.configs):
-            from pgjax.config import to_dict
-
             configs[cid] = {"agent": r.group.agent, "env": r.group.env, "backend": r.group.backend,
                             "config": to_dict(c)}
     return {
