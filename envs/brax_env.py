@@ -18,25 +18,6 @@ DEFAULT_BACKEND = "generalized"
 EPISODE_LENGTH = 1000
 
 
-class _NumpyWithLegacyClip:
-    """jax.numpy, except that clip also takes the a_min/a_max keywords removed in jax 0.10."""
-
-    def __getattr__(self, name):
-        return getattr(jnp, name)
-
-    @staticmethod
-    def clip(x, min=None, max=None, a_min=None, a_max=None):
-        return jnp.clip(x, a_min if min is None else min, a_max if max is None else max)
-
-
-def _patch_brax_fluid() -> None:
-    """brax 0.14.2's fluid model (swimmer) still calls jnp.clip(a_min=...); give it the old keywords."""
-    from brax import fluid
-
-    if not isinstance(fluid.jp, _NumpyWithLegacyClip):
-        fluid.jp = _NumpyWithLegacyClip()
-
-
 def _select(done, on_done, otherwise):
     return jax.tree.map(lambda a, b: jnp.where(done, a, b), on_done, otherwise)
 
@@ -48,7 +29,6 @@ def make_brax(task: str, backend: str = DEFAULT_BACKEND, episode_length: int = E
         warnings.simplefilter("ignore")
         from brax import envs as brax_envs
 
-        _patch_brax_fluid()
         env = brax_envs.get_environment(task, backend=backend)
 
     def reset(key):

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pgjax import driver
 from pgjax.config import ConfigError, build, is_static, to_dict
@@ -75,6 +76,7 @@ class GroupResult:
     env_steps: int  # per run
     final_returns: np.ndarray  # [configs, seeds]
     diverged: np.ndarray  # [configs, seeds]
+    devices: int = 1  # how many devices the runs were split over
 
     @property
     def steps_per_s(self) -> float:
@@ -86,7 +88,7 @@ class GroupResult:
         return {"agent": g.agent, "env": g.env, "backend": g.backend, "seeds": g.seeds,
                 "config_ids": g.config_ids, "env_steps_per_run": self.env_steps,
                 "compile_s": round(self.compile_s, 3), "run_s": round(self.run_s, 3),
-                "steps_per_s": round(self.steps_per_s, 1),
+                "steps_per_s": round(self.steps_per_s, 1), "devices": self.devices,
                 "diverged_runs": int(self.diverged.sum())}
 
 
@@ -111,10 +113,32 @@ class Progress:
             self.bar.close()
 
 
-def compiled_functions(trainer: driver.Trainer, keys, configs):
-    """Ahead-of-time compile `start` (init + first evaluation) and `chunk`, timing compilation apart."""
-    start = jax.jit(driver.over_seeds_and_configs(lambda k, c: trainer.evaluate(trainer.init(k, c)), False))
-    chunk = jax.jit(driver.over_seeds_and_configs(trainer.chunk, True), donate_argnums=0)
+def largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, max(1, at_most) + 1) if n % d == 0)
+
+
+def runs_mesh(num_configs: int, num_seeds: int, devices=None) -> Mesh:
+    """The local devices a group runs on, as a (configs, seeds) grid: seeds are split evenly over as
+    many devices as divide their number, then configs over what is left. Runs never communicate, so
+    each device simply runs its share of the vmapped batch."""
+    devices = jax.local_devices() if devices is None else devices
+    per_seeds = largest_divisor(num_seeds, len(devices))
+    per_configs = largest_divisor(num_configs, len(devices) // per_seeds)
+    grid = np.array(devices[:per_configs * per_seeds]).reshape(per_configs, per_seeds)
+    return Mesh(grid, ("configs", "seeds"))
+
+
+def compiled_functions(trainer: driver.Trainer, keys, configs, mesh: Mesh):
+    """Ahead-of-time compile `start` (init + first evaluation) and `chunk` for the runs laid out on
+    `mesh`, timing compilation apart."""
+    def sharding(*axes):
+        return NamedSharding(mesh, PartitionSpec(*axes))
+
+    runs, per_config = sharding("configs", "seeds"), sharding("configs")
+    start = jax.jit(driver.over_seeds_and_configs(lambda k, c: trainer.evaluate(trainer.init(k, c)), False),
+                    in_shardings=(sharding("seeds"), per_config), out_shardings=runs)
+    chunk = jax.jit(driver.over_seeds_and_configs(trainer.chunk, True), in_shardings=(runs, per_config),
+                    out_shardings=runs, donate_argnums=0)
     t0 = time.perf_counter()
     start_c = start.lower(keys, configs).compile()
     run_shape = jax.eval_shape(start, keys, configs)[0]
@@ -129,7 +153,8 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
     trainer = driver.Trainer(agent, env, schedule, group.eval_episodes)
     keys = driver.seed_keys(group.seeds)
     configs = driver.stack_configs(group.configs)
-    start, chunk, compile_s = compiled_functions(trainer, keys, configs)
+    mesh = runs_mesh(len(group.configs), len(group.seeds))
+    start, chunk, compile_s = compiled_functions(trainer, keys, configs, mesh)
 
     n_runs = len(group.configs) * len(group.seeds)
     bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
@@ -150,7 +175,7 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
     curve = jax.tree.map(lambda *xs: np.stack(xs, axis=-1), *points)  # [configs, seeds, points]
     rows = curve_rows(group, schedule, curve, walls)
     return GroupResult(group, rows, compile_s, run_s, schedule.total_steps,
-                       curve.eval_return_mean[..., -1], curve.diverged[..., -1])
+                       curve.eval_return_mean[..., -1], curve.diverged[..., -1], mesh.size)
 
 
 def curve_rows(group: Group, schedule: driver.Schedule, curve, walls: list[float]) -> list[dict]:
