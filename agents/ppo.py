@@ -17,6 +17,7 @@ from flax import struct
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
 from pgjax.distributions import gaussian_entropy, gaussian_log_prob, gaussian_sample
 from pgjax.envs import Env, EnvState, batch_reset
+from pgjax.minibatch import shuffled_minibatches
 from pgjax.networks import MLP, GaussianActor
 from pgjax.normalize import RewardScaler, RunningStats
 from pgjax.returns import gae
@@ -181,9 +182,7 @@ def iteration(state: State, env: Env, config: Config) -> tuple[State, dict]:
         return (optax.apply_updates(params, updates), opt_state), info
 
     def epoch(carry, k):
-        perm = jax.random.permutation(k, batch["obs"].shape[0])
-        shuffled = jax.tree.map(lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
-        return jax.lax.scan(minibatch_step, carry, shuffled)
+        return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(k, batch, config.num_minibatches))
 
     carry = ((state.actor_params, state.critic_params), state.opt_state)
     ((actor_params, critic_params), opt_state), info = jax.lax.scan(
