@@ -13,6 +13,10 @@ from pgjax.runner import make_group, run_group
 # The configurations of the targets (2-core CPU: PPO 8 x 1M <= 65 s, SAC 8 x 40k <= 210 s).
 PPO = {"num_envs": 64, "rollout_length": 64, "num_epochs": 10, "num_minibatches": 8, "hidden_sizes": "64,64"}
 SAC = {"num_envs": 1, "gradient_steps": 1, "batch_size": 256, "hidden_sizes": "64,64", "warmup_steps": 1000}
+# Evaluation points per run, chosen so that chunks divide the iterations and the whole budget runs:
+# PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
+# SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
+NUM_EVALS = {"ppo": 4, "sac": 10}
 
 
 def peak_memory_mb() -> float:
@@ -25,13 +29,13 @@ def peak_memory_mb() -> float:
 
 def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
     (group,) = make_group(agent, "gymnax/Pendulum-v1", None, list(range(seeds)), [{**overrides, "total_steps": steps}],
-                          num_evals=10, eval_episodes=8)
+                          num_evals=NUM_EVALS[agent], eval_episodes=8)
     result = run_group(group, progress=False)
     return {"agent": agent, "env": group.env, "seeds": seeds, "steps_per_seed": result.env_steps,
             "compile_s": round(result.compile_s, 2), "run_s": round(result.run_s, 2),
             "env_steps_per_s": round(result.steps_per_s), "peak_memory_mb": round(peak_memory_mb()),
             "final_return": round(float(result.final_returns.mean()), 1),
-            "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}"}
+            "device": f"{jax.devices()[0].device_kind} x{result.devices}", "jax": jax.__version__}
 
 
 def main(args) -> int:
