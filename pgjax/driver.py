@@ -102,7 +102,8 @@ def all_finite(tree) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
-    """The pure pieces of one run: `init`, `chunk`, and the whole `train`, for one seed and config."""
+    """The pure pieces of one run (`init`, `advance`, `evaluate`) and the whole `train`, for one seed
+    and config. The runner compiles the pieces apart, so evaluation is traced and compiled once."""
 
     agent: ModuleType
     env: Env
@@ -120,13 +121,16 @@ class Trainer:
         point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged)
         return run.replace(evals_done=run.evals_done + 1), point
 
-    def chunk(self, run: RunState, config) -> tuple[RunState, CurvePoint]:
+    def advance(self, run: RunState, config) -> RunState:
+        """The iterations between two evaluation points; flags the run once anything is not finite."""
         def body(state, _):
             return self.agent.iteration(state, self.env, config)
 
         state, metrics = jax.lax.scan(body, run.agent, None, self.schedule.iterations_per_chunk)
-        diverged = run.diverged | ~all_finite(state) | ~all_finite(metrics)
-        return self.evaluate(RunState(state, run.eval_key, run.evals_done, diverged))
+        return run.replace(agent=state, diverged=run.diverged | ~all_finite(state) | ~all_finite(metrics))
+
+    def chunk(self, run: RunState, config) -> tuple[RunState, CurvePoint]:
+        return self.evaluate(self.advance(run, config))
 
     def train(self, key: jax.Array, config) -> tuple[RunState, CurvePoint]:
         """One whole run: the curve has num_chunks + 1 points (the first right after init)."""

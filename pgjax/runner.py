@@ -128,22 +128,32 @@ def runs_mesh(num_configs: int, num_seeds: int, devices=None) -> Mesh:
     return Mesh(grid, ("configs", "seeds"))
 
 
-def compiled_functions(trainer: driver.Trainer, keys, configs, mesh: Mesh):
-    """Ahead-of-time compile `start` (init + first evaluation) and `chunk` for the runs laid out on
-    `mesh`, timing compilation apart."""
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """The ahead-of-time compiled pieces of a group's runs: no call can trigger a recompile."""
+
+    init: Any  # (seed keys, configs) -> runs
+    advance: Any  # (runs, configs) -> runs, one chunk of iterations; donates its input
+    evaluate: Any  # runs -> (runs, curve point)
+    seconds: float
+
+
+def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> Compiled:
+    """Compile init, advance and evaluate for the runs laid out on `mesh`, timing compilation apart."""
     def sharding(*axes):
         return NamedSharding(mesh, PartitionSpec(*axes))
 
     runs, per_config = sharding("configs", "seeds"), sharding("configs")
-    start = jax.jit(driver.over_seeds_and_configs(lambda k, c: trainer.evaluate(trainer.init(k, c)), False),
-                    in_shardings=(sharding("seeds"), per_config), out_shardings=runs)
-    chunk = jax.jit(driver.over_seeds_and_configs(trainer.chunk, True), in_shardings=(runs, per_config),
-                    out_shardings=runs, donate_argnums=0)
+    init = jax.jit(driver.over_seeds_and_configs(trainer.init, False),
+                   in_shardings=(sharding("seeds"), per_config), out_shardings=runs)
+    advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True), in_shardings=(runs, per_config),
+                      out_shardings=runs, donate_argnums=0)
+    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs)
     t0 = time.perf_counter()
-    start_c = start.lower(keys, configs).compile()
-    run_shape = jax.eval_shape(start, keys, configs)[0]
-    chunk_c = chunk.lower(run_shape, configs).compile()
-    return start_c, chunk_c, time.perf_counter() - t0
+    run_shape = jax.eval_shape(init, keys, configs)
+    compiled = (init.lower(keys, configs).compile(), advance.lower(run_shape, configs).compile(),
+                evaluate.lower(run_shape).compile())
+    return Compiled(*compiled, time.perf_counter() - t0)
 
 
 def run_group(group: Group, progress: bool = True) -> GroupResult:
@@ -154,17 +164,17 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
     keys = driver.seed_keys(group.seeds)
     configs = driver.stack_configs(group.configs)
     mesh = runs_mesh(len(group.configs), len(group.seeds))
-    start, chunk, compile_s = compiled_functions(trainer, keys, configs, mesh)
+    fns = compile_group(trainer, keys, configs, mesh)
 
     n_runs = len(group.configs) * len(group.seeds)
     bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
     t0 = time.perf_counter()
-    run, point = start(keys, configs)
+    run, point = fns.evaluate(fns.init(keys, configs))
     points = [jax.device_get(point)]
     walls = [time.perf_counter() - t0]
     bar.update(schedule.warmup_steps * n_runs, float(np.nanmean(points[-1].eval_return_mean)), 0.0)
     for _ in range(schedule.num_chunks):
-        run, point = chunk(run, configs)
+        run, point = fns.evaluate(fns.advance(run, configs))
         points.append(jax.device_get(point))  # one host sync per evaluation point, never per step
         walls.append(time.perf_counter() - t0)
         elapsed = walls[-1]
@@ -174,7 +184,7 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
     run_s = walls[-1]
     curve = jax.tree.map(lambda *xs: np.stack(xs, axis=-1), *points)  # [configs, seeds, points]
     rows = curve_rows(group, schedule, curve, walls)
-    return GroupResult(group, rows, compile_s, run_s, schedule.total_steps,
+    return GroupResult(group, rows, fns.seconds, run_s, schedule.total_steps,
                        curve.eval_return_mean[..., -1], curve.diverged[..., -1], mesh.size)
 
 

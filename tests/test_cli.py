@@ -13,7 +13,7 @@ def no_compilation(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("bad input reached compilation")
 
-    monkeypatch.setattr(runner, "compiled_functions", refuse)
+    monkeypatch.setattr(runner, "compile_group", refuse)
 
 
 def error_of(capsys, argv):
