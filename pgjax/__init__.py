@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 def _one_cpu_device_per_core() -> None:
     """XLA:CPU runs one program mostly on one core when its ops are as small as ours (64-unit
     networks), so the runner shards seeds over devices; on a CPU host that needs one device per
-    core (measured on 2 cores, 8 seeds: PPO and SAC 1.27x the steps/s of one device). Accelerator backends
-    are unaffected. A user's own setting wins, and nothing changes once jax has started."""
+    core (measured on 2 cores, 8 seeds: PPO and SAC 1.27x the steps/s of one device). Accelerator
+    backends are unaffected. A user's own setting wins, and nothing changes once jax has started."""
     import jax
 
     if "JAX_NUM_CPU_DEVICES" in _os.environ or "device_count" in _os.environ.get("XLA_FLAGS", ""):
