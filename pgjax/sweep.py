@@ -105,7 +105,7 @@ def load_sweep(path: str | Path) -> tuple[str, list[Group]]:
     return name, groups
 
 
-def metadata(name: str, results: list[GroupResult]) -> dict:
+def metadata(name: str, results: list[GroupResult], commit: str) -> dict:
     configs = {}
     for r in results:
         for cid, c in zip(r.group.config_ids, r.group.configs):
@@ -116,7 +116,7 @@ def metadata(name: str, results: list[GroupResult]) -> dict:
         "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "device": device_info(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "groups": [r.summary() for r in results],
         "configs": configs,
     }
@@ -125,9 +125,10 @@ def metadata(name: str, results: list[GroupResult]) -> dict:
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True) -> list[GroupResult]:
     results: list[GroupResult] = []
     rows: list[dict] = []
+    commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
     for group in groups:
         result = run_group(group, progress)
         results.append(result)
         rows += result.rows
-        write_results(out, rows, metadata(name, results))
+        write_results(out, rows, metadata(name, results, commit))
     return results
