@@ -134,7 +134,7 @@ class Compiled:
 
     init: Any  # (seed keys, configs) -> runs
     advance: Any  # (runs, configs) -> runs, one chunk of iterations; donates its input
-    evaluate: Any  # runs -> (runs, curve point)
+    evaluate: Any  # runs -> (runs, curve point); donates its input
     seconds: float
 
 
@@ -148,7 +148,8 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> Compile
                    in_shardings=(sharding("seeds"), per_config), out_shardings=runs)
     advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True), in_shardings=(runs, per_config),
                       out_shardings=runs, donate_argnums=0)
-    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs)
+    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
+                       donate_argnums=0)  # the run state (replay buffers included) is updated in place
     t0 = time.perf_counter()
     run_shape = jax.eval_shape(init, keys, configs)
     compiled = (init.lower(keys, configs).compile(), advance.lower(run_shape, configs).compile(),
