@@ -1,4 +1,4 @@
-import pgjax  # noqa: F401  (sets XLA flags before jax initialises its backend)
+import pgjax  # noqa: F401  (asks for one CPU device per core before jax initialises its backend)
 import jax
 
 jax.config.update("jax_enable_x64", False)
