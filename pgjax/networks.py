@@ -11,6 +11,18 @@ import numpy as np
 ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "swish": nn.swish}
 
 
+def orthogonal(scale: float) -> Callable:
+    """flax's orthogonal initializer, but never batched: vmapped over seeds, its LAPACK QR becomes
+    one batched call that deadlocks jaxlib 0.10's XLA:CPU (both pool threads in
+    lapack_sgeqrf_ffi waiting on the pool they run on). A sequential map gives the same matrices."""
+    base = nn.initializers.orthogonal(scale)
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        return jax.custom_batching.sequential_vmap(lambda k: base(k, shape, dtype))(key)
+
+    return init
+
+
 class MLP(nn.Module):
     """Hidden layers with orthogonal(sqrt 2) init, then a linear head with orthogonal(out_scale)."""
 
@@ -23,9 +35,9 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+            x = act(nn.Dense(size, kernel_init=orthogonal(np.sqrt(2.0)),
                              bias_init=nn.initializers.zeros)(x))
-        return nn.Dense(self.out_size, kernel_init=nn.initializers.orthogonal(self.out_scale),
+        return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale),
                         bias_init=nn.initializers.zeros)(x)
 
 
