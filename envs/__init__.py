@@ -5,7 +5,7 @@ from .brax_env import BACKENDS as BRAX_BACKENDS
 from .brax_env import DEFAULT_BACKEND as DEFAULT_BRAX_BACKEND
 from .brax_env import TASKS as BRAX_TASKS
 from .brax_env import make_brax
-from .core import Env, EnvState, EpisodeStats, batch_reset, batch_step
+from .core import Env, EnvState, EpisodeStats, batch_reset, batch_step, refresh
 from .gymnax_env import TASKS as GYMNAX_TASKS
 from .gymnax_env import make_gymnax
 
@@ -30,5 +30,5 @@ def make(name: str, backend: str | None = None) -> Env:
     return make_brax(task, backend or DEFAULT_BRAX_BACKEND)
 
 
-__all__ = ["Env", "EnvState", "EpisodeStats", "ENV_NAMES", "make", "batch_reset", "batch_step",
+__all__ = ["Env", "EnvState", "EpisodeStats", "ENV_NAMES", "make", "batch_reset", "batch_step", "refresh",
            "default_backend", "backends_for", "BRAX_BACKENDS", "GYMNAX_TASKS", "BRAX_TASKS"]

@@ -69,6 +69,10 @@ class Env:
     max_episode_steps: int
     reset: Callable[[jax.Array], EnvState] = dataclasses.field(repr=False, compare=False)
     step: Callable[[EnvState, jax.Array, jax.Array], EnvState] = dataclasses.field(repr=False, compare=False)
+    # Adapters whose reset is expensive draw fresh initial states from a pool that `refresh` refills;
+    # stepping loops call it once every `refresh_every` steps of each env (0: never needed).
+    refresh: Callable[[EnvState], EnvState] | None = dataclasses.field(default=None, repr=False, compare=False)
+    refresh_every: int = 0
 
     @property
     def identity(self) -> str:
@@ -97,6 +101,11 @@ def next_state(prev: EnvState, inner: Any, obs: jax.Array, final_obs: jax.Array,
 
 def batch_reset(env: Env, key: jax.Array, n: int) -> EnvState:
     return jax.vmap(env.reset)(jax.random.split(key, n))
+
+
+def refresh(env: Env, state: EnvState) -> EnvState:
+    """Refill the fresh-reset pools of a batch of envs (a no-op for adapters that need none)."""
+    return jax.vmap(env.refresh)(state) if env.refresh is not None else state
 
 
 def batch_step(env: Env, state: EnvState, action: jax.Array, key: jax.Array) -> EnvState:

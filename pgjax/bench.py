@@ -1,9 +1,11 @@
-"""`pgjax bench`: PPO and SAC on gymnax Pendulum with vmapped seeds; prints compile s, run s,
-env steps/s, peak memory and final return. A benchmark, never a test."""
+"""`pgjax bench`: PPO and SAC on gymnax Pendulum with vmapped seeds (compile s, run s, env steps/s,
+peak memory, final return), and the Brax adapter's stepping speed beside bare Brax's on hopper.
+A benchmark, never a test."""
 from __future__ import annotations
 
 import json
 import resource
+import time
 from pathlib import Path
 
 import jax
@@ -38,6 +40,58 @@ def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
             "device": f"{jax.devices()[0].device_kind} x{result.devices}", "jax": jax.__version__}
 
 
+def _timed(fn, key) -> tuple[float, float]:
+    """(compile s, run s) of a jitted fn(key) that returns an array."""
+    jitted = jax.jit(fn)
+    t0 = time.perf_counter()
+    compiled = jitted.lower(key).compile()
+    t1 = time.perf_counter()
+    jax.block_until_ready(compiled(key))
+    return t1 - t0, time.perf_counter() - t1
+
+
+def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1000) -> dict:
+    """Uniform random actions in `num_envs` envs for `steps` steps: our adapter (time limit, separate
+    terminated/truncated, final_obs, a fresh random start per episode from the reset pool) against
+    bare Brax with its own training wrappers (EpisodeWrapper + AutoResetWrapper, which restarts every
+    episode from one cached first state), same backend, one device."""
+    import warnings
+
+    from pgjax.envs import batch_reset, make
+    from pgjax.rollout import rollout, uniform_policy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from brax import envs as brax_envs
+        from brax.envs.wrappers.training import wrap
+
+        ours = make(f"brax/{task}")
+        bare = wrap(brax_envs.get_environment(task, backend=ours.backend), episode_length=ours.max_episode_steps)
+
+    def run_ours(key):
+        state = batch_reset(ours, key, num_envs)
+        state, _ = rollout(ours, state, uniform_policy(ours.action_size), key, steps)
+        return state.obs.sum()
+
+    def run_bare(key):
+        def body(state, k):
+            action = jax.random.uniform(k, (num_envs, bare.action_size), minval=-1.0, maxval=1.0)
+            return bare.step(state, action), None
+
+        state, _ = jax.lax.scan(body, bare.reset(jax.random.split(key, num_envs)), jax.random.split(key, steps))
+        return state.obs.sum()
+
+    device = jax.local_devices()[0]
+    with jax.default_device(device):
+        key = jax.device_put(jax.random.PRNGKey(0), device)
+        (c_bare, r_bare), (c_ours, r_ours) = _timed(run_bare, key), _timed(run_ours, key)
+    total = num_envs * steps
+    return {"bench": "brax_stepping", "env": f"brax/{task}", "backend": ours.backend, "num_envs": num_envs,
+            "steps": steps, "bare_brax_steps_per_s": round(total / r_bare), "pgjax_steps_per_s": round(total / r_ours),
+            "pgjax_over_bare": round(r_bare / r_ours, 3), "compile_s": [round(c_bare, 2), round(c_ours, 2)],
+            "device": f"{device.device_kind} x1", "jax": jax.__version__}
+
+
 def main(args) -> int:
     rows = []
     if args.only in (None, "ppo"):
@@ -45,6 +99,9 @@ def main(args) -> int:
         print(json.dumps(rows[-1]), flush=True)
     if args.only in (None, "sac"):
         rows.append(bench_one("sac", SAC, args.seeds, args.sac_steps))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.only in (None, "brax"):
+        rows.append(bench_brax_stepping())
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")

@@ -1,13 +1,14 @@
 """Collecting experience from a batch of environments: one place for every agent."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax.envs import Env, EnvState, batch_step
+from pgjax.envs import Env, EnvState, batch_step, refresh
 
 
 @struct.dataclass
@@ -41,12 +42,18 @@ def env_step(env: Env, env_state: EnvState, policy: Policy, key: jax.Array) -> t
 
 def rollout(env: Env, env_state: EnvState, policy: Policy, key: jax.Array, length: int
             ) -> tuple[EnvState, Transition]:
-    """`length` steps of every env under a fixed policy; the result is stacked [length, num_envs, ...]."""
+    """`length` steps of every env under a fixed policy; the result is stacked [length, num_envs, ...].
+    A rollout longer than the env's refresh period refills its fresh-reset pools every period (the
+    driver refills them before each iteration)."""
+    every = env.refresh_every if length > env.refresh_every else 0
 
-    def body(state, k):
+    def body(state, step):
+        t, k = step
+        if every:  # t is the same for every run, so this stays a real branch
+            state = jax.lax.cond((t > 0) & (t % every == 0), partial(refresh, env), lambda s: s, state)
         return env_step(env, state, policy, k)
 
-    return jax.lax.scan(body, env_state, jax.random.split(key, length))
+    return jax.lax.scan(body, env_state, (jnp.arange(length), jax.random.split(key, length)))
 
 
 def uniform_policy(action_size: int) -> Policy:
