@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from pgjax.budget import iterations_in_budget
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
 from pgjax.distributions import gaussian_entropy, gaussian_log_prob, gaussian_sample
 from pgjax.envs import Env, EnvState, batch_reset
@@ -56,8 +57,6 @@ class Config:
         batch = self.num_envs * self.rollout_length
         require(out, self.num_minibatches <= 0 or batch % self.num_minibatches == 0,
                 f"num_envs * rollout_length = {batch} must be divisible by num_minibatches = {self.num_minibatches}")
-        require(out, self.total_steps >= batch,
-                f"total_steps = {self.total_steps} is less than one rollout (num_envs * rollout_length = {batch})")
         return out
 
 
@@ -89,14 +88,18 @@ def _networks(env: Env, config: Config):
     return actor, critic
 
 
+def learning_rate(config: Config):
+    """Constant, or annealed linearly from lr at the first Adam step to 0 at the last one the budget
+    runs (the driver's schedule holds exactly these iterations)."""
+    if not config.anneal_lr:
+        return config.lr
+    iterations = iterations_in_budget(config.total_steps, warmup_steps(config), steps_per_iteration(config))
+    last_update = max(1, iterations * config.num_epochs * config.num_minibatches - 1)
+    return lambda count: config.lr * jnp.maximum(1.0 - count / last_update, 0.0)
+
+
 def _optimizer(config: Config):
-    iterations = config.total_steps // steps_per_iteration(config)
-    updates = max(1, iterations * config.num_epochs * config.num_minibatches)
-    if config.anneal_lr:
-        lr = lambda count: config.lr * jnp.maximum(1.0 - count / updates, 0.0)
-    else:
-        lr = config.lr
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config), eps=1e-5))
 
 
 def init(key: jax.Array, env: Env, config: Config) -> State:

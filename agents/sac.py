@@ -20,7 +20,7 @@ from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.networks import QNetwork, SquashedGaussianActor, apply_ensemble, init_ensemble, polyak
 from pgjax.normalize import RunningStats
-from pgjax.replay import as_items, make_buffer, transition_item
+from pgjax.replay import as_items, buffer_capacity, make_buffer, replay_budget_problems, transition_item
 from pgjax.rollout import env_step, rollout, uniform_policy
 
 
@@ -51,11 +51,7 @@ class Config:
         check_unit_interval(out, self, "gamma", "tau")
         require(out, all(h > 0 for h in self.hidden_sizes), "hidden_sizes must be positive")
         require(out, self.warmup_steps >= 0, f"warmup_steps must be >= 0 (got {self.warmup_steps})")
-        require(out, self.num_envs <= 0 or self.warmup_steps % self.num_envs == 0,
-                f"warmup_steps = {self.warmup_steps} must be divisible by num_envs = {self.num_envs}")
-        require(out, self.total_steps > self.warmup_steps,
-                f"total_steps = {self.total_steps} must exceed warmup_steps = {self.warmup_steps}")
-        return out
+        return out + replay_budget_problems(self)
 
 
 @struct.dataclass
@@ -89,8 +85,7 @@ def _networks(env: Env, config: Config):
 
 
 def _buffer(config: Config):
-    capacity = min(config.buffer_size, config.total_steps)
-    return make_buffer(capacity, config.batch_size)
+    return make_buffer(buffer_capacity(config), config.batch_size)
 
 
 def _optimizers(config: Config):

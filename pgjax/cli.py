@@ -46,7 +46,7 @@ def _run(args) -> int:
         raise ConfigError("set the budget with --steps, not --set total_steps=...")
     overrides["total_steps"] = args.steps
     groups = make_group(args.agent, args.env, args.backend, list(range(args.seeds)), [overrides],
-                        args.num_evals, args.eval_episodes)
+                        args.num_evals, args.eval_episodes, args.matmul_precision)
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
     out = Path(args.out) if args.out else RESULTS / name
     _print_results(run_groups(name, groups, out, progress=not args.quiet), out)
@@ -56,7 +56,7 @@ def _run(args) -> int:
 def _sweep(args) -> int:
     from pgjax.sweep import load_sweep, run_groups
 
-    name, groups = load_sweep(args.file)
+    name, groups = load_sweep(args.file, args.matmul_precision)
     out = Path(args.out) if args.out else RESULTS / name
     results = run_groups(name, groups, out, progress=not args.quiet)
     _print_results(results, out)
@@ -102,6 +102,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default=None, help="results folder name")
     r.add_argument("--out", default=None, help="results folder (default results/<name>)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--matmul-precision", default="highest", metavar="P",
+                   help="float32 matmul precision: highest (default; true float32), high, tensorfloat32, default, ...")
     r.set_defaults(func=_run)
 
     s = sub.add_parser("sweep", help="run a sweep file")
@@ -109,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None)
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--no-report", action="store_true")
+    s.add_argument("--matmul-precision", default=None, metavar="P",
+                   help="override the sweep file's matmul_precision (default highest: true float32)")
     s.set_defaults(func=_sweep)
 
     rep = sub.add_parser("report", help="tables and plots from one or more results folders")
@@ -116,8 +120,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="where report.md and plots go (default: first folder)")
     rep.set_defaults(func=_report)
 
-    b = sub.add_parser("bench", help="time PPO and SAC on gymnax Pendulum (compile, run, steps/s, memory)")
-    b.add_argument("--only", choices=["ppo", "sac"], default=None)
+    b = sub.add_parser("bench", help="time PPO and SAC on gymnax Pendulum (compile, run, steps/s, memory) "
+                       "and the Brax adapter beside bare Brax on hopper")
+    b.add_argument("--only", choices=["ppo", "sac", "brax"], default=None)
     b.add_argument("--seeds", type=int, default=8)
     b.add_argument("--ppo-steps", type=int, default=1_000_000)
     b.add_argument("--sac-steps", type=int, default=40_000)

@@ -9,6 +9,7 @@ separate keys, flags divergence, and vmaps all of it over seeds and over float h
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -17,7 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pgjax.envs import Env, batch_reset, batch_step
+from pgjax.budget import iterations_in_budget
+from pgjax.config import ConfigError
+from pgjax.envs import Env, batch_reset, batch_step, refresh
 from pgjax.rollout import mean_train_return
 
 DEFAULT_NUM_EVALS = 20
@@ -26,38 +29,50 @@ DEFAULT_EVAL_EPISODES = 8
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """Static bookkeeping: how many env steps each chunk consumes, so budgets are exact."""
+    """The one schedule a run follows: warm-up, then `num_iterations` iterations of a statically known
+    size, split into `num_chunks` chunks with an evaluation after each. Every horizon (learning-rate
+    annealing, budgets, evaluation points) comes from here, so none can disagree with what runs."""
 
     warmup_steps: int
     steps_per_iteration: int
-    iterations_per_chunk: int
+    num_iterations: int
     num_chunks: int
 
     @property
-    def steps_per_chunk(self) -> int:
-        return self.steps_per_iteration * self.iterations_per_chunk
-
-    @property
     def total_steps(self) -> int:
-        return self.warmup_steps + self.num_chunks * self.steps_per_chunk
+        return self.warmup_steps + self.num_iterations * self.steps_per_iteration
+
+    def iterations_before(self, chunk):
+        """Iterations done before chunk `chunk` (0..num_chunks): chunks differ by at most one iteration.
+        Written as j·q + (j·r) // k so that j·I never overflows int32 inside a traced program."""
+        q, r = divmod(self.num_iterations, self.num_chunks)
+        return chunk * q + (chunk * r) // self.num_chunks
+
+    def chunk_iterations(self, chunk):
+        return self.iterations_before(chunk + 1) - self.iterations_before(chunk)
 
     def eval_steps(self) -> np.ndarray:
         """Env steps consumed at each evaluation point (point 0 is right after init)."""
-        return self.warmup_steps + self.steps_per_chunk * np.arange(self.num_chunks + 1)
+        return self.warmup_steps + self.steps_per_iteration * self.iterations_before(np.arange(self.num_chunks + 1))
 
-
-def num_iterations(agent: ModuleType, config) -> int:
-    return max(0, (config.total_steps - agent.warmup_steps(config)) // agent.steps_per_iteration(config))
+    def note(self, num_evals: int) -> str | None:
+        """What runs instead of what was asked, in one line (None when it is what was asked)."""
+        if self.num_chunks == num_evals:
+            return None
+        return (f"num_evals = {num_evals} exceeds the {self.num_iterations} iteration(s) the budget holds; "
+                f"writing {self.num_chunks + 1} evaluation points (one after every iteration)")
 
 
 def make_schedule(agent: ModuleType, config, num_evals: int = DEFAULT_NUM_EVALS) -> Schedule:
-    iterations = max(1, num_iterations(agent, config))
-    # Chunks are one compiled program, so all have the same length; of the two lengths closest to
-    # iterations / num_evals, take the one that leaves fewer of the budget's iterations unrun.
-    lengths = {max(1, iterations // num_evals), max(1, -(-iterations // num_evals))}
-    per_chunk = max(lengths, key=lambda n: (iterations // n) * n)
-    return Schedule(agent.warmup_steps(config), agent.steps_per_iteration(config),
-                    per_chunk, iterations // per_chunk)
+    """The schedule of `config.total_steps` (never exceeded); ConfigError when no iteration fits."""
+    warmup, per_iteration = agent.warmup_steps(config), agent.steps_per_iteration(config)
+    iterations = iterations_in_budget(config.total_steps, warmup, per_iteration)
+    if iterations < 1:
+        raise ConfigError(
+            f"total_steps = {config.total_steps} leaves no training iteration after warmup_steps = {warmup} "
+            f"(one iteration takes {per_iteration} env steps): raise total_steps"
+            + (" or lower warmup_steps" if warmup else ""))
+    return Schedule(warmup, per_iteration, iterations, min(num_evals, iterations))
 
 
 @struct.dataclass
@@ -121,30 +136,51 @@ class Trainer:
         point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged)
         return run.replace(evals_done=run.evals_done + 1), point
 
-    def advance(self, run: RunState, config) -> RunState:
-        """The iterations between two evaluation points; flags the run once anything is not finite."""
-        def body(state, _):
-            return self.agent.iteration(state, self.env, config)
+    def advance(self, run: RunState, config, iterations) -> RunState:
+        """`iterations` training iterations (a traced scalar shared by all runs, so chunks of different
+        lengths are one program); flags the run once anything is not finite."""
+        refill_every = self.iterations_per_refill(run.agent.env_state)
 
-        state, metrics = jax.lax.scan(body, run.agent, None, self.schedule.iterations_per_chunk)
-        return run.replace(agent=state, diverged=run.diverged | ~all_finite(state) | ~all_finite(metrics))
+        def body(i, carry):
+            state, finite = carry
+            if refill_every:  # the predicate is the same for every run, so this stays a real branch
+                state = state.replace(env_state=jax.lax.cond(
+                    i % refill_every == 0, partial(refresh, self.env), lambda s: s, state.env_state))
+            state, metrics = self.agent.iteration(state, self.env, config)
+            return state, finite & all_finite(metrics)
 
-    def chunk(self, run: RunState, config) -> tuple[RunState, CurvePoint]:
-        return self.evaluate(self.advance(run, config))
+        state, finite = jax.lax.fori_loop(0, iterations, body, (run.agent, jnp.asarray(True)))
+        return run.replace(agent=state, diverged=run.diverged | ~finite | ~all_finite(state))
+
+    def iterations_per_refill(self, env_state) -> int:
+        """Iterations between refills of the envs' fresh-reset pools (0: the env keeps none)."""
+        if not self.env.refresh_every:
+            return 0
+        steps_per_env = max(1, self.schedule.steps_per_iteration // env_state.obs.shape[0])
+        return max(1, -(-self.env.refresh_every // steps_per_env))
+
+    def chunk(self, run: RunState, config, iterations) -> tuple[RunState, CurvePoint]:
+        return self.evaluate(self.advance(run, config, iterations))
 
     def train(self, key: jax.Array, config) -> tuple[RunState, CurvePoint]:
         """One whole run: the curve has num_chunks + 1 points (the first right after init)."""
         run, first = self.evaluate(self.init(key, config))
-        run, points = jax.lax.scan(lambda r, _: self.chunk(r, config), run, None, self.schedule.num_chunks)
+        chunks = jnp.arange(self.schedule.num_chunks)
+        run, points = jax.lax.scan(lambda r, j: self.chunk(r, config, self.schedule.chunk_iterations(j)), run, chunks)
         curve = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, points)
         return run, curve
 
 
 def over_seeds_and_configs(fn, x_per_config: bool):
-    """vmap fn(x, config) over seeds (x's leading axis) and over a leading config axis of the config's
-    float leaves; x is shared by all configs (seed keys) unless x_per_config (run states)."""
-    per_seed = jax.vmap(fn, in_axes=(0, None))
-    return jax.vmap(per_seed, in_axes=(0 if x_per_config else None, 0))
+    """vmap fn(x, config, *shared) over seeds (x's leading axis) and over a leading config axis of the
+    config's float leaves; x is shared by all configs (seed keys) unless x_per_config (run states),
+    and the remaining arguments are shared by every run."""
+    def batched(x, config, *shared):
+        rest = (None,) * len(shared)
+        per_seed = jax.vmap(fn, in_axes=(0, None) + rest)
+        return jax.vmap(per_seed, in_axes=(0 if x_per_config else None, 0) + rest)(x, config, *shared)
+
+    return batched
 
 
 def stack_configs(configs: list):

@@ -8,6 +8,32 @@ import jax.numpy as jnp
 from pgjax.rollout import Transition
 
 
+def buffer_capacity(config) -> int:
+    """Transitions the replay buffer holds: a run never stores more than its budget."""
+    return min(config.buffer_size, config.total_steps)
+
+
+def replay_budget_problems(config) -> list[str]:
+    """What makes an off-policy config's replay impossible, each naming the fields to change; shared
+    by every off-policy agent (fields total_steps, num_envs, batch_size, buffer_size, warmup_steps)."""
+    if min(config.total_steps, config.num_envs, config.batch_size, config.buffer_size) <= 0 or config.warmup_steps < 0:
+        return []  # the agent's own positivity checks already say what is wrong
+    capacity = buffer_capacity(config)
+    holds = f"the replay buffer's capacity min(buffer_size, total_steps) = {capacity} transitions"
+    out = []
+    if config.warmup_steps % config.num_envs:
+        out.append(f"warmup_steps = {config.warmup_steps} must be divisible by num_envs = {config.num_envs}")
+    if config.batch_size > capacity:
+        out.append(f"batch_size = {config.batch_size} exceeds {holds}: lower batch_size or raise "
+                   + ("total_steps" if config.total_steps < config.buffer_size else "buffer_size"))
+    if config.warmup_steps > capacity:
+        out.append(f"warmup_steps = {config.warmup_steps} exceeds {holds}: lower warmup_steps or raise "
+                   + ("total_steps" if config.total_steps < config.buffer_size else "buffer_size"))
+    if config.num_envs > capacity:
+        out.append(f"num_envs = {config.num_envs} exceeds {holds}: one step of every env must fit")
+    return out
+
+
 def make_buffer(capacity: int, batch_size: int):
     return fbx.make_item_buffer(max_length=capacity, min_length=1, sample_batch_size=batch_size,
                                 add_batches=True)

@@ -142,7 +142,7 @@ def metadata_lines(folders: list[Path], labels: list[str]) -> list[str]:
         v, d = meta.get("versions", {}), meta.get("device", {})
         for g in meta.get("groups", []):
             lines.append(f"| {label} ({g['agent']} {g['env']}) | {meta.get('git_commit', '?')[:12]} | "
-                         f"{d.get('kind', '?')} x{d.get('count', '?')} | {d.get('matmul_precision', '?')} | "
+                         f"{d.get('kind', '?')} x{d.get('count', '?')} | {g.get('matmul_precision', d.get('matmul_precision', '?'))} | "
                          f"{v.get('jax', '?')} | {v.get('brax', '?')} | {v.get('gymnax', '?')} | "
                          f"{g['compile_s']:.1f} | {g['run_s']:.1f} | {g['steps_per_s']:,.0f} |")
     return lines

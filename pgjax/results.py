@@ -64,8 +64,7 @@ def device_info() -> dict:
 
     devices = jax.devices()
     return {"platform": devices[0].platform, "kind": devices[0].device_kind, "count": len(devices),
-            "processes": jax.process_count(), "host": platform.machine(),
-            "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
+            "processes": jax.process_count(), "host": platform.machine()}
 
 
 def git_commit() -> str:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -18,6 +19,12 @@ from pgjax.config import ConfigError, build, is_static, to_dict
 from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
 from pgjax.registry import get_agent
+
+
+# float32 matmuls everywhere: JAX's "default" on recent NVIDIA GPUs runs float32 matmuls as TF32 or
+# bf16 passes, so GPU curves would differ from CPU ones for a reason nobody chose.
+DEFAULT_MATMUL_PRECISION = "highest"
+MATMUL_PRECISIONS = ("highest", "float32", "high", "bfloat16_3x", "tensorfloat32", "default", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -31,6 +38,7 @@ class Group:
     configs: list[Any]
     num_evals: int = driver.DEFAULT_NUM_EVALS
     eval_episodes: int = driver.DEFAULT_EVAL_EPISODES
+    matmul_precision: str = DEFAULT_MATMUL_PRECISION
 
     @property
     def config_ids(self) -> list[str]:
@@ -46,10 +54,17 @@ def static_key(config) -> tuple:
     return tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config) if is_static(f))
 
 
+def check_matmul_precision(precision: str) -> str:
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"unknown matmul precision {precision!r}; choose one of {', '.join(MATMUL_PRECISIONS)}")
+    return precision
+
+
 def make_group(agent: str, env: str, backend: str | None, seeds: list[int], overrides: list[dict],
-               num_evals: int = driver.DEFAULT_NUM_EVALS, eval_episodes: int = driver.DEFAULT_EVAL_EPISODES
-               ) -> list[Group]:
-    """Validate names and configs (nothing is compiled) and split them into groups by static fields."""
+               num_evals: int = driver.DEFAULT_NUM_EVALS, eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
+               matmul_precision: str = DEFAULT_MATMUL_PRECISION) -> list[Group]:
+    """Validate names, configs and budgets (nothing is compiled) and split them into groups by static
+    fields."""
     check_agent(agent)
     env, backend = check_env(env, backend)
     if not seeds:
@@ -58,11 +73,14 @@ def make_group(agent: str, env: str, backend: str | None, seeds: list[int], over
         raise ConfigError(f"seeds must be distinct (got {seeds})")
     if num_evals < 1 or eval_episodes < 1:
         raise ConfigError("num_evals and eval_episodes must be >= 1")
+    check_matmul_precision(matmul_precision)
     module = get_agent(agent)
     configs = [build(module.Config, o, agent) for o in overrides]
     groups: dict[tuple, Group] = {}
     for c in configs:
-        groups.setdefault(static_key(c), Group(agent, env, backend, list(seeds), [], num_evals, eval_episodes))
+        driver.make_schedule(module, c, num_evals)  # refuses a budget that holds no iteration
+        groups.setdefault(static_key(c), Group(agent, env, backend, list(seeds), [], num_evals, eval_episodes,
+                                               matmul_precision))
         groups[static_key(c)].configs.append(c)
     return list(groups.values())
 
@@ -89,6 +107,7 @@ class GroupResult:
                 "config_ids": g.config_ids, "env_steps_per_run": self.env_steps,
                 "compile_s": round(self.compile_s, 3), "run_s": round(self.run_s, 3),
                 "steps_per_s": round(self.steps_per_s, 1), "devices": self.devices,
+                "matmul_precision": g.matmul_precision,
                 "diverged_runs": int(self.diverged.sum())}
 
 
@@ -138,22 +157,25 @@ class Compiled:
     seconds: float
 
 
-def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> Compiled:
-    """Compile init, advance and evaluate for the runs laid out on `mesh`, timing compilation apart."""
+def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
+    """Compile init, advance and evaluate for the runs laid out on `mesh` with the chosen float32 matmul
+    precision, timing compilation apart."""
     def sharding(*axes):
         return NamedSharding(mesh, PartitionSpec(*axes))
 
-    runs, per_config = sharding("configs", "seeds"), sharding("configs")
+    runs, per_config, shared = sharding("configs", "seeds"), sharding("configs"), sharding()
     init = jax.jit(driver.over_seeds_and_configs(trainer.init, False),
                    in_shardings=(sharding("seeds"), per_config), out_shardings=runs)
-    advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True), in_shardings=(runs, per_config),
-                      out_shardings=runs, donate_argnums=0)
+    advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True),
+                      in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
     evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
                        donate_argnums=0)  # the run state (replay buffers included) is updated in place
     t0 = time.perf_counter()
-    run_shape = jax.eval_shape(init, keys, configs)
-    compiled = (init.lower(keys, configs).compile(), advance.lower(run_shape, configs).compile(),
-                evaluate.lower(run_shape).compile())
+    with jax.default_matmul_precision(matmul_precision):
+        run_shape = jax.eval_shape(init, keys, configs)
+        iterations = jax.ShapeDtypeStruct((), jnp.int32)
+        compiled = (init.lower(keys, configs).compile(), advance.lower(run_shape, configs, iterations).compile(),
+                    evaluate.lower(run_shape).compile())
     return Compiled(*compiled, time.perf_counter() - t0)
 
 
@@ -161,26 +183,30 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
     agent = get_agent(group.agent)
     env = make_env(group.env, group.backend)
     schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
+    note = schedule.note(group.num_evals)
+    if note:
+        print(f"pgjax: note: {group.agent} on {group.env}: {note}", file=sys.stderr)
     trainer = driver.Trainer(agent, env, schedule, group.eval_episodes)
     keys = driver.seed_keys(group.seeds)
     configs = driver.stack_configs(group.configs)
     mesh = runs_mesh(len(group.configs), len(group.seeds))
-    fns = compile_group(trainer, keys, configs, mesh)
+    fns = compile_group(trainer, keys, configs, mesh, group.matmul_precision)
 
     n_runs = len(group.configs) * len(group.seeds)
+    eval_steps = schedule.eval_steps()
     bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
     t0 = time.perf_counter()
     run, point = fns.evaluate(fns.init(keys, configs))
     points = [jax.device_get(point)]
     walls = [time.perf_counter() - t0]
-    bar.update(schedule.warmup_steps * n_runs, float(np.nanmean(points[-1].eval_return_mean)), 0.0)
-    for _ in range(schedule.num_chunks):
-        run, point = fns.evaluate(fns.advance(run, configs))
+    bar.update(eval_steps[0] * n_runs, float(np.nanmean(points[-1].eval_return_mean)), 0.0)
+    for j in range(schedule.num_chunks):
+        iterations = np.int32(schedule.chunk_iterations(j))
+        run, point = fns.evaluate(fns.advance(run, configs, iterations))
         points.append(jax.device_get(point))  # one host sync per evaluation point, never per step
         walls.append(time.perf_counter() - t0)
-        elapsed = walls[-1]
-        done = (schedule.warmup_steps + schedule.steps_per_chunk * (len(points) - 1)) * n_runs
-        bar.update(schedule.steps_per_chunk * n_runs, float(np.nanmean(point.eval_return_mean)), done / elapsed)
+        bar.update(int(eval_steps[j + 1] - eval_steps[j]) * n_runs, float(np.nanmean(point.eval_return_mean)),
+                   eval_steps[j + 1] * n_runs / walls[-1])
     bar.close()
     run_s = walls[-1]
     curve = jax.tree.map(lambda *xs: np.stack(xs, axis=-1), *points)  # [configs, seeds, points]

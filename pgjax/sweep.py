@@ -4,6 +4,7 @@
     seeds = 4               # or an explicit list [0, 1, 2, 3]
     num_evals = 20          # evaluation points per run (plus one right after init)
     eval_episodes = 8
+    matmul_precision = "highest"  # float32 matmuls (the default); see pgjax.runner.MATMUL_PRECISIONS
 
     [[run]]
     agent = "ppo"
@@ -26,10 +27,11 @@ from typing import Any
 from pgjax import driver
 from pgjax.config import ConfigError, to_dict
 from pgjax.results import device_info, git_commit, versions, write_results
-from pgjax.runner import Group, GroupResult, make_group, run_group
+from pgjax.runner import (DEFAULT_MATMUL_PRECISION, Group, GroupResult, check_matmul_precision, make_group,
+                          run_group)
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds"}
-TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "run", "description"}
+TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "matmul_precision", "run", "description"}
 
 
 def seeds_from(value: Any, where: str) -> list[int]:
@@ -52,8 +54,9 @@ def grid_points(grid: dict, where: str) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def load_sweep(path: str | Path) -> tuple[str, list[Group]]:
-    """Parse and validate a sweep file; raises ConfigError with a one-line reason."""
+def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[str, list[Group]]:
+    """Parse and validate a sweep file; raises ConfigError with a one-line reason. A matmul_precision
+    given here overrides the file's."""
     path = Path(path)
     try:
         spec = tomllib.loads(path.read_text())
@@ -76,6 +79,11 @@ def load_sweep(path: str | Path) -> tuple[str, list[Group]]:
     for key, value in (("num_evals", num_evals), ("eval_episodes", eval_episodes)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{path}: {key} must be an integer >= 1 (got {value!r})")
+    precision = matmul_precision or spec.get("matmul_precision", DEFAULT_MATMUL_PRECISION)
+    try:
+        check_matmul_precision(str(precision))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     groups: list[Group] = []
     for i, run in enumerate(runs):
         where = f"{path} run #{i + 1}"
@@ -99,7 +107,7 @@ def load_sweep(path: str | Path) -> tuple[str, list[Group]]:
         seeds = seeds_from(run["seeds"], where) if "seeds" in run else default_seeds
         try:
             groups += make_group(str(run["agent"]), str(run["env"]), run.get("backend"), seeds, overrides,
-                                 num_evals, eval_episodes)
+                                 num_evals, eval_episodes, str(precision))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
     return name, groups

@@ -40,7 +40,19 @@ RUN = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "10000"]
     (RUN + ["--set", "gamma=1.5"], "gamma must be in [0, 1]"),
     (RUN + ["--set", "lr"], "--set takes field=value"),
     (["run", "ppo", "brax/hopper", "--steps", "1000", "--backend", "sprung"], "unknown backend 'sprung'"),
-    (["run", "sac", "gymnax/Pendulum-v1", "--steps", "1000", "--set", "warmup_steps=5000"], "must exceed warmup_steps"),
+    (["run", "sac", "gymnax/Pendulum-v1", "--steps", "1000", "--set", "warmup_steps=5000"],
+     "warmup_steps = 5000 exceeds the replay buffer's capacity"),
+    # budgets that cannot run: refused before compiling, naming the fields to change
+    (["run", "sac", "gymnax/Pendulum-v1", "--steps", "200", "--set", "warmup_steps=100"],
+     "batch_size = 256 exceeds the replay buffer's capacity min(buffer_size, total_steps) = 200"),
+    (["run", "sac", "gymnax/Pendulum-v1", "--steps", "100000", "--set", "buffer_size=1000", "--set", "warmup_steps=5000"],
+     "warmup_steps = 5000 exceeds the replay buffer's capacity min(buffer_size, total_steps) = 1000 transitions: "
+     "lower warmup_steps or raise buffer_size"),
+    (["run", "sac", "gymnax/Pendulum-v1", "--steps", "5001", "--set", "warmup_steps=5000", "--set", "num_envs=2"],
+     "total_steps = 5001 leaves no training iteration after warmup_steps = 5000"),
+    (["run", "ppo", "gymnax/Pendulum-v1", "--steps", "4000"],
+     "total_steps = 4000 leaves no training iteration after warmup_steps = 0 (one iteration takes 4096 env steps)"),
+    (RUN + ["--matmul-precision", "fastest"], "unknown matmul precision 'fastest'"),
 ])
 def test_bad_run_arguments(capsys, argv, expected):
     assert expected in error_of(capsys, argv)
@@ -58,6 +70,8 @@ def test_missing_sweep_file(capsys, tmp_path):
     ("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\ngrid = { clip = [0.1] }\n", "did you mean 'clip_eps'"),
     ("seeds = 0\n[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\n", "seeds must be"),
     ("[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\nepochs = 3\n", "unknown keys ['epochs']"),
+    ("matmul_precision = 'tf32'\n[[run]]\nagent = 'ppo'\nenv = 'gymnax/Pendulum-v1'\nsteps = 10000\n",
+     "unknown matmul precision 'tf32'"),
 ])
 def test_malformed_sweep_files(capsys, tmp_path, text, expected):
     path = tmp_path / "bad.toml"

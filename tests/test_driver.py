@@ -60,7 +60,7 @@ def test_schedule_counts_every_env_step():
 
     schedule = driver.make_schedule(get_agent("sac"), config, 3)
     assert schedule.warmup_steps == 20 and schedule.steps_per_iteration == 2
-    assert list(schedule.eval_steps()) == [20, 32, 44, 56]
+    assert list(schedule.eval_steps()) == [20, 32, 46, 60] and schedule.total_steps == 60  # the whole budget
 
 
 def test_evaluation_does_not_change_training_state():
@@ -69,3 +69,38 @@ def test_evaluation_does_not_change_training_state():
     after, _ = jax.jit(trainer.evaluate)(run)
     same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), run.agent, after.agent)
     assert all(jax.tree.leaves(same))
+
+
+def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_zero():
+    """7 iterations in 3 chunks (2, 2, 3): every point asked for, the whole budget, never more, and
+    the learning rate of the last Adam step is 0."""
+    from pgjax.agents import ppo
+
+    budget = 4 * 8 * 7
+    trainer, config = tiny_trainer("ppo", total_steps=budget)
+    assert list(trainer.schedule.eval_steps()) == [0, 64, 128, budget]
+    run, curve = train_one(trainer, config, 0)
+    assert curve.eval_return_mean.shape == (4,)
+    assert int(run.agent.updates) == 7
+    adam_count = int(run.agent.opt_state[1][0].count)
+    assert adam_count == 7 * config.num_epochs * config.num_minibatches
+    lr = ppo.learning_rate(config)
+    assert np.isclose(float(lr(0)), config.lr) and float(lr(adam_count - 1)) == 0.0
+
+
+def test_runner_writes_k_plus_one_points_within_budget_or_says_what_it_writes(capsys):
+    from pgjax.runner import make_group, run_group
+
+    (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 61}], num_evals=4,
+                          eval_episodes=2)
+    rows = run_group(group, progress=False).rows
+    assert [r["env_steps"] for r in rows] == [20, 30, 40, 50, 60]  # 61 is not a whole iteration of 2 envs
+    (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 26}], num_evals=5,
+                          eval_episodes=2)
+    rows = run_group(group, progress=False).rows
+    assert [r["env_steps"] for r in rows] == [20, 22, 24, 26]
+    assert "num_evals = 5 exceeds the 3 iteration(s) the budget holds; writing 4 evaluation points" in \
+        capsys.readouterr().err
+
+
+TINY_SAC = {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16"}

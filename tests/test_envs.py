@@ -77,3 +77,28 @@ def test_every_brax_env_resets_and_steps(task):
     traj = run_steps(env, 3, 0.1, num_envs=1)
     assert traj.obs.shape == (3, 1, env.obs_size)
     assert np.all(np.isfinite(traj.obs)) and np.all(np.isfinite(traj.reward))
+
+
+def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
+    """Every episode of every env starts from its own random state, also past the reset pool's size
+    (the rollout refills the pools every REFRESH_EVERY steps)."""
+    from pgjax.envs import batch_reset
+    from pgjax.envs.brax_env import POOL_SIZE, REFRESH_EVERY
+    from pgjax.rollout import rollout
+
+    env = make_brax("inverted_pendulum", "spring", episode_length=5)
+    length = 2 * REFRESH_EVERY  # 12 episodes per env, more than one pool holds
+    policy = lambda obs, k: (jnp.zeros((obs.shape[0], env.action_size)), ())
+
+    def go(key):
+        state = batch_reset(env, key, 2)
+        return state.obs, rollout(env, state, policy, key, length)
+
+    first, (_, traj) = jax.jit(go)(jax.random.PRNGKey(0))
+    assert not np.asarray(traj.terminated).any()
+    ends = np.asarray(traj.truncated)[:, 0]
+    starts = np.concatenate([np.asarray(first)[:1], np.asarray(traj.obs)[1:, 0][ends[:-1]]])
+    assert len(starts) > POOL_SIZE
+    distinct = {tuple(np.round(s, 6)) for s in starts}
+    assert len(distinct) == len(starts)
+    assert not np.allclose(first[0], first[1])  # and the two envs differ

@@ -53,10 +53,34 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     assert any(r["agent"] == "sac" and r["status"] == "ok" for r in rows)  # the sweep went on
     for key in ("python", "jax", "jaxlib", "flax", "optax", "brax", "gymnax", "pgjax"):
         assert key in runs["versions"]
-    assert runs["device"]["kind"] and runs["device"]["count"] >= 1 and "matmul_precision" in runs["device"]
+    assert runs["device"]["kind"] and runs["device"]["count"] >= 1 and ppo["matmul_precision"] == "highest"
     assert runs["git_commit"] and ppo["compile_s"] > 0 and ppo["run_s"] > 0 and ppo["steps_per_s"] > 0
     assert runs["configs"][good]["config"]["init_log_std"] == 0.0
     report = (out / "report.md").read_text()
     assert "| ppo | gymnax/Pendulum-v1 |" in report and "IQM" in report
     assert (out / "curves_gymnax_Pendulum-v1.png").stat().st_size > 1000
     assert not list(out.glob("*.tmp"))
+
+
+def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
+    """float32 ("highest") by default, another when asked; the compiled program and runs.json agree."""
+    from pgjax import driver
+    from pgjax.envs import make
+    from pgjax.registry import get_agent
+    from pgjax.runner import compile_group, make_group, runs_mesh
+    from pgjax.sweep import run_groups
+
+    overrides = [{"num_envs": 4, "rollout_length": 8, "num_epochs": 1, "num_minibatches": 2, "total_steps": 32}]
+    for precision, hlo in (("highest", "operand_precision={highest,highest}"), ("default", None)):
+        (group,) = make_group("ppo", "gymnax/Pendulum-v1", None, [0], overrides, num_evals=1, eval_episodes=1,
+                              **({} if precision == "highest" else {"matmul_precision": precision}))
+        out = tmp_path / precision
+        run_groups("p", [group], out, progress=False)
+        assert json.loads((out / "runs.json").read_text())["groups"][0]["matmul_precision"] == precision
+        agent = get_agent("ppo")
+        trainer = driver.Trainer(agent, make("gymnax/Pendulum-v1"), driver.make_schedule(agent, group.configs[0], 1), 1)
+        fns = compile_group(trainer, driver.seed_keys([0]), driver.stack_configs(group.configs), runs_mesh(1, 1),
+                            group.matmul_precision)
+        text = fns.advance.as_text()
+        assert " dot(" in text
+        assert (hlo in text) if hlo else ("highest" not in text)
