@@ -15,7 +15,7 @@ import optax
 from flax import struct
 
 from pgjax.budget import iterations_in_budget
-from pgjax.config import check_positive, check_unit_interval, hyper, require, static
+from pgjax.config import check_network, check_positive, check_unit_interval, hyper, require, static
 from pgjax.distributions import gaussian_entropy, gaussian_log_prob, gaussian_sample
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.minibatch import shuffled_minibatches
@@ -52,7 +52,7 @@ class Config:
         check_positive(out, self, "total_steps", "num_envs", "rollout_length", "num_epochs",
                        "num_minibatches", "lr", "clip_eps", "max_grad_norm")
         check_unit_interval(out, self, "gamma", "gae_lambda")
-        require(out, all(h > 0 for h in self.hidden_sizes), "hidden_sizes must be positive")
+        check_network(out, self)
         require(out, self.vf_coef >= 0 and self.ent_coef >= 0, "vf_coef and ent_coef must be >= 0")
         batch = self.num_envs * self.rollout_length
         require(out, self.num_minibatches <= 0 or batch % self.num_minibatches == 0,

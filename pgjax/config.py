@@ -140,6 +140,15 @@ def check_unit_interval(problems: list[str], config, *names: str) -> None:
         require(problems, 0.0 <= value <= 1.0, f"{name} must be in [0, 1] (got {value})")
 
 
+def check_network(problems: list[str], config) -> None:
+    """hidden_sizes and activation, the network fields every agent has."""
+    from pgjax.networks import ACTIVATIONS
+
+    require(problems, all(h > 0 for h in config.hidden_sizes), "hidden_sizes must be positive")
+    require(problems, config.activation in ACTIVATIONS,
+            f"activation must be one of {', '.join(ACTIVATIONS)} (got {config.activation!r})")
+
+
 def to_dict(config) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(config):

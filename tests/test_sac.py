@@ -10,7 +10,7 @@ from helpers import tiny_trainer
 
 def test_critic_target_bootstraps_through_truncation_not_termination():
     trainer, config = tiny_trainer("sac")
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
     actor, critic = sac._networks(trainer.env, config)
     rng = np.random.default_rng(0)
     n = 4
