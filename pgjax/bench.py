@@ -1,4 +1,4 @@
-"""`pgjax bench`: PPO and SAC on gymnax Pendulum with vmapped seeds (compile s, run s, env steps/s,
+"""`pgjax bench`: PPO, SAC and DSAC-T on gymnax Pendulum with vmapped seeds (compile s, run s, env steps/s,
 peak memory, final return), and the Brax adapter's stepping speed beside bare Brax's on hopper.
 A benchmark, never a test."""
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pgjax.runner import make_group, run_group
 # The configurations of the issue's targets (2-core CPU: PPO 8 x 1M <= 65 s, SAC 8 x 40k <= 210 s).
 PPO = {"num_envs": 64, "rollout_length": 64, "num_epochs": 10, "num_minibatches": 8, "hidden_sizes": "64,64"}
 SAC = {"num_envs": 1, "gradient_steps": 1, "batch_size": 256, "hidden_sizes": "64,64", "warmup_steps": 1000}
+# DSAC-T runs on SAC's bench configuration (the issue's comparison: UTD 1, 64-64, batch 256)
+DSACT = SAC
 # Evaluation points per run, chosen so that chunks divide the iterations and the whole budget runs:
 # PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
 # SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
-NUM_EVALS = {"ppo": 4, "sac": 10}
+NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10}
 
 
 def peak_memory_mb() -> float:
@@ -99,6 +101,9 @@ def main(args) -> int:
         print(json.dumps(rows[-1]), flush=True)
     if args.only in (None, "sac"):
         rows.append(bench_one("sac", SAC, args.seeds, args.sac_steps))
+        print(json.dumps(rows[-1]), flush=True)
+    if args.only in (None, "dsact"):
+        rows.append(bench_one("dsact", DSACT, args.seeds, args.sac_steps))
         print(json.dumps(rows[-1]), flush=True)
     if args.only in (None, "brax"):
         rows.append(bench_brax_stepping())

@@ -1,6 +1,7 @@
 """Small flax.linen networks shared by the agents."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -8,7 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "swish": nn.swish}
+# "gelu" is the exact erf form (torch's default, which the DSAC-T reference uses); jax's default is the
+# tanh approximation, available as "gelu_tanh".
+ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish,
+                                    "gelu": partial(jax.nn.gelu, approximate=False), "gelu_tanh": jax.nn.gelu}
 
 
 def orthogonal(scale: float) -> Callable:
@@ -54,6 +58,18 @@ class GaussianActor(nn.Module):
         mean = MLP(self.hidden_sizes, self.action_size, self.activation, out_scale=0.01)(obs)
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class GaussianReturnCritic(nn.Module):
+    """Z(s, a) ~ N(Q, σ²): an MLP on the concatenation with two outputs, the mean and softplus(raw) = σ."""
+
+    hidden_sizes: Sequence[int]
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_sizes, 2, self.activation)(jnp.concatenate([obs, action], -1))
+        return out[..., 0], jax.nn.softplus(out[..., 1])
 
 
 class SquashedGaussianActor(nn.Module):

@@ -7,6 +7,7 @@ from types import ModuleType
 AGENT_MODULES = {
     "ppo": "pgjax.agents.ppo",
     "sac": "pgjax.agents.sac",
+    "dsact": "pgjax.agents.dsact",
 }
 AGENT_NAMES = tuple(AGENT_MODULES)
 

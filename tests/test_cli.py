@@ -25,6 +25,7 @@ def error_of(capsys, argv):
 
 
 RUN = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "10000"]
+DSACT = ["run", "dsact", "gymnax/Pendulum-v1", "--steps", "20000"]
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -53,6 +54,10 @@ RUN = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "10000"]
     (["run", "ppo", "gymnax/Pendulum-v1", "--steps", "4000"],
      "total_steps = 4000 leaves no training iteration after warmup_steps = 0 (one iteration takes 4096 env steps)"),
     (RUN + ["--matmul-precision", "fastest"], "unknown matmul precision 'fastest'"),
+    (DSACT + ["--set", "critic_lr=-1e-4"], "critic_lr must be > 0"),
+    (DSACT + ["--set", "delay_update=0"], "delay_update must be > 0"),
+    (DSACT + ["--set", "epsilon=0"], "epsilon must be > 0"),
+    (DSACT + ["--set", "activation=gelu2"], "activation must be one of"),
 ])
 def test_bad_run_arguments(capsys, argv, expected):
     assert expected in error_of(capsys, argv)
@@ -104,4 +109,4 @@ def test_error_from_a_real_process_has_no_traceback():
 def test_list_prints_agents_and_envs(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "ppo" in out and "sac" in out and "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out
+    assert "ppo" in out and "sac" in out and "dsact" in out and "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out

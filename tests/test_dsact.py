@@ -1,0 +1,117 @@
+"""DSAC-T (shared/spec/algorithms.md §3): the adjusted critic gradient against its closed form, the
+running std b and the clip boundary, the delayed actor/α/target updates, the target policy, and
+truncation vs termination."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pgjax.agents import dsact
+from pgjax.distributions import tanh_gaussian_sample
+from pgjax.networks import apply_ensemble
+from helpers import tiny_trainer
+
+
+def random_critic_inputs(seed, n=64):
+    rng = np.random.default_rng(seed)
+    q, y_q, y_z = (jnp.asarray(rng.normal(size=n) * 3, jnp.float32) for _ in range(3))
+    std = jnp.asarray(rng.uniform(0.1, 2.0, size=n), jnp.float32)
+    return q, std, y_q, y_z
+
+
+def test_adjusted_critic_gradient_equals_closed_form_for_mean_and_std_heads():
+    """∂L/∂Q_i = -(b²+ε)/B · (y_q - Q_i)/(σ_i²+ε), ∂L/∂σ_i = -(b²+ε)/B · ((Q_i - ŷ_i)² - σ_i²)/(σ_i³+ε)."""
+    q, std, y_q, y_z = random_critic_inputs(0)
+    b, eps, n = 0.7, 0.1, q.shape[0]
+    grad_q, grad_std = jax.grad(dsact.adjusted_critic_surrogate, argnums=(0, 1))(q, std, y_q, y_z, b, eps)
+    q_, s_, yq_, yz_ = (np.asarray(x, np.float64) for x in (q, std, y_q, y_z))
+    y_hat = q_ + np.clip(yz_ - q_, -3 * b, 3 * b)
+    omega = b**2 + eps
+    np.testing.assert_allclose(grad_q, -omega / n * (yq_ - q_) / (s_**2 + eps), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad_std, -omega / n * ((q_ - y_hat) ** 2 - s_**2) / (s_**3 + eps), rtol=1e-5, atol=1e-7)
+    # y_z reaches only the std head, y_q only the mean head
+    assert np.all(np.asarray(jax.grad(dsact.adjusted_critic_surrogate, argnums=(2, 3))(q, std, y_q, y_z, b, eps)[1]) == 0)
+
+
+def test_running_std_starts_at_first_batch_mean_then_moves_by_tau_b_and_sets_the_clip_boundary():
+    std = jnp.asarray([[1.0, 3.0], [0.5, 0.5]])
+    b = dsact.running_std(-jnp.ones(2), std, 0.005)
+    np.testing.assert_allclose(b, [2.0, 0.5])
+    b2 = dsact.running_std(b, jnp.asarray([[4.0, 4.0], [1.5, 1.5]]), 0.005)
+    np.testing.assert_allclose(b2, [0.995 * 2.0 + 0.005 * 4.0, 0.995 * 0.5 + 0.005 * 1.5], rtol=1e-6)
+    # the sample target is clipped to Q ± 3b: beyond it, y_z no longer changes the std gradient
+    q, s = jnp.zeros(1), jnp.ones(1)
+    grad_std = lambda y_z, b: jax.grad(dsact.adjusted_critic_surrogate, argnums=1)(q, s, q, jnp.asarray([y_z]), b, 0.1)
+    np.testing.assert_allclose(grad_std(100.0, 0.5), grad_std(1.5, 0.5))  # boundary 3b = 1.5
+    assert not np.allclose(grad_std(1.4, 0.5), grad_std(1.5, 0.5))
+    np.testing.assert_allclose(grad_std(-100.0, 0.5), grad_std(-1.5, 0.5))
+
+
+def init_learner(**overrides):
+    trainer, config = tiny_trainer("dsact", **overrides)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    batch = state.buffer.experience
+    batch = jax.tree.map(lambda x: x[0, :16], batch)
+    return trainer, config, state.learner, batch
+
+
+def changed(a, b):
+    return not all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+
+
+def test_delayed_update_leaves_actor_alpha_and_targets_alone_until_the_second_step():
+    trainer, config, learner, batch = init_learner(delay_update=2)
+    step = jax.jit(lambda l, k: dsact.gradient_step(l, batch, k, trainer.env, config))
+    one, _ = step(learner, jax.random.PRNGKey(1))
+    assert changed(one.critic_params, learner.critic_params)
+    for field in ("actor_params", "log_alpha", "target_critic_params", "target_actor_params", "actor_opt", "alpha_opt"):
+        assert not changed(getattr(one, field), getattr(learner, field)), field
+    assert int(one.actor_opt[0].count) == 0 and int(one.alpha_opt[0].count) == 0
+    two, _ = step(one, jax.random.PRNGKey(2))
+    for field in ("actor_params", "log_alpha", "target_critic_params", "target_actor_params"):
+        assert changed(getattr(two, field), getattr(one, field)), field
+    assert int(two.actor_opt[0].count) == 1 and int(two.alpha_opt[0].count) == 1 and int(two.critic_opt[0].count) == 2
+
+
+def test_next_action_comes_from_the_target_policy_and_termination_stops_the_bootstrap():
+    trainer, config, learner, batch = init_learner()
+    actor, critic = dsact._networks(trainer.env, config)
+    # a target policy far from the online one
+    learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params))
+    batch = {**batch, "terminated": jnp.asarray([0.0] * 8 + [1.0] * 8)}
+    key = jax.random.PRNGKey(3)
+    y_q, y_z = dsact.critic_targets(actor, critic, learner, batch, key, config)
+
+    next_key, noise_key = jax.random.split(key)
+    alpha = jnp.exp(learner.log_alpha)
+
+    def expected(policy_params):
+        mean, log_std = actor.apply(policy_params, batch["next_obs"])
+        a, logp = tanh_gaussian_sample(next_key, mean, log_std)
+        q_bar, _ = apply_ensemble(critic, learner.target_critic_params, batch["next_obs"], a)
+        return batch["reward"] + config.gamma * (1 - batch["terminated"]) * (q_bar.min(0) - alpha * logp)
+
+    np.testing.assert_allclose(y_q, expected(learner.target_actor_params), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(y_q[:8], expected(learner.actor_params)[:8])
+    np.testing.assert_allclose(y_q[8:], batch["reward"][8:], rtol=1e-6)  # terminated: no bootstrap
+    np.testing.assert_allclose(y_z[8:], batch["reward"][8:], rtol=1e-6)
+    # truncated (not terminated) rows bootstrap from next_obs, the pre-reset observation
+    moved = {**batch, "next_obs": batch["next_obs"] + 1.0}
+    y_moved, _ = dsact.critic_targets(actor, critic, learner, moved, key, config)
+    assert not np.allclose(y_moved[:8], y_q[:8]) and np.allclose(y_moved[8:], y_q[8:])
+
+
+def test_twin_value_distribution_takes_the_sample_of_the_critic_with_the_smaller_mean():
+    trainer, config, learner, batch = init_learner()
+    actor, critic = dsact._networks(trainer.env, config)
+    key = jax.random.PRNGKey(4)
+    _, y_z = dsact.critic_targets(actor, critic, learner, batch, key, config)
+    next_key, noise_key = jax.random.split(key)
+    mean, log_std = actor.apply(learner.target_actor_params, batch["next_obs"])
+    a, logp = tanh_gaussian_sample(next_key, mean, log_std)
+    q_bar, std_bar = apply_ensemble(critic, learner.target_critic_params, batch["next_obs"], a)
+    z = q_bar + jnp.clip(jax.random.normal(noise_key, q_bar.shape), -3, 3) * std_bar
+    pick = jnp.argmin(q_bar, axis=0)
+    z_next = jnp.take_along_axis(z, pick[None], 0)[0]
+    alpha = jnp.exp(learner.log_alpha)
+    expected = batch["reward"] + config.gamma * (1 - batch["terminated"]) * (z_next - alpha * logp)
+    np.testing.assert_allclose(y_z, expected, rtol=1e-5, atol=1e-5)
