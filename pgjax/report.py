@@ -65,6 +65,27 @@ def load_runs(folders: list[Path]) -> dict:
     return runs
 
 
+def config_labels(folders: list[Path]) -> dict[str, str]:
+    """config_id -> the config fields that differ between the configs of its agent on its env (the
+    hyperparameters a reader needs to tell two curves apart), e.g. "reward_scale=0.01"."""
+    configs: dict = {}
+    for folder in folders:
+        path = folder / "runs.json"
+        if path.is_file():
+            configs.update(json.loads(path.read_text()).get("configs", {}))
+    siblings = defaultdict(list)
+    for cid, c in configs.items():
+        siblings[(c["agent"], c["env"])].append(cid)
+    labels = {}
+    for ids in siblings.values():
+        fields = sorted({k for cid in ids for k in configs[cid]["config"]})
+        differ = [k for k in fields if len({json.dumps(configs[cid]["config"].get(k)) for cid in ids}) > 1]
+        for cid in ids:
+            labels[cid] = ", ".join(f"{k}={configs[cid]['config'].get(k):g}" if isinstance(configs[cid]["config"].get(k), float)
+                                    else f"{k}={configs[cid]['config'].get(k)}" for k in differ)
+    return labels
+
+
 def folder_labels(folders: list[Path]) -> list[str]:
     names = [f.resolve().name for f in folders]
     return names if len(set(names)) == len(names) else [str(f) for f in folders]
@@ -79,8 +100,8 @@ def run_curves(per_seed: dict) -> tuple[np.ndarray, np.ndarray, list[int], int]:
     return steps, returns, seeds, diverged
 
 
-def final_table(runs: dict, multi_folder: bool) -> list[str]:
-    head = ["agent", "env", "backend"] + (["results"] if multi_folder else []) + ["config_id", "seeds",
+def final_table(runs: dict, multi_folder: bool, labels: dict[str, str]) -> list[str]:
+    head = ["agent", "env", "backend"] + (["results"] if multi_folder else []) + ["config_id", "config", "seeds",
             "env steps", "mean", "IQM", "IQM 95% CI", "diverged"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (label, agent, env, backend, cid), per_seed in sorted(runs.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
@@ -94,12 +115,12 @@ def final_table(runs: dict, multi_folder: bool) -> list[str]:
         else:
             mean = mid = ci = "n/a"
         cells = [agent, env, backend] + ([label] if multi_folder else []) + [
-            cid, str(len(seeds)), f"{steps[-1]:,}", mean, mid, ci, str(diverged)]
+            cid, labels.get(cid, ""), str(len(seeds)), f"{steps[-1]:,}", mean, mid, ci, str(diverged)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def plot_env(env: str, runs: dict, out: Path, multi_folder: bool) -> Path:
+def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[str, str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +135,7 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool) -> Path:
             continue
         steps, returns, seeds, _ = run_curves(per_seed)
         mean, lo, hi = mean_band(returns)
-        name = agent + (f" {cid}" if len(configs_per_agent[(label, agent)]) > 1 else "")
+        name = agent + (f" {labels.get(cid) or cid}" if len(configs_per_agent[(label, agent)]) > 1 else "")
         name += f" [{label}]" if multi_folder else ""
         line, = ax.plot(steps, mean, label=f"{name} ({len(seeds)} seeds)")
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -155,13 +176,14 @@ def write_report(folders: list[Path], out: Path) -> Path:
     labels = folder_labels(folders)
     multi_folder = len(folders) > 1
     envs = sorted({k[2] for k in runs})
-    plots = [plot_env(env, runs, out, multi_folder) for env in envs]
+    configs = config_labels(folders)
+    plots = [plot_env(env, runs, out, multi_folder, configs) for env in envs]
     lines = ["# pgjax report", "", f"Results: {', '.join(str(f) for f in folders)}", "",
              "## Final evaluation return", "",
              "Return of the deterministic policy at the last evaluation point, over seeds; "
              "IQM = interquartile mean, with a percentile bootstrap 95% interval "
              f"({BOOTSTRAP_SAMPLES} resamples of the seeds). Diverged runs are left out of the statistics.", ""]
-    lines += final_table(runs, multi_folder)
+    lines += final_table(runs, multi_folder, configs)
     lines += ["", "## Learning curves", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Runs", ""]

@@ -58,6 +58,7 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     assert runs["configs"][good]["config"]["init_log_std"] == 0.0
     report = (out / "report.md").read_text()
     assert "| ppo | gymnax/Pendulum-v1 |" in report and "IQM" in report
+    assert "| init_log_std=1000 |" in report  # configs are told apart by the field that differs
     assert (out / "curves_gymnax_Pendulum-v1.png").stat().st_size > 1000
     assert not list(out.glob("*.tmp"))
 
