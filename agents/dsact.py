@@ -38,6 +38,7 @@ class Config(offpolicy.Config):
     # the official MuJoCo script's defaults: 20 env steps per gradient step, 1e4 warm-up transitions
     num_envs: int = static(20)
     warmup_steps: int = static(10_000)
+    random_warmup: bool = static(False)  # the official trainer fills its warm-up with the initial policy
     total_steps: int = static(1_000_000)
     hidden_sizes: tuple[int, ...] = static((256, 256, 256))
     activation: str = static("gelu")
@@ -94,7 +95,7 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
-    return offpolicy.init(key, env, config, init_learner)
+    return offpolicy.init(key, env, config, init_learner, explore)
 
 
 def critic_targets(actor, critic, learner: Learner, batch: dict, key: jax.Array, config: Config):

@@ -69,7 +69,7 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
-    return offpolicy.init(key, env, config, init_learner)
+    return offpolicy.init(key, env, config, init_learner, explore)
 
 
 def critic_target(actor, critic, actor_params, target_params, alpha, batch, key, config: Config):

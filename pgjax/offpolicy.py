@@ -3,8 +3,8 @@
 Each iteration steps `num_envs` training envs once with the agent's exploration policy and stores the
 transitions in the replay buffer (the next observation is the true pre-reset one, and only true
 terminations stop a bootstrap), then takes `gradient_steps` updates, each on a uniform minibatch whose
-observations are normalised with the running statistics. The first `warmup_steps` env steps use
-uniform random actions. An agent supplies its learner (networks, parameters, optimiser states, ...),
+observations are normalised with the running statistics. The first `warmup_steps` env steps fill
+the buffer with uniform random actions, or with the initial policy where `random_warmup` is off. An agent supplies its learner (networks, parameters, optimiser states, ...),
 its exploration policy and its gradient step; everything else lives here, once.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Config:
     batch_size: int = static(256)
     buffer_size: int = static(1_000_000)
     warmup_steps: int = static(5_000)
+    random_warmup: bool = static(True)  # warm-up actions uniform in [-1, 1]; False: from the initial policy
     normalize_observations: bool = static(False)
     gamma: float = hyper(0.99)
     tau: float = hyper(0.005)
@@ -77,9 +78,10 @@ def normalizer(state: State) -> Callable[[jax.Array], jax.Array]:
     return state.obs_stats.normalize if state.normalize_observations else (lambda x: x)
 
 
-def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any]) -> State:
-    """The learner, an empty replay buffer filled with `warmup_steps` uniform-random transitions, and
-    the training envs."""
+def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any],
+         explore: Explore) -> State:
+    """The learner, a replay buffer holding `warmup_steps` transitions (uniform random actions, or the
+    initial policy's), and the training envs."""
     k_learner, k_env, k_warm, key = jax.random.split(key, 4)
     learner = init_learner(k_learner, env, config)
     buffer = replay_buffer(config)
@@ -87,7 +89,11 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
     env_state = batch_reset(env, k_env, config.num_envs)
     obs_stats = RunningStats.create((env.obs_size,))
     if config.warmup_steps:
-        env_state, traj = rollout(env, env_state, uniform_policy(env.action_size), k_warm,
+        def initial_policy(obs, k):
+            return explore(learner, obs_stats.normalize(obs) if config.normalize_observations else obs, k), ()
+
+        warmup = uniform_policy(env.action_size) if config.random_warmup else initial_policy
+        env_state, traj = rollout(env, env_state, warmup, k_warm,
                                   config.warmup_steps // config.num_envs)
         buffer_state = buffer.add(buffer_state, as_items(traj))
         obs_stats = obs_stats.update(traj.obs)

@@ -28,8 +28,18 @@ def test_adjusted_critic_gradient_equals_closed_form_for_mean_and_std_heads():
     omega = b**2 + eps
     np.testing.assert_allclose(grad_q, -omega / n * (yq_ - q_) / (s_**2 + eps), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(grad_std, -omega / n * ((q_ - y_hat) ** 2 - s_**2) / (s_**3 + eps), rtol=1e-5, atol=1e-7)
-    # y_z reaches only the std head, y_q only the mean head
-    assert np.all(np.asarray(jax.grad(dsact.adjusted_critic_surrogate, argnums=(2, 3))(q, std, y_q, y_z, b, eps)[1]) == 0)
+
+
+def test_critic_loss_sums_both_critics_with_the_updated_running_std():
+    """On the first batch b_j is that batch's mean σ_j, and the loss already uses it (not the sentinel)."""
+    trainer, config, learner, batch = init_learner()
+    _, critic = dsact._networks(trainer.env, config)
+    q, std = apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])
+    y_q, y_z = random_critic_inputs(1, n=q.shape[1])[2:]
+    loss, (b, _, _) = dsact.critic_loss(learner.critic_params, critic, batch, y_q, y_z, learner.b, config)
+    np.testing.assert_allclose(b, std.mean(1), rtol=1e-6)
+    expected = sum(dsact.adjusted_critic_surrogate(q[j], std[j], y_q, y_z, b[j], config.epsilon) for j in range(2))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
 def test_running_std_starts_at_first_batch_mean_then_moves_by_tau_b_and_sets_the_clip_boundary():
@@ -60,6 +70,8 @@ def changed(a, b):
 
 def test_delayed_update_leaves_actor_alpha_and_targets_alone_until_the_second_step():
     trainer, config, learner, batch = init_learner(delay_update=2)
+    # a target policy apart from the online one, so that averaging it would show
+    learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params))
     step = jax.jit(lambda l, k: dsact.gradient_step(l, batch, k, trainer.env, config))
     one, _ = step(learner, jax.random.PRNGKey(1))
     assert changed(one.critic_params, learner.critic_params)
@@ -73,7 +85,7 @@ def test_delayed_update_leaves_actor_alpha_and_targets_alone_until_the_second_st
 
 
 def test_next_action_comes_from_the_target_policy_and_termination_stops_the_bootstrap():
-    trainer, config, learner, batch = init_learner()
+    trainer, config, learner, batch = init_learner(reward_scale=0.5)
     actor, critic = dsact._networks(trainer.env, config)
     # a target policy far from the online one
     learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params))
@@ -88,30 +100,53 @@ def test_next_action_comes_from_the_target_policy_and_termination_stops_the_boot
         mean, log_std = actor.apply(policy_params, batch["next_obs"])
         a, logp = tanh_gaussian_sample(next_key, mean, log_std)
         q_bar, _ = apply_ensemble(critic, learner.target_critic_params, batch["next_obs"], a)
-        return batch["reward"] + config.gamma * (1 - batch["terminated"]) * (q_bar.min(0) - alpha * logp)
+        return 0.5 * batch["reward"] + config.gamma * (1 - batch["terminated"]) * (q_bar.min(0) - alpha * logp)
 
     np.testing.assert_allclose(y_q, expected(learner.target_actor_params), rtol=1e-5, atol=1e-5)
     assert not np.allclose(y_q[:8], expected(learner.actor_params)[:8])
-    np.testing.assert_allclose(y_q[8:], batch["reward"][8:], rtol=1e-6)  # terminated: no bootstrap
-    np.testing.assert_allclose(y_z[8:], batch["reward"][8:], rtol=1e-6)
-    # truncated (not terminated) rows bootstrap from next_obs, the pre-reset observation
+    np.testing.assert_allclose(y_q[8:], 0.5 * batch["reward"][8:], rtol=1e-6)  # terminated: no bootstrap
+    np.testing.assert_allclose(y_z[8:], 0.5 * batch["reward"][8:], rtol=1e-6)
+    # rows that did not terminate (truncated ones included) bootstrap from next_obs, which the
+    # replay holds as the pre-reset observation (tests/test_sac.py shows that for the shared loop)
     moved = {**batch, "next_obs": batch["next_obs"] + 1.0}
     y_moved, _ = dsact.critic_targets(actor, critic, learner, moved, key, config)
     assert not np.allclose(y_moved[:8], y_q[:8]) and np.allclose(y_moved[8:], y_q[8:])
 
 
 def test_twin_value_distribution_takes_the_sample_of_the_critic_with_the_smaller_mean():
+    from pgjax.networks import init_ensemble
+
     trainer, config, learner, batch = init_learner()
     actor, critic = dsact._networks(trainer.env, config)
     key = jax.random.PRNGKey(4)
-    _, y_z = dsact.critic_targets(actor, critic, learner, batch, key, config)
     next_key, noise_key = jax.random.split(key)
     mean, log_std = actor.apply(learner.target_actor_params, batch["next_obs"])
     a, logp = tanh_gaussian_sample(next_key, mean, log_std)
-    q_bar, std_bar = apply_ensemble(critic, learner.target_critic_params, batch["next_obs"], a)
+    for seed in range(50):  # target critics for which each critic has the smaller mean somewhere in the batch
+        targets = init_ensemble(critic, jax.random.PRNGKey(seed), 2, batch["next_obs"][:1], a[:1])
+        q_bar, std_bar = apply_ensemble(critic, targets, batch["next_obs"], a)
+        pick = jnp.argmin(q_bar, axis=0)
+        if 0 < int(pick.sum()) < pick.shape[0]:
+            break
+    assert 0 < int(pick.sum()) < pick.shape[0]
+    learner = learner.replace(target_critic_params=targets)
+    _, y_z = dsact.critic_targets(actor, critic, learner, batch, key, config)
     z = q_bar + jnp.clip(jax.random.normal(noise_key, q_bar.shape), -3, 3) * std_bar
-    pick = jnp.argmin(q_bar, axis=0)
     z_next = jnp.take_along_axis(z, pick[None], 0)[0]
     alpha = jnp.exp(learner.log_alpha)
     expected = batch["reward"] + config.gamma * (1 - batch["terminated"]) * (z_next - alpha * logp)
     np.testing.assert_allclose(y_z, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_warmup_comes_from_the_initial_policy_by_default():
+    """The official trainer fills DSAC-T's warm-up with the untrained policy, not uniform noise."""
+    from pgjax import offpolicy
+
+    assert dsact.Config().random_warmup is False
+    trainer, config = tiny_trainer("dsact")
+    constant = lambda learner, obs, key: jnp.full((obs.shape[0], trainer.env.action_size), 0.25)
+    for random_warmup in (False, True):
+        c = config.replace(random_warmup=random_warmup)
+        state = jax.jit(lambda k: offpolicy.init(k, trainer.env, c, dsact.init_learner, constant))(jax.random.PRNGKey(0))
+        actions = np.asarray(state.buffer.experience["action"])[0, :config.warmup_steps]
+        assert np.all(actions == 0.25) != random_warmup
