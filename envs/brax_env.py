@@ -5,8 +5,9 @@ observation of the last step and restarts every episode from one cached first st
 `terminated` (from the task) and `truncated` (from our step counter) apart, expose the observation
 before reset as `final_obs`, and start every episode from a fresh random state.
 
-Fresh states are not computed on every step (a full `env.reset` per step made hopper ~20-45 % slower
-than bare Brax): each env holds a pool of `POOL_SIZE` fresh reset states, which the stepping loops
+Fresh states are not computed on every step (a full `env.reset` per step was reported ~20-45 % slower
+than bare Brax on hopper; on the 2-core CPU both forms measured within ~10 % of it, but on accelerators
+every op of a per-step reset is paid each step): each env holds a pool of `POOL_SIZE` fresh reset states, which the stepping loops
 refill once every `REFRESH_EVERY` of its steps (`pgjax.envs.refresh`). An episode that ends takes the
 next unused state of its pool; an env that ends more than `POOL_SIZE` episodes between two refills
 (episodes shorter than REFRESH_EVERY / POOL_SIZE steps on average) reuses its pool's states in turn.

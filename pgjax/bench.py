@@ -18,7 +18,7 @@ SAC = {"num_envs": 1, "gradient_steps": 1, "batch_size": 256, "hidden_sizes": "6
 # DSAC-T on SAC's bench configuration, networks included (ReLU), so the line compares the algorithms;
 # its paper default, the exact erf GELU, alone takes the run from ~1.1x to ~2.2x SAC's on XLA:CPU.
 DSACT = {**SAC, "activation": "relu"}
-# Evaluation points per run, chosen so that chunks divide the iterations and the whole budget runs:
+# Evaluation points per run (equal chunks here, though the schedule allows uneven ones):
 # PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
 # SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
 NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10}

@@ -20,15 +20,14 @@ def replay_budget_problems(config) -> list[str]:
         return []  # the agent's own positivity checks already say what is wrong
     capacity = buffer_capacity(config)
     holds = f"the replay buffer's capacity min(buffer_size, total_steps) = {capacity} transitions"
+    limit = "total_steps" if config.total_steps < config.buffer_size else "buffer_size"
     out = []
     if config.warmup_steps % config.num_envs:
         out.append(f"warmup_steps = {config.warmup_steps} must be divisible by num_envs = {config.num_envs}")
     if config.batch_size > capacity:
-        out.append(f"batch_size = {config.batch_size} exceeds {holds}: lower batch_size or raise "
-                   + ("total_steps" if config.total_steps < config.buffer_size else "buffer_size"))
+        out.append(f"batch_size = {config.batch_size} exceeds {holds}: lower batch_size or raise {limit}")
     if config.warmup_steps > capacity:
-        out.append(f"warmup_steps = {config.warmup_steps} exceeds {holds}: lower warmup_steps or raise "
-                   + ("total_steps" if config.total_steps < config.buffer_size else "buffer_size"))
+        out.append(f"warmup_steps = {config.warmup_steps} exceeds {holds}: lower warmup_steps or raise {limit}")
     if config.num_envs > capacity:
         out.append(f"num_envs = {config.num_envs} exceeds {holds}: one step of every env must fit")
     return out

@@ -81,9 +81,13 @@ def config_labels(folders: list[Path]) -> dict[str, str]:
         fields = sorted({k for cid in ids for k in configs[cid]["config"]})
         differ = [k for k in fields if len({json.dumps(configs[cid]["config"].get(k)) for cid in ids}) > 1]
         for cid in ids:
-            labels[cid] = ", ".join(f"{k}={configs[cid]['config'].get(k):g}" if isinstance(configs[cid]["config"].get(k), float)
-                                    else f"{k}={configs[cid]['config'].get(k)}" for k in differ)
+            values = configs[cid]["config"]
+            labels[cid] = ", ".join(f"{k}={_short(values.get(k))}" for k in differ)
     return labels
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def folder_labels(folders: list[Path]) -> list[str]:
