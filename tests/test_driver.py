@@ -81,8 +81,8 @@ def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_ze
     assert list(trainer.schedule.eval_steps()) == [0, 64, 128, budget]
     run, curve = train_one(trainer, config, 0)
     assert curve.eval_return_mean.shape == (4,)
-    assert int(run.agent.updates) == 7
-    adam_count = int(run.agent.opt_state[1][0].count)
+    assert int(run.agent.learner.updates) == 7
+    adam_count = int(run.agent.learner.opt_state[1][0].count)
     assert adam_count == 7 * config.num_epochs * config.num_minibatches
     lr = ppo.learning_rate(config)
     assert np.isclose(float(lr(0)), config.lr) and float(lr(adam_count - 1)) == 0.0

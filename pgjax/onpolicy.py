@@ -1,0 +1,163 @@
+"""The on-policy loop shared by PPO, MDPO-on, PMOE-PPO and PG-Rainbow.
+
+Each iteration runs the current policy for `rollout_length` steps in `num_envs` envs, normalises the
+observations with the running statistics the policy acted on, scales the rewards by the running std
+of the discounted return, computes values and GAE advantages (bootstrapping through truncations from
+the pre-reset observation, never through terminations), and hands the flattened batch to the agent's
+update; the pieces an update is made of (minibatch epochs, one optimiser step, advantage
+normalisation, the clipped value loss, the annealed learning rate) live here too, once. An agent
+supplies its learner (networks, parameters, optimiser states, ...), how it samples an action, its
+value function and its update.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from pgjax.budget import iterations_in_budget
+from pgjax.config import check_positive, check_unit_interval, hyper, require, static
+from pgjax.envs import Env, EnvState, batch_reset
+from pgjax.minibatch import shuffled_minibatches
+from pgjax.normalize import RewardScaler, RunningStats
+from pgjax.returns import gae
+from pgjax.rollout import rollout
+
+# (learner, normalised obs, key) -> (raw action, extras stored with it, e.g. {"log_prob": ...})
+Sample = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
+# (learner, normalised obs) -> V(obs)
+Value = Callable[[Any, jax.Array], jax.Array]
+# (learner, flat batch, key, env, config) -> (learner, metrics)
+Update = Callable[[Any, dict, jax.Array, Env, Any], tuple[Any, dict]]
+
+
+@struct.dataclass
+class Config:
+    """The fields every on-policy agent shares; an agent's Config extends it (and may change defaults)."""
+
+    total_steps: int = static(1_000_000)
+    num_envs: int = static(64)
+    rollout_length: int = static(64)
+    num_epochs: int = static(10)
+    num_minibatches: int = static(8)
+    normalize_observations: bool = static(True)
+    scale_rewards: bool = static(True)
+    gamma: float = hyper(0.99)
+    gae_lambda: float = hyper(0.95)
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        check_positive(out, self, "total_steps", "num_envs", "rollout_length", "num_epochs", "num_minibatches")
+        check_unit_interval(out, self, "gamma", "gae_lambda")
+        batch = self.num_envs * self.rollout_length
+        require(out, self.num_minibatches <= 0 or batch % self.num_minibatches == 0,
+                f"num_envs * rollout_length = {batch} must be divisible by num_minibatches = {self.num_minibatches}")
+        return out
+
+
+@struct.dataclass
+class State:
+    learner: Any  # the agent's own part: parameters, optimiser states, counters, ...
+    obs_stats: RunningStats
+    reward_scaler: RewardScaler
+    env_state: EnvState
+    key: jax.Array
+    normalize_observations: bool = static(True)
+
+
+def steps_per_iteration(config: Config) -> int:
+    return config.num_envs * config.rollout_length
+
+
+def warmup_steps(config: Config) -> int:
+    return 0
+
+
+def num_iterations(config: Config) -> int:
+    """The iterations the run's budget holds (the driver's schedule runs exactly these)."""
+    return iterations_in_budget(config.total_steps, warmup_steps(config), steps_per_iteration(config))
+
+
+def annealed_lr(lr, config: Config, updates_per_iteration: int):
+    """lr at the first optimiser step, falling linearly to 0 at the last one the budget runs."""
+    last_update = max(1, num_iterations(config) * updates_per_iteration - 1)
+    return lambda count: lr * jnp.maximum(1.0 - count / last_update, 0.0)
+
+
+def normalizer(state: State) -> Callable[[jax.Array], jax.Array]:
+    return state.obs_stats.normalize if state.normalize_observations else (lambda x: x)
+
+
+def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any]) -> State:
+    k_learner, k_env, key = jax.random.split(key, 3)
+    return State(init_learner(k_learner, env, config), RunningStats.create((env.obs_size,)),
+                 RewardScaler.create(config.num_envs), batch_reset(env, k_env, config.num_envs), key,
+                 config.normalize_observations)
+
+
+def iteration(state: State, env: Env, config: Config, sample: Sample, value: Value, update: Update
+              ) -> tuple[State, dict]:
+    """Rollout, advantages, then the agent's update on the flat batch of num_envs * rollout_length
+    samples: obs (normalised), action, the sample's extras, value, advantage (not yet normalised) and
+    target (the λ-return Â + V)."""
+    normalize = normalizer(state)
+    key, rollout_key, update_key = jax.random.split(state.key, 3)
+
+    def policy(obs, k):
+        return sample(state.learner, normalize(obs), k)
+
+    env_state, traj = rollout(env, state.env_state, policy, rollout_key, config.rollout_length)
+
+    obs, next_obs = normalize(traj.obs), normalize(traj.next_obs)
+    values, next_values = value(state.learner, obs), value(state.learner, next_obs)
+    reward_scaler, rewards = state.reward_scaler, traj.reward
+    if config.scale_rewards:
+        reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
+        rewards = reward_scaler.scale(traj.reward)
+    advantages, targets = gae(rewards, values, next_values, traj.terminated, traj.done,
+                              config.gamma, config.gae_lambda)
+
+    batch = {"obs": obs, "action": traj.action, **traj.extras, "value": values, "advantage": advantages,
+             "target": targets}
+    batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    learner, metrics = update(state.learner, batch, update_key, env, config)
+
+    obs_stats = state.obs_stats.update(traj.obs) if config.normalize_observations else state.obs_stats
+    return state.replace(learner=learner, obs_stats=obs_stats, reward_scaler=reward_scaler, env_state=env_state,
+                         key=key), metrics
+
+
+def descent_step(loss_fn: Callable, optimizer: optax.GradientTransformation):
+    """(params, opt_state), batch -> one optimiser step on loss_fn(params, batch) -> (loss, info)."""
+    grad_fn = jax.grad(loss_fn, has_aux=True)
+
+    def step(carry, batch):
+        params, opt_state = carry
+        grads, info = grad_fn(params, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), info
+
+    return step
+
+
+def minibatch_epochs(step: Callable, carry, batch: dict, key: jax.Array, num_epochs: int, num_minibatches: int):
+    """`num_epochs` passes over the batch, each in `num_minibatches` freshly shuffled minibatches;
+    returns the final carry and the per-step infos stacked [num_epochs, num_minibatches]."""
+    def epoch(carry, k):
+        return jax.lax.scan(step, carry, shuffled_minibatches(k, batch, num_minibatches))
+
+    return jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+
+
+def normalize_advantages(advantages: jax.Array) -> jax.Array:
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
+def clipped_value_error(value: jax.Array, old_value: jax.Array, target: jax.Array, clip: jax.Array) -> jax.Array:
+    """mean(max((V - R)², (V_old + clip(V - V_old, -c, c) - R)²)): the value may not profit from
+    moving further than c from the prediction the advantages were computed with."""
+    clipped = old_value + jnp.clip(value - old_value, -clip, clip)
+    return jnp.maximum((value - target) ** 2, (clipped - target) ** 2).mean()
