@@ -1,4 +1,4 @@
-"""`pgjax bench`: PPO, SAC and DSAC-T on gymnax Pendulum with vmapped seeds (compile s, run s, env steps/s,
+"""`pgjax bench`: PPO, SAC, DSAC-T and both MDPOs on gymnax Pendulum with vmapped seeds (compile s, run s, env steps/s,
 peak memory, final return), and the Brax adapter's stepping speed beside bare Brax's on hopper.
 A benchmark, never a test."""
 from __future__ import annotations
@@ -18,10 +18,17 @@ SAC = {"num_envs": 1, "gradient_steps": 1, "batch_size": 256, "hidden_sizes": "6
 # DSAC-T on SAC's bench configuration, networks included (ReLU), so the line compares the algorithms;
 # its paper default, the exact erf GELU, alone takes the run from ~1.1x to ~2.2x SAC's on XLA:CPU.
 DSACT = {**SAC, "activation": "relu"}
+# MDPO-on on PPO's layout (envs, rollout, networks, budget) with its own update: m = 10 full-batch policy
+# steps and 5 value epochs of 16 minibatches; MDPO-off on SAC's configuration.
+MDPO_ON = {"num_envs": 64, "rollout_length": 64, "hidden_sizes": "64,64"}
+MDPO_OFF = SAC
 # Evaluation points per run (equal chunks here, though the schedule allows uneven ones):
 # PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
 # SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
-NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10}
+NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10, "mdpo_on": 4, "mdpo_off": 10}
+# name: (agent config, the bench's budget argument)
+BENCHES = {"ppo": (PPO, "ppo_steps"), "sac": (SAC, "sac_steps"), "dsact": (DSACT, "sac_steps"),
+           "mdpo_on": (MDPO_ON, "ppo_steps"), "mdpo_off": (MDPO_OFF, "sac_steps")}
 
 
 def peak_memory_mb() -> float:
@@ -97,15 +104,10 @@ def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1
 
 def main(args) -> int:
     rows = []
-    if args.only in (None, "ppo"):
-        rows.append(bench_one("ppo", PPO, args.seeds, args.ppo_steps))
-        print(json.dumps(rows[-1]), flush=True)
-    if args.only in (None, "sac"):
-        rows.append(bench_one("sac", SAC, args.seeds, args.sac_steps))
-        print(json.dumps(rows[-1]), flush=True)
-    if args.only in (None, "dsact"):
-        rows.append(bench_one("dsact", DSACT, args.seeds, args.sac_steps))
-        print(json.dumps(rows[-1]), flush=True)
+    for agent, (overrides, budget) in BENCHES.items():
+        if args.only in (None, agent):
+            rows.append(bench_one(agent, overrides, args.seeds, getattr(args, budget)))
+            print(json.dumps(rows[-1]), flush=True)
     if args.only in (None, "brax"):
         rows.append(bench_brax_stepping())
         print(json.dumps(rows[-1]), flush=True)

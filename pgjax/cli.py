@@ -120,12 +120,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="where report.md and plots go (default: first folder)")
     rep.set_defaults(func=_report)
 
-    b = sub.add_parser("bench", help="time PPO, SAC and DSAC-T on gymnax Pendulum (compile, run, steps/s, memory) "
+    b = sub.add_parser("bench", help="time PPO, SAC, DSAC-T, MDPO-on and MDPO-off on gymnax Pendulum (compile, run, steps/s, memory) "
                        "and the Brax adapter beside bare Brax on hopper")
-    b.add_argument("--only", choices=["ppo", "sac", "dsact", "brax"], default=None)
+    b.add_argument("--only", choices=["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "brax"], default=None)
     b.add_argument("--seeds", type=int, default=8)
-    b.add_argument("--ppo-steps", type=int, default=1_000_000)
-    b.add_argument("--sac-steps", type=int, default=40_000, help="env steps of the SAC and DSAC-T benches")
+    b.add_argument("--ppo-steps", type=int, default=1_000_000, help="env steps of the PPO and MDPO-on benches")
+    b.add_argument("--sac-steps", type=int, default=40_000, help="env steps of the SAC, DSAC-T and MDPO-off benches")
     b.add_argument("--out", default=None, help="also write the figures as JSON here")
     b.set_defaults(func=_bench)
     return p

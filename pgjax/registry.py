@@ -8,6 +8,8 @@ AGENT_MODULES = {
     "ppo": "pgjax.agents.ppo",
     "sac": "pgjax.agents.sac",
     "dsact": "pgjax.agents.dsact",
+    "mdpo_on": "pgjax.agents.mdpo_on",
+    "mdpo_off": "pgjax.agents.mdpo_off",
 }
 AGENT_NAMES = tuple(AGENT_MODULES)
 

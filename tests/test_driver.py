@@ -7,7 +7,7 @@ from pgjax import driver
 from helpers import tiny_trainer, train_one
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact"])
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off"])
 def test_same_seed_gives_identical_curve(agent):
     trainer, config = tiny_trainer(agent)
     _, a = train_one(trainer, config, 3)
@@ -17,7 +17,7 @@ def test_same_seed_gives_identical_curve(agent):
     assert not np.array_equal(a.eval_return_mean, c.eval_return_mean)
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact"])
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off"])
 def test_seed_in_vmapped_batch_equals_seed_alone(agent):
     trainer, config = tiny_trainer(agent)
     keys = driver.seed_keys([0, 1, 2, 3])
@@ -27,10 +27,12 @@ def test_seed_in_vmapped_batch_equals_seed_alone(agent):
         np.testing.assert_allclose(batched.eval_return_mean[i], alone.eval_return_mean, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("agent,field", [("ppo", "lr"), ("sac", "critic_lr"), ("dsact", "critic_lr")])
+@pytest.mark.parametrize("agent,field", [("ppo", "lr"), ("sac", "critic_lr"), ("dsact", "critic_lr"),
+                                         ("mdpo_on", "lr"), ("mdpo_off", "tsallis_q")])
 def test_vmapped_learning_rates_equal_separate_runs(agent, field):
     trainer, config = tiny_trainer(agent)
-    configs = [config.replace(**{field: 1e-3}), config.replace(**{field: 3e-3})]
+    values = (1.0, 1.5) if field == "tsallis_q" else (1e-3, 3e-3)
+    configs = [config.replace(**{field: v}) for v in values]
     fn = jax.jit(driver.over_seeds_and_configs(trainer.train, x_per_config=False))
     _, batched = fn(driver.seed_keys([0]), driver.stack_configs(configs))
     for j, c in enumerate(configs):

@@ -43,3 +43,27 @@ def test_dsact_learns_gymnax_pendulum_in_20k_steps():
 @pytest.mark.slow
 def test_dsact_learns_brax_inverted_pendulum_in_40k_steps():
     assert final_mean_return("dsact", "brax/inverted_pendulum", seeds=4, steps=40_000, num_evals=4, **DSACT_SMALL) >= 900
+
+
+@pytest.mark.slow
+def test_mdpo_on_learns_gymnax_pendulum():
+    """PPO's layout (64 envs x 64 steps) and MDPO-on's defaults otherwise."""
+    assert final_mean_return("mdpo_on", "gymnax/Pendulum-v1", seeds=8, steps=1_000_000,
+                             num_envs=64, rollout_length=64) >= -300
+
+
+@pytest.mark.slow
+def test_mdpo_off_learns_gymnax_pendulum_in_20k_steps():
+    assert final_mean_return("mdpo_off", "gymnax/Pendulum-v1", seeds=4, steps=20_000, warmup_steps=1000,
+                             hidden_sizes="64,64") >= -250
+
+
+@pytest.mark.slow
+def test_mdpo_on_learns_brax_inverted_pendulum_in_200k_steps():
+    assert final_mean_return("mdpo_on", "brax/inverted_pendulum", seeds=4, steps=200_000, num_evals=4) >= 900
+
+
+@pytest.mark.slow
+def test_mdpo_off_learns_brax_inverted_pendulum_in_40k_steps():
+    assert final_mean_return("mdpo_off", "brax/inverted_pendulum", seeds=4, steps=40_000, num_evals=4,
+                             warmup_steps=1000, hidden_sizes="64,64") >= 900
