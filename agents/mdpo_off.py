@@ -137,6 +137,16 @@ def old_policy_log_density(actor, old_params):
     return log_density
 
 
+def critic_targets(learner: Learner, critic, value, batch: dict, action, log_pi, config: Config):
+    """y_Q = r + γ(1 − terminated) V̄(s') and y_V = min_j Q_j(s, ã) − λ log π_θ(ã|s), from the
+    pre-update networks and the actor loss's own sample ã (log_q in the Tsallis variant, as the
+    reference)."""
+    next_v = value.apply(learner.target_value_params, batch["next_obs"])[..., 0]
+    q_target = config.reward_scale * batch["reward"] + config.gamma * (1.0 - batch["terminated"]) * next_v
+    min_q = apply_ensemble(critic, learner.critic_params, batch["obs"], action).min(0)
+    return jax.lax.stop_gradient(q_target), jax.lax.stop_gradient(min_q - config.entropy_coef * log_pi)
+
+
 def critic_loss(params, critic, value, batch, q_target, v_target):
     """0.5 mean (Q_j − y)² summed over j, plus 0.5 mean (V − y_V)²."""
     critic_params, value_params = params
@@ -157,10 +167,7 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     (pi_loss, (action, log_pi)), pi_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         learner.actor_params, actor, old_policy_log_density(actor, learner.old_actor_params), q1, batch["obs"], key,
         config)
-    min_q = apply_ensemble(critic, learner.critic_params, batch["obs"], action).min(0)
-    v_target = jax.lax.stop_gradient(min_q - config.entropy_coef * log_pi)
-    next_v = value.apply(learner.target_value_params, batch["next_obs"])[..., 0]
-    q_target = config.reward_scale * batch["reward"] + config.gamma * (1.0 - batch["terminated"]) * next_v
+    q_target, v_target = critic_targets(learner, critic, value, batch, action, log_pi, config)
     c_grads, info = jax.grad(critic_loss, has_aux=True)(
         (learner.critic_params, learner.value_params), critic, value, batch, q_target, v_target)
 
@@ -169,6 +176,8 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     updates, critic_opt_state = critic_opt.update(c_grads, learner.critic_opt)
     critic_params, value_params = optax.apply_updates((learner.critic_params, learner.value_params), updates)
 
+    # π_θk ← π_θ after gradient steps m, 2m, ... (the reference counts env steps from 0, warm-up included,
+    # so its first refresh falls on the first gradient step; the old policy is the initial one until then)
     steps = learner.steps + 1
     refresh = steps % config.sgd_steps == 0
     old_actor_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), actor_params,

@@ -29,7 +29,8 @@ from pgjax.networks import MLP, GaussianActor
 @struct.dataclass
 class Config(onpolicy.Config):
     # 64 envs x 32 steps = 2048 samples per iteration, the reference's batch; 5 value epochs in
-    # minibatches of 128 at this layout. The reference's learning rates are constant (no annealing).
+    # minibatches of 128 at this layout (num_minibatches counts minibatches, as PPO's field, so at
+    # 64 x 64 they hold 256). The reference's learning rates are constant (no annealing).
     rollout_length: int = static(32)
     num_epochs: int = static(5)  # of the value network
     num_minibatches: int = static(16)
@@ -81,8 +82,9 @@ def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
 
 
 def bregman_step_size(k: jax.Array, config: Config) -> jax.Array:
-    """t_k = 1 − k/K over the K iterations the budget holds: 1 at k = 0, 1/K at the last one. (The
-    reference computes 1 − (k−1)/K with k from 0, the same line one iteration earlier.)"""
+    """t_k = 1 − k/K over the K iterations the budget holds: 1 at k = 0, 1/K at the last one, as the
+    issue asks. (The reference computes 1 − (k−1)/K with k from 0: its t_k is ours at k − 1, a slightly
+    weaker KL weight one iteration behind.)"""
     return 1.0 - k / onpolicy.num_iterations(config)
 
 
@@ -97,7 +99,7 @@ def policy_loss(actor_params, actor: GaussianActor, batch: dict, old_mean, old_l
 
 def policy_update(learner: Learner, batch: dict, config: Config):
     """m Adam steps on the full batch with π_θk (the parameters the batch was collected with) frozen;
-    the infos are per step, evaluated before it (so the first KL is 0)."""
+    the infos are per step, evaluated before it (so the first KL is 0), plus the KL after the last."""
     old_mean, old_log_std = jax.lax.stop_gradient(learner.actor.apply(learner.actor_params, batch["obs"]))
     kl_weight = 1.0 / bregman_step_size(learner.k, config)
     step = onpolicy.descent_step(
@@ -105,7 +107,8 @@ def policy_update(learner: Learner, batch: dict, config: Config):
         _optimizers(config)[0])
     (actor_params, policy_opt), info = jax.lax.scan(
         lambda carry, _: step(carry, batch), (learner.actor_params, learner.policy_opt), None, length=config.sgd_steps)
-    return actor_params, policy_opt, info
+    final_kl = gaussian_kl(*learner.actor.apply(actor_params, batch["obs"]), old_mean, old_log_std).mean()
+    return actor_params, policy_opt, {**info, "final_kl": final_kl}
 
 
 def value_loss(critic_params, critic: MLP, batch: dict, clip) -> tuple[jax.Array, dict]:
@@ -121,7 +124,7 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
                                  _optimizers(config)[1])
     (critic_params, value_opt), value_info = onpolicy.minibatch_epochs(
         step, (learner.critic_params, learner.value_opt), batch, key, config.num_epochs, config.num_minibatches)
-    metrics = {"surrogate": policy_info["surrogate"].mean(), "kl": policy_info["kl"][-1],
+    metrics = {"surrogate": policy_info["surrogate"].mean(), "kl": policy_info["final_kl"],
                "value_loss": value_info["value_loss"].mean(), "t_k": bregman_step_size(learner.k, config)}
     return learner.replace(actor_params=actor_params, critic_params=critic_params, policy_opt=policy_opt,
                            value_opt=value_opt, k=learner.k + 1), metrics

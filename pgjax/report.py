@@ -124,31 +124,52 @@ def final_table(runs: dict, multi_folder: bool, labels: dict[str, str]) -> list[
     return lines
 
 
+PANEL_BUDGET_RATIO = 4  # series whose budgets differ more than this get their own panel
+
+
+def budget_panels(budgets: list[int]) -> list[int]:
+    """A panel index per series: budgets within PANEL_BUDGET_RATIO of the smallest in their panel share
+    one, so a 20k-step off-policy curve is not squeezed against the axis of a 1M-step on-policy one."""
+    panel_of, panels, first = {}, -1, None
+    for budget in sorted(set(budgets)):
+        if first is None or budget > PANEL_BUDGET_RATIO * first:
+            panels, first = panels + 1, budget
+        panel_of[budget] = panels
+    return [panel_of[b] for b in budgets]
+
+
 def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[str, str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    configs_per_agent = defaultdict(set)
+    configs_per_agent = defaultdict(set)  # on this env
     for (label, agent, e, backend, cid) in runs:
-        configs_per_agent[(label, agent)].add(cid)
+        if e == env:
+            configs_per_agent[(label, agent)].add(cid)
+    series = []
     for (label, agent, e, backend, cid), per_seed in sorted(runs.items()):
         if e != env:
             continue
         steps, returns, seeds, _ = run_curves(per_seed)
-        mean, lo, hi = mean_band(returns)
         name = agent + (f" {labels.get(cid) or cid}" if len(configs_per_agent[(label, agent)]) > 1 else "")
         name += f" [{label}]" if multi_folder else ""
-        line, = ax.plot(steps, mean, label=f"{name} ({len(seeds)} seeds)")
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        series.append((steps, returns, f"{name} ({len(seeds)} seeds)"))
+    panel_of = budget_panels([int(steps[-1]) for steps, _, _ in series])
+    num_panels = max(panel_of) + 1
+    fig, axes = plt.subplots(1, num_panels, figsize=(6.4 * num_panels, 4.2), dpi=110, sharey=True, squeeze=False)
+    for (steps, returns, name), panel in zip(series, panel_of):
+        mean, lo, hi = mean_band(returns)
+        line, = axes[0, panel].plot(steps, mean, label=name)
+        axes[0, panel].fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     backends = sorted({k[3] for k in runs if k[2] == env})
-    ax.set_title(f"{env} ({', '.join(backends)})")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return (mean, 95% bootstrap CI)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig.suptitle(f"{env} ({', '.join(backends)})")
+    for ax in axes[0]:
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("evaluation return (mean, 95% bootstrap CI)")
     fig.tight_layout()
     path = out / f"curves_{env.replace('/', '_')}.png"
     fig.savefig(path)

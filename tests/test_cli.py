@@ -26,6 +26,8 @@ def error_of(capsys, argv):
 
 RUN = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "10000"]
 DSACT = ["run", "dsact", "gymnax/Pendulum-v1", "--steps", "20000"]
+MDPO_ON = ["run", "mdpo_on", "gymnax/Pendulum-v1", "--steps", "100000"]
+MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set", "warmup_steps=1000"]
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -58,6 +60,13 @@ DSACT = ["run", "dsact", "gymnax/Pendulum-v1", "--steps", "20000"]
     (DSACT + ["--set", "delay_update=0"], "delay_update must be > 0"),
     (DSACT + ["--set", "epsilon=0"], "epsilon must be > 0"),
     (DSACT + ["--set", "activation=gelu2"], "activation must be one of"),
+    (MDPO_OFF + ["--set", "tsallis_q=2.5"], "tsallis_q must be in [1, 2]"),
+    (MDPO_OFF + ["--set", "tsallis_q=0.5"], "tsallis_q must be in [1, 2]"),
+    (MDPO_OFF + ["--set", "kl_coef=-1"], "kl_coef must be >= 0"),
+    (MDPO_OFF + ["--set", "entropy_coef=-0.2"], "entropy_coef must be >= 0"),
+    (MDPO_OFF + ["--set", "sgd_steps=0"], "sgd_steps must be > 0"),
+    (MDPO_ON + ["--set", "sgd_steps=0"], "sgd_steps must be > 0"),
+    (MDPO_ON + ["--set", "value_clip=-0.1"], "value_clip must be > 0"),
 ])
 def test_bad_run_arguments(capsys, argv, expected):
     assert expected in error_of(capsys, argv)
@@ -109,4 +118,5 @@ def test_error_from_a_real_process_has_no_traceback():
 def test_list_prints_agents_and_envs(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "ppo" in out and "sac" in out and "dsact" in out and "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out
+    assert all(name in out for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off"))
+    assert "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out

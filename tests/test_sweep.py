@@ -85,3 +85,10 @@ def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
         text = fns.advance.as_text()
         assert " dot(" in text
         assert (hlo in text) if hlo else ("highest" not in text)
+
+
+def test_report_gives_budgets_of_different_scale_their_own_panels():
+    from pgjax.report import budget_panels
+
+    assert budget_panels([20_000, 1_000_000, 40_000, 200_000, 20_000]) == [0, 2, 0, 1, 0]
+    assert budget_panels([300_000]) == [0]
