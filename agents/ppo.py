@@ -63,13 +63,13 @@ def learning_rate(config: Config):
     return onpolicy.annealed_lr(config.lr, config, config.num_epochs * config.num_minibatches)
 
 
-def _optimizer(config: Config):
+def optimizer(config: Config):
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config), eps=1e-5))
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor_params, critic_params = gaussian_policy.init_params(key, env, config)
-    opt_state = _optimizer(config).init((actor_params, critic_params))
+    opt_state = optimizer(config).init((actor_params, critic_params))
     return Learner(actor_params, critic_params, opt_state, jnp.zeros((), jnp.int32),
                    *gaussian_policy.networks(env, config))
 
@@ -78,32 +78,37 @@ def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
     return onpolicy.init(key, env, config, init_learner)
 
 
-def ppo_loss(params, actor, critic, batch, config: Config):
-    """Clipped surrogate + c_v · clipped value loss − c_e · entropy, on one minibatch (advantages
-    normalised within it)."""
-    actor_params, critic_params = params
-    mean, log_std = actor.apply(actor_params, batch["obs"])
-    log_prob = gaussian_log_prob(batch["action"], mean, log_std)
+def clipped_surrogate(log_prob, batch: dict, clip_eps) -> tuple[jax.Array, jax.Array]:
+    """(−mean min(ρÂ, clip(ρ, 1−ε, 1+ε)Â) with advantages normalised within the minibatch, approx KL)."""
     ratio = jnp.exp(log_prob - batch["log_prob"])
     adv = onpolicy.normalize_advantages(batch["advantage"])
-    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps) * adv)
-    policy_loss = -surrogate.mean()
+    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    return -surrogate.mean(), ((ratio - 1.0) - jnp.log(ratio)).mean()
 
-    value = critic.apply(critic_params, batch["obs"])[..., 0]
+
+def value_loss(value, batch: dict, config: Config) -> jax.Array:
+    """0.5 · the (clipped, by default) squared error to the λ-return."""
     if config.clip_value_loss:
-        value_loss = 0.5 * onpolicy.clipped_value_error(value, batch["value"], batch["target"], config.clip_eps)
-    else:
-        value_loss = 0.5 * ((value - batch["target"]) ** 2).mean()
+        return 0.5 * onpolicy.clipped_value_error(value, batch["value"], batch["target"], config.clip_eps)
+    return 0.5 * ((value - batch["target"]) ** 2).mean()
+
+
+def ppo_loss(params, actor, critic, batch, config: Config):
+    """Clipped surrogate + c_v · clipped value loss − c_e · entropy, on one minibatch."""
+    actor_params, critic_params = params
+    mean, log_std = actor.apply(actor_params, batch["obs"])
+    policy_loss, approx_kl = clipped_surrogate(gaussian_log_prob(batch["action"], mean, log_std), batch,
+                                               config.clip_eps)
+    v_loss = value_loss(critic.apply(critic_params, batch["obs"])[..., 0], batch, config)
     entropy = gaussian_entropy(log_std).mean()
-    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-    approx_kl = ((ratio - 1.0) - jnp.log(ratio)).mean()
-    return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy, "approx_kl": approx_kl}
+    loss = policy_loss + config.vf_coef * v_loss - config.ent_coef * entropy
+    return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy, "approx_kl": approx_kl}
 
 
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """num_epochs x num_minibatches Adam steps on the joint actor-critic loss."""
     step = onpolicy.descent_step(lambda params, mb: ppo_loss(params, learner.actor, learner.critic, mb, config),
-                                 _optimizer(config))
+                                 optimizer(config))
     carry = ((learner.actor_params, learner.critic_params), learner.opt_state)
     ((actor_params, critic_params), opt_state), info = onpolicy.minibatch_epochs(
         step, carry, batch, key, config.num_epochs, config.num_minibatches)

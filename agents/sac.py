@@ -72,17 +72,22 @@ def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
     return offpolicy.init(key, env, config, init_learner, explore)
 
 
-def critic_target(actor, critic, actor_params, target_params, alpha, batch, key, config: Config):
-    """y = r + γ(1 - terminated)(min_j Q̄_j(s', a') - α log π(a'|s')), a' ~ π(·|s').
+def soft_target(critic, target_params, next_action, next_log_prob, alpha, batch, config: Config):
+    """y = r + γ(1 - terminated)(min_j Q̄_j(s', a') - α log π(a'|s')) for a given next action a'.
 
     `next_obs` is the pre-reset observation, so a truncated transition bootstraps from the state the
     episode really reached; a terminated one does not bootstrap at all.
     """
-    mean, log_std = actor.apply(actor_params, batch["next_obs"])
-    next_action, next_log_prob = tanh_gaussian_sample(key, mean, log_std)
     next_q = apply_ensemble(critic, target_params, batch["next_obs"], next_action).min(0)
     soft_value = next_q - alpha * next_log_prob
     return config.reward_scale * batch["reward"] + config.gamma * (1.0 - batch["terminated"]) * soft_value
+
+
+def critic_target(actor, critic, actor_params, target_params, alpha, batch, key, config: Config):
+    """The soft target with a' ~ π(·|s')."""
+    mean, log_std = actor.apply(actor_params, batch["next_obs"])
+    next_action, next_log_prob = tanh_gaussian_sample(key, mean, log_std)
+    return soft_target(critic, target_params, next_action, next_log_prob, alpha, batch, config)
 
 
 def critic_loss(critic_params, critic, batch, target):
@@ -91,26 +96,31 @@ def critic_loss(critic_params, critic, batch, target):
 
 
 def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key):
+    """mean(α log π(ã|s) - min_j Q_j(s, ã)), ã reparameterised; aux: (log π(ã|s), no extra metrics)."""
     mean, log_std = actor.apply(actor_params, obs)
     action, log_prob = tanh_gaussian_sample(key, mean, log_std)
     q = apply_ensemble(critic, critic_params, obs, action).min(0)
-    return (alpha * log_prob - q).mean(), log_prob
+    return (alpha * log_prob - q).mean(), (log_prob, {})
 
 
-def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
-    actor, critic = _networks(env, config)
+def soft_actor_critic_step(learner, batch: dict, key: jax.Array, env: Env, config: Config, critic,
+                           target_fn, actor_loss_fn) -> tuple:
+    """One gradient step of Algorithm 1, given its target and its actor loss: the twin critics toward
+    target_fn(learner, α, key), the actor on actor_loss_fn(actor params, new critic params, α, key)
+    -> (loss, (log π used for α, extra metrics)), α toward the target entropy, Polyak targets.
+    SAC and PMOE-SAC differ only in the two functions."""
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
     target_key, actor_key = jax.random.split(key)
     alpha = jnp.exp(learner.log_alpha)
 
-    target = critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, target_key, config)
+    target = target_fn(learner, alpha, target_key)
     (q_loss, q_mean), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
         learner.critic_params, critic, batch, jax.lax.stop_gradient(target))
     updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
     critic_params = optax.apply_updates(learner.critic_params, updates)
 
-    (pi_loss, log_prob), pi_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        learner.actor_params, actor, critic, critic_params, alpha, batch["obs"], actor_key)
+    (pi_loss, (log_prob, extra)), pi_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
+        learner.actor_params, critic_params, alpha, actor_key)
     updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
     actor_params = optax.apply_updates(learner.actor_params, updates)
 
@@ -124,7 +134,19 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
         target_params=polyak(learner.target_params, critic_params, config.tau),
         actor_opt=actor_opt_state, critic_opt=critic_opt_state, alpha_opt=alpha_opt_state)
     return new_state, {"critic_loss": q_loss, "actor_loss": pi_loss, "alpha": alpha, "q_mean": q_mean,
-                       "entropy": -log_prob.mean()}
+                       "entropy": -log_prob.mean(), **extra}
+
+
+def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
+    actor, critic = _networks(env, config)
+
+    def target_fn(learner, alpha, k):
+        return critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, k, config)
+
+    def actor_loss_fn(actor_params, critic_params, alpha, k):
+        return actor_loss(actor_params, actor, critic, critic_params, alpha, batch["obs"], k)
+
+    return soft_actor_critic_step(learner, batch, key, env, config, critic, target_fn, actor_loss_fn)
 
 
 def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:

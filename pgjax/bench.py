@@ -1,6 +1,6 @@
-"""`pgjax bench`: PPO, SAC, DSAC-T and both MDPOs on gymnax Pendulum with vmapped seeds (compile s, run s, env steps/s,
-peak memory, final return), and the Brax adapter's stepping speed beside bare Brax's on hopper.
-A benchmark, never a test."""
+"""`pgjax bench`: PPO, SAC, DSAC-T, both MDPOs and both PMOEs on gymnax Pendulum with vmapped seeds
+(compile s, run s, env steps/s, peak memory, final return), and the Brax adapter's stepping speed beside
+bare Brax's on hopper. A benchmark, never a test."""
 from __future__ import annotations
 
 import json
@@ -22,13 +22,18 @@ DSACT = {**SAC, "activation": "relu"}
 # steps and 5 value epochs of 16 minibatches; MDPO-off on SAC's configuration.
 MDPO_ON = {"num_envs": 64, "rollout_length": 64, "hidden_sizes": "64,64"}
 MDPO_OFF = SAC
+# PMOE on its base agents' configurations with its default K (4 experts off-policy, 5 on-policy); PMOE-PPO
+# keeps its own update layout (10 epochs of 32 minibatches, as the reference) on PPO's rollout layout.
+PMOE_SAC = SAC
+PMOE_PPO = MDPO_ON
 # Evaluation points per run (equal chunks here, though the schedule allows uneven ones):
 # PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
 # SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
-NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10, "mdpo_on": 4, "mdpo_off": 10}
+NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10, "mdpo_on": 4, "mdpo_off": 10, "pmoe_sac": 10, "pmoe_ppo": 4}
 # name: (agent config, the bench's budget argument)
 BENCHES = {"ppo": (PPO, "ppo_steps"), "sac": (SAC, "sac_steps"), "dsact": (DSACT, "sac_steps"),
-           "mdpo_on": (MDPO_ON, "ppo_steps"), "mdpo_off": (MDPO_OFF, "sac_steps")}
+           "mdpo_on": (MDPO_ON, "ppo_steps"), "mdpo_off": (MDPO_OFF, "sac_steps"),
+           "pmoe_sac": (PMOE_SAC, "sac_steps"), "pmoe_ppo": (PMOE_PPO, "ppo_steps")}
 
 
 def peak_memory_mb() -> float:

@@ -30,7 +30,7 @@ def _print_results(results, out: Path) -> None:
         print(f"{s['agent']:>5} {s['env']:<28} {len(r.group.configs)} config(s) x {len(r.group.seeds)} seed(s): "
               f"final return {r.final_returns.mean():.1f}, compile {s['compile_s']:.1f}s, run {s['run_s']:.1f}s, "
               f"{s['steps_per_s']:,.0f} steps/s" + (f", {s['diverged_runs']} diverged" if s["diverged_runs"] else ""))
-    print(f"wrote {out / 'curves.csv'} and {out / 'runs.json'}")
+    print(f"wrote {out / 'curves.csv'}, {out / 'metrics.csv'} and {out / 'runs.json'}")
 
 
 def _run(args) -> int:
@@ -120,12 +120,15 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="where report.md and plots go (default: first folder)")
     rep.set_defaults(func=_report)
 
-    b = sub.add_parser("bench", help="time PPO, SAC, DSAC-T, MDPO-on and MDPO-off on gymnax Pendulum (compile, run, steps/s, memory) "
-                       "and the Brax adapter beside bare Brax on hopper")
-    b.add_argument("--only", choices=["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "brax"], default=None)
+    b = sub.add_parser("bench", help="time PPO, SAC, DSAC-T, MDPO-on/off and PMOE-SAC/PPO on gymnax Pendulum "
+                       "(compile, run, steps/s, memory) and the Brax adapter beside bare Brax on hopper")
+    b.add_argument("--only", choices=["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "brax"],
+                   default=None)
     b.add_argument("--seeds", type=int, default=8)
-    b.add_argument("--ppo-steps", type=int, default=1_000_000, help="env steps of the PPO and MDPO-on benches")
-    b.add_argument("--sac-steps", type=int, default=40_000, help="env steps of the SAC, DSAC-T and MDPO-off benches")
+    b.add_argument("--ppo-steps", type=int, default=1_000_000,
+                   help="env steps of the PPO, MDPO-on and PMOE-PPO benches")
+    b.add_argument("--sac-steps", type=int, default=40_000,
+                   help="env steps of the SAC, DSAC-T, MDPO-off and PMOE-SAC benches")
     b.add_argument("--out", default=None, help="also write the figures as JSON here")
     b.set_defaults(func=_bench)
     return p

@@ -140,13 +140,17 @@ def check_unit_interval(problems: list[str], config, *names: str) -> None:
         require(problems, 0.0 <= value <= 1.0, f"{name} must be in [0, 1] (got {value})")
 
 
+def check_choice(problems: list[str], config, name: str, choices) -> None:
+    value = getattr(config, name)
+    require(problems, value in choices, f"{name} must be one of {', '.join(choices)} (got {value!r})")
+
+
 def check_network(problems: list[str], config) -> None:
     """hidden_sizes and activation, the network fields every agent has."""
     from pgjax.networks import ACTIVATIONS
 
     require(problems, all(h > 0 for h in config.hidden_sizes), "hidden_sizes must be positive")
-    require(problems, config.activation in ACTIVATIONS,
-            f"activation must be one of {', '.join(ACTIVATIONS)} (got {config.activation!r})")
+    check_choice(problems, config, "activation", tuple(ACTIVATIONS))
 
 
 def to_dict(config) -> dict[str, Any]:

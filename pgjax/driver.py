@@ -81,6 +81,7 @@ class RunState:
     eval_key: jax.Array
     evals_done: jax.Array
     diverged: jax.Array
+    metrics: Any  # the agent's training metrics averaged over the last chunk (NaN before any training)
 
 
 @struct.dataclass
@@ -89,6 +90,7 @@ class CurvePoint:
     eval_return_std: jax.Array
     train_return_mean: jax.Array
     diverged: jax.Array
+    metrics: Any
 
 
 def evaluate(agent: ModuleType, env: Env, agent_state, key: jax.Array, num_episodes: int):
@@ -128,29 +130,33 @@ class Trainer:
     def init(self, key: jax.Array, config) -> RunState:
         agent_key, eval_key = jax.random.split(key)
         state = self.agent.init(agent_key, self.env, config)
-        return RunState(state, eval_key, jnp.zeros((), jnp.int32), ~all_finite(state))
+        shapes = jax.eval_shape(lambda s: self.agent.iteration(s, self.env, config)[1], state)
+        no_metrics = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
+        return RunState(state, eval_key, jnp.zeros((), jnp.int32), ~all_finite(state), no_metrics)
 
     def evaluate(self, run: RunState) -> tuple[RunState, CurvePoint]:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
         mean, std = evaluate(self.agent, self.env, run.agent, key, self.eval_episodes)
-        point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged)
+        point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged, run.metrics)
         return run.replace(evals_done=run.evals_done + 1), point
 
     def advance(self, run: RunState, config, iterations) -> RunState:
         """`iterations` training iterations (a traced scalar shared by all runs, so chunks of different
-        lengths are one program); flags the run once anything is not finite."""
+        lengths are one program); keeps their metrics' mean and flags the run once anything is not finite."""
         refill_every = self.iterations_per_refill(run.agent.env_state)
 
         def body(i, carry):
-            state, finite = carry
+            state, finite, total = carry
             if refill_every:  # the predicate is the same for every run, so this stays a real branch
                 state = state.replace(env_state=jax.lax.cond(
                     i % refill_every == 0, partial(refresh, self.env), lambda s: s, state.env_state))
             state, metrics = self.agent.iteration(state, self.env, config)
-            return state, finite & all_finite(metrics)
+            return state, finite & all_finite(metrics), jax.tree.map(jnp.add, total, metrics)
 
-        state, finite = jax.lax.fori_loop(0, iterations, body, (run.agent, jnp.asarray(True)))
-        return run.replace(agent=state, diverged=run.diverged | ~finite | ~all_finite(state))
+        zeros = jax.tree.map(jnp.zeros_like, run.metrics)
+        state, finite, total = jax.lax.fori_loop(0, iterations, body, (run.agent, jnp.asarray(True), zeros))
+        metrics = jax.tree.map(lambda t: t / iterations, total)
+        return run.replace(agent=state, diverged=run.diverged | ~finite | ~all_finite(state), metrics=metrics)
 
     def iterations_per_refill(self, env_state) -> int:
         """Iterations between refills of the envs' fresh-reset pools (0: the env keeps none)."""

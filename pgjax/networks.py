@@ -88,6 +88,36 @@ class SquashedGaussianActor(nn.Module):
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
+class MixtureActor(nn.Module):
+    """K Gaussian experts and their gate, in one forward pass (PMOE): gating logits from one linear
+    layer on the observation; the experts share one trunk whose last layer holds every expert's mean
+    (and log-std, if state-dependent). With state-dependent std the trunk is exactly SAC's actor
+    network with 2·K·|A| outputs (K = 1 is SAC's actor); otherwise each expert has a state-independent
+    log-std parameter (PPO's). Returns (logits [.., K], mean [.., K, |A|], log_std [.., K, |A|])."""
+
+    hidden_sizes: Sequence[int]
+    action_size: int
+    num_experts: int
+    activation: str = "relu"
+    state_dependent_std: bool = True
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        k, a = self.num_experts, self.action_size
+        if self.state_dependent_std:
+            out = MLP(self.hidden_sizes, 2 * k * a, self.activation)(obs)
+            mean, log_std = jnp.split(out.reshape(out.shape[:-1] + (k, 2 * a)), 2, axis=-1)
+            log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+        else:
+            out = MLP(self.hidden_sizes, k * a, self.activation, out_scale=0.01)(obs)
+            mean = out.reshape(out.shape[:-1] + (k, a))
+            log_std = jnp.broadcast_to(self.param("log_std", nn.initializers.zeros, (k, a)), mean.shape)
+        logits = nn.Dense(k, name="gate")(obs)
+        return logits, mean, log_std
+
+
 class QNetwork(nn.Module):
     """Q(s, a) as an MLP on the concatenation."""
 

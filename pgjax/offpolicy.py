@@ -124,4 +124,4 @@ def iteration(state: State, env: Env, config: Config, explore: Explore, gradient
     learner, metrics = jax.lax.scan(update, state.learner, jax.random.split(update_key, config.gradient_steps))
     new_state = state.replace(learner=learner, buffer=buffer_state, obs_stats=obs_stats, env_state=env_state,
                               key=key)
-    return new_state, jax.tree.map(jnp.mean, metrics)
+    return new_state, jax.tree.map(lambda m: m.mean(0), metrics)  # over the updates (a metric may be a vector)

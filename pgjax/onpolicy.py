@@ -144,10 +144,13 @@ def descent_step(loss_fn: Callable, optimizer: optax.GradientTransformation):
 
 
 def minibatch_epochs(step: Callable, carry, batch: dict, key: jax.Array, num_epochs: int, num_minibatches: int):
-    """`num_epochs` passes over the batch, each in `num_minibatches` freshly shuffled minibatches;
-    returns the final carry and the per-step infos stacked [num_epochs, num_minibatches]."""
+    """`num_epochs` passes over the batch, each in `num_minibatches` freshly shuffled minibatches, each
+    minibatch with a fresh "key" of its own (for losses that sample); returns the final carry and the
+    per-step infos stacked [num_epochs, num_minibatches]."""
     def epoch(carry, k):
-        return jax.lax.scan(step, carry, shuffled_minibatches(k, batch, num_minibatches))
+        minibatches = shuffled_minibatches(k, batch, num_minibatches)
+        minibatches["key"] = jax.random.split(jax.random.fold_in(k, 1), num_minibatches)
+        return jax.lax.scan(step, carry, minibatches)
 
     return jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
 

@@ -10,6 +10,8 @@ AGENT_MODULES = {
     "dsact": "pgjax.agents.dsact",
     "mdpo_on": "pgjax.agents.mdpo_on",
     "mdpo_off": "pgjax.agents.mdpo_off",
+    "pmoe_sac": "pgjax.agents.pmoe_sac",
+    "pmoe_ppo": "pgjax.agents.pmoe_ppo",
 }
 AGENT_NAMES = tuple(AGENT_MODULES)
 

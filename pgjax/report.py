@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from pgjax.results import read_curves, write_atomic
+from pgjax.results import read_curves, read_metrics, write_atomic
 
 BOOTSTRAP_SAMPLES = 2000
 CONFIDENCE = 0.95
@@ -63,6 +63,62 @@ def load_runs(folders: list[Path]) -> dict:
             runs[key][int(row["seed"])].append(
                 (int(row["env_steps"]), float(row["eval_return_mean"]), row["status"]))
     return runs
+
+
+def load_metrics(folders: list[Path]) -> dict:
+    """{(folder label, agent, env, backend, config_id): {metric: {env_steps: [value per seed]}}} from the
+    folders that have a metrics.csv."""
+    metrics: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for folder, label in zip(folders, folder_labels(folders)):
+        for row in read_metrics(folder / "metrics.csv"):
+            key = (label, row["agent"], row["env"], row["backend"], row["config_id"])
+            metrics[key][row["metric"]][int(row["env_steps"])].append(float(row["value"]))
+    return metrics
+
+
+def final_metrics_table(metrics: dict, multi_folder: bool, labels: dict[str, str]) -> list[str]:
+    """Each run's training metrics over the last chunk, mean over seeds."""
+    head = ["agent", "env"] + (["results"] if multi_folder else []) + ["config", "training metrics (mean over seeds)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (label, agent, env, backend, cid), per_metric in sorted(metrics.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
+        values = [f"{name} {np.mean(by_step[max(by_step)]):.4g}" for name, by_step in sorted(per_metric.items())]
+        cells = [agent, env] + ([label] if multi_folder else []) + [labels.get(cid) or cid, "; ".join(values)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]) -> Path | None:
+    """Mixture-of-experts runs on `env`: each expert's share of k* over training (mean over seeds), one
+    panel per run, with the gate's entropy dashed on the right axis. None when no run has experts."""
+    runs = [(key, m) for key, m in sorted(metrics.items()) if key[2] == env and "expert_usage[0]" in m]
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), dpi=110, squeeze=False)
+    for ax, ((label, agent, _, _, cid), m) in zip(axes[0], runs):
+        experts = sorted((n for n in m if n.startswith("expert_usage[")), key=lambda n: int(n[13:-1]))
+        for name in experts:
+            steps = sorted(m[name])
+            ax.plot(steps, [np.mean(m[name][s]) for s in steps], label=f"expert {name[13:-1]}")
+        if "gate_entropy" in m:
+            steps = sorted(m["gate_entropy"])
+            ax.twinx().plot(steps, [np.mean(m["gate_entropy"][s]) for s in steps], "k--", linewidth=1)
+        ax.set_title(f"{agent} {labels.get(cid) or ''}".strip(), fontsize=9)
+        ax.set_xlabel("environment steps")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("share of states where expert is k*")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{env}: expert usage (dashed: gate entropy, right axis)", fontsize=10)
+    fig.tight_layout()
+    path = out / f"experts_{env.replace('/', '_')}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def config_labels(folders: list[Path]) -> dict[str, str]:
@@ -211,6 +267,13 @@ def write_report(folders: list[Path], out: Path) -> Path:
     lines += final_table(runs, multi_folder, configs)
     lines += ["", "## Learning curves", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
+    metrics = load_metrics(folders)
+    expert_plots = [p for p in (plot_expert_usage(env, metrics, out, configs) for env in envs) if p]
+    if expert_plots:
+        lines += ["", "## Expert usage", ""] + [f"![{p.stem}]({p.name})" for p in expert_plots]
+    if metrics:
+        lines += ["", "## Training metrics", "", "Averaged over the last chunk of iterations.", ""]
+        lines += final_metrics_table(metrics, multi_folder, configs)
     lines += ["", "## Runs", ""]
     lines += metadata_lines(folders, labels)
     path = out / "report.md"

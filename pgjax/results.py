@@ -1,4 +1,4 @@
-"""Writing results: tidy curves.csv and runs.json, atomically, with the run metadata."""
+"""Writing results: tidy curves.csv and metrics.csv, and runs.json, atomically, with the run metadata."""
 from __future__ import annotations
 
 import csv
@@ -13,6 +13,7 @@ from pathlib import Path
 
 CURVE_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
                  "eval_return_mean", "eval_return_std", "train_return_mean", "status"]
+METRIC_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "metric", "value"]
 VERSIONED = ["jax", "jaxlib", "flax", "optax", "brax", "gymnax", "chex", "flashbax", "pgjax"]
 
 
@@ -31,13 +32,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def curves_csv(rows: list[dict]) -> str:
+def tidy_csv(rows: list[dict], columns: list[str]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, CURVE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _fmt(row[k]) for k in CURVE_COLUMNS})
+        writer.writerow({k: _fmt(row[k]) for k in columns})
     return out.getvalue()
+
+
+def curves_csv(rows: list[dict]) -> str:
+    return tidy_csv(rows, CURVE_COLUMNS)
 
 
 def _fmt(v):
@@ -47,6 +52,11 @@ def _fmt(v):
 def read_curves(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.csv; none for results written before metrics were kept."""
+    return read_curves(path) if Path(path).is_file() else []
 
 
 def versions() -> dict[str, str]:
@@ -79,6 +89,8 @@ def git_commit() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
-def write_results(folder: Path, rows: list[dict], runs: dict) -> None:
+def write_results(folder: Path, rows: list[dict], runs: dict, metric_rows: list[dict] = ()) -> None:
+    """curves.csv, metrics.csv (the agents' training metrics per evaluation point) and runs.json."""
     write_atomic(Path(folder) / "curves.csv", curves_csv(rows))
+    write_atomic(Path(folder) / "metrics.csv", tidy_csv(list(metric_rows), METRIC_COLUMNS))
     write_atomic(Path(folder) / "runs.json", json.dumps(runs, indent=2, sort_keys=False) + "\n")

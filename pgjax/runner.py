@@ -95,6 +95,7 @@ class GroupResult:
     final_returns: np.ndarray  # [configs, seeds]
     diverged: np.ndarray  # [configs, seeds]
     devices: int = 1  # how many devices the runs were split over
+    metric_rows: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def steps_per_s(self) -> float:
@@ -212,7 +213,27 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
     curve = jax.tree.map(lambda *xs: np.stack(xs, axis=-1), *points)  # [configs, seeds, points]
     rows = curve_rows(group, schedule, curve, walls)
     return GroupResult(group, rows, fns.seconds, run_s, schedule.total_steps,
-                       curve.eval_return_mean[..., -1], curve.diverged[..., -1], mesh.size)
+                       curve.eval_return_mean[..., -1], curve.diverged[..., -1], mesh.size,
+                       metric_rows(group, schedule, curve.metrics))
+
+
+def metric_rows(group: Group, schedule: driver.Schedule, metrics: dict) -> list[dict]:
+    """Tidy rows of the training metrics (each the mean over the chunk before an evaluation point; none
+    at the point right after init); a vector metric gives one row per entry, named `name[i]`."""
+    rows = []
+    steps = schedule.eval_steps()
+    for name, values in sorted(metrics.items()):
+        values = np.asarray(values)  # [configs, seeds, *entries, points]
+        entries = list(np.ndindex(values.shape[2:-1]))
+        for ci, cid in enumerate(group.config_ids):
+            for si, seed in enumerate(group.seeds):
+                for entry in entries:
+                    label = name + "".join(f"[{i}]" for i in entry)
+                    for p in range(1, len(steps)):
+                        rows.append({"agent": group.agent, "env": group.env, "backend": group.backend,
+                                     "config_id": cid, "seed": seed, "env_steps": int(steps[p]), "metric": label,
+                                     "value": float(values[(ci, si) + entry + (p,)])})
+    return rows
 
 
 def curve_rows(group: Group, schedule: driver.Schedule, curve, walls: list[float]) -> list[dict]:

@@ -128,10 +128,12 @@ def metadata(name: str, results: list[GroupResult], commit: str) -> dict:
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True) -> list[GroupResult]:
     results: list[GroupResult] = []
     rows: list[dict] = []
+    metric_rows: list[dict] = []
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
     for group in groups:
         result = run_group(group, progress)
         results.append(result)
         rows += result.rows
-        write_results(out, rows, metadata(name, results, commit))
+        metric_rows += result.metric_rows
+        write_results(out, rows, metadata(name, results, commit), metric_rows)
     return results

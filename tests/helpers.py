@@ -13,6 +13,9 @@ TINY = {
     "mdpo_on": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "sgd_steps": 3,
                 "total_steps": 4 * 8 * 6},
     "mdpo_off": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
+    "pmoe_sac": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
+    "pmoe_ppo": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "q_hidden_sizes": "16,16",
+                 "total_steps": 4 * 8 * 6},
 }
 
 

@@ -27,6 +27,8 @@ def error_of(capsys, argv):
 RUN = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "10000"]
 DSACT = ["run", "dsact", "gymnax/Pendulum-v1", "--steps", "20000"]
 MDPO_ON = ["run", "mdpo_on", "gymnax/Pendulum-v1", "--steps", "100000"]
+PMOE_SAC = ["run", "pmoe_sac", "gymnax/Pendulum-v1", "--steps", "20000", "--set", "warmup_steps=1000"]
+PMOE_PPO = ["run", "pmoe_ppo", "gymnax/Pendulum-v1", "--steps", "100000"]
 MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set", "warmup_steps=1000"]
 
 
@@ -67,6 +69,12 @@ MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set"
     (MDPO_OFF + ["--set", "sgd_steps=0"], "sgd_steps must be > 0"),
     (MDPO_ON + ["--set", "sgd_steps=0"], "sgd_steps must be > 0"),
     (MDPO_ON + ["--set", "value_clip=-0.1"], "value_clip must be > 0"),
+    (PMOE_SAC + ["--set", "num_experts=0"], "num_experts must be > 0"),
+    (PMOE_SAC + ["--set", "num_experts=2.5"], "'num_experts' must be an integer"),
+    (PMOE_SAC + ["--set", "eval_expert=best"], "eval_expert must be one of best_q, argmax, sample"),
+    (PMOE_SAC + ["--set", "target_expert=max"], "target_expert must be one of sample, argmax_q"),
+    (PMOE_PPO + ["--set", "num_experts=-1"], "num_experts must be > 0"),
+    (PMOE_PPO + ["--set", "ent_coef=0.01"], "ent_coef must be 0"),
 ])
 def test_bad_run_arguments(capsys, argv, expected):
     assert expected in error_of(capsys, argv)
@@ -118,5 +126,5 @@ def test_error_from_a_real_process_has_no_traceback():
 def test_list_prints_agents_and_envs(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off"))
+    assert all(name in out for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo"))
     assert "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out

@@ -7,7 +7,7 @@ from pgjax import driver
 from helpers import tiny_trainer, train_one
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off"])
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo"])
 def test_same_seed_gives_identical_curve(agent):
     trainer, config = tiny_trainer(agent)
     _, a = train_one(trainer, config, 3)
@@ -17,7 +17,7 @@ def test_same_seed_gives_identical_curve(agent):
     assert not np.array_equal(a.eval_return_mean, c.eval_return_mean)
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off"])
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo"])
 def test_seed_in_vmapped_batch_equals_seed_alone(agent):
     trainer, config = tiny_trainer(agent)
     keys = driver.seed_keys([0, 1, 2, 3])

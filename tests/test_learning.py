@@ -67,3 +67,26 @@ def test_mdpo_on_learns_brax_inverted_pendulum_in_200k_steps():
 def test_mdpo_off_learns_brax_inverted_pendulum_in_40k_steps():
     assert final_mean_return("mdpo_off", "brax/inverted_pendulum", seeds=4, steps=40_000, num_evals=4,
                              warmup_steps=1000, hidden_sizes="64,64") >= 900
+
+
+@pytest.mark.slow
+def test_pmoe_sac_learns_gymnax_pendulum_in_20k_steps():
+    assert final_mean_return("pmoe_sac", "gymnax/Pendulum-v1", seeds=4, steps=20_000, warmup_steps=1000,
+                             hidden_sizes="64,64") >= -250
+
+
+@pytest.mark.slow
+def test_pmoe_ppo_learns_gymnax_pendulum():
+    assert final_mean_return("pmoe_ppo", "gymnax/Pendulum-v1", seeds=8, steps=1_000_000,
+                             num_envs=64, rollout_length=64) >= -300
+
+
+@pytest.mark.slow
+def test_pmoe_sac_learns_brax_inverted_pendulum_in_40k_steps():
+    assert final_mean_return("pmoe_sac", "brax/inverted_pendulum", seeds=4, steps=40_000, num_evals=4,
+                             warmup_steps=1000, hidden_sizes="64,64") >= 900
+
+
+@pytest.mark.slow
+def test_pmoe_ppo_learns_brax_inverted_pendulum_in_100k_steps():
+    assert final_mean_return("pmoe_ppo", "brax/inverted_pendulum", seeds=4, steps=100_000, num_evals=4) >= 900

@@ -60,6 +60,14 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     assert "| ppo | gymnax/Pendulum-v1 |" in report and "IQM" in report
     assert "| init_log_std=1000 |" in report  # configs are told apart by the field that differs
     assert (out / "curves_gymnax_Pendulum-v1.png").stat().st_size > 1000
+    # the agents' training metrics, one row per run, metric and evaluation point after the first
+    metrics = list(csv.DictReader(open(out / "metrics.csv")))
+    sac_alpha = [m for m in metrics if m["agent"] == "sac" and m["metric"] == "alpha" and m["seed"] == "0"]
+    sac_steps = sorted({int(r["env_steps"]) for r in rows if r["agent"] == "sac"})
+    assert [int(m["env_steps"]) for m in sac_alpha] == sac_steps[1:]
+    assert all(0 < float(m["value"]) <= 1.0 for m in sac_alpha)  # α starts at 1 and is averaged per chunk
+    assert {"policy_loss", "value_loss", "approx_kl"} <= {m["metric"] for m in metrics if m["agent"] == "ppo"}
+    assert "## Training metrics" in report
     assert not list(out.glob("*.tmp"))
 
 

@@ -1,0 +1,149 @@
+"""PMOE-SAC: SAC with a probabilistic mixture-of-experts policy (Ren, Li, Ding, Pan, Dong, "Probabilistic
+Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122), read next to its
+§4 and §6 of shared/spec/algorithms.md.
+
+The policy is π(a|s) = Σ_k w_k(s) π_k(a|s): a linear softmax gate w(s) and K tanh-Gaussian experts on
+one trunk (`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's
+update (`sac.soft_actor_critic_step`: twin critics, Polyak targets, automatic temperature), two
+equations change:
+ * target: one action a'_k per expert at s' with its own expert log-density ℓ'_k; the expert k' ~
+   Cat(w(s')) (or, as an option, the one with the largest min_j Q̄_j) supplies a' and ℓ' to
+   y = r + γ(1-d)(min_j Q̄_j(s', a') − α ℓ');
+ * actor, "back-propagation of the optimal expert": reparameterised ã_k for every expert, Q_k =
+   min_j Q_j(s, ã_k), k* = argmax_k Q_k, L = mean(α log π_k*(ã_k*|s) − Q_k*) + the frequency loss
+   mean_k (w_k(s) − 1[k = k*])², which teaches the gate P(k is optimal at s) without differentiating
+   through the categorical draw. Only expert k*'s head gets gradient from the first term.
+α is tuned from log π_k*(ã_k*|s) (the mixture density has no closed form). K = 1 is SAC exactly.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from pgjax import maxent, mixture, offpolicy
+from pgjax.agents import sac
+from pgjax.config import check_choice, check_positive, static
+from pgjax.distributions import tanh_gaussian_sample
+from pgjax.envs import Env
+from pgjax.networks import MixtureActor, QNetwork, apply_ensemble
+
+TARGET_EXPERTS = ("sample", "argmax_q")
+
+
+@struct.dataclass
+class Config(sac.Config):
+    num_experts: int = static(4)  # K
+    target_expert: str = static("sample")  # k' ~ w(s'), or "argmax_q"
+    eval_expert: str = static("best_q")  # deterministic evaluation, see pgjax.mixture.EXPERT_CHOICES
+    # the reference's quirk, off by default: rewards standardised per sampled batch (then times reward_scale;
+    # the reference uses 10)
+    standardize_batch_rewards: bool = static(False)
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        check_positive(out, self, "num_experts")
+        check_choice(out, self, "target_expert", TARGET_EXPERTS)
+        check_choice(out, self, "eval_expert", mixture.EXPERT_CHOICES)
+        return out
+
+
+@struct.dataclass
+class Learner(sac.Learner):
+    last_usage: jax.Array = None  # [K] each expert's share of k* at the last gradient step
+    critic: QNetwork = static(None)  # for the best_q evaluation
+    eval_expert: str = static("best_q")
+
+
+steps_per_iteration, warmup_steps = offpolicy.steps_per_iteration, offpolicy.warmup_steps
+
+
+def _networks(env: Env, config: Config):
+    return (MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation),
+            QNetwork(config.hidden_sizes, config.activation))
+
+
+def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
+    actor, critic = _networks(env, config)
+    actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
+    log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
+    actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
+    return Learner(actor_params, critic_params, critic_params, log_alpha, actor_opt.init(actor_params),
+                   critic_opt.init(critic_params), alpha_opt.init(log_alpha), actor,
+                   last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts), critic=critic,
+                   eval_expert=config.eval_expert)
+
+
+def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
+    return offpolicy.init(key, env, config, init_learner, explore)
+
+
+def explore(learner: Learner, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """k ~ Cat(w(s)), then a = tanh(u), u ~ N(μ_k(s), σ_k(s)²)."""
+    k_expert, k_action = jax.random.split(key)
+    logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
+    actions, _ = tanh_gaussian_sample(k_action, mean, log_std)
+    return mixture.select_expert(actions, mixture.sample_expert(k_expert, logits))
+
+
+def act(state: offpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+    """Deterministic: tanh of one expert's mean, the expert chosen by `eval_expert`."""
+    learner, obs = state.learner, offpolicy.normalizer(state)(obs)
+    if not deterministic:
+        return explore(learner, obs, key)
+    logits, mean, _ = learner.actor.apply(learner.actor_params, obs)
+    q_of_means = lambda: expert_q_values(learner.critic, learner.critic_params, obs, jnp.tanh(mean))
+    return jnp.tanh(mixture.select_expert(mean, mixture.evaluation_expert(key, logits, learner.eval_expert, q_of_means)))
+
+
+def expert_q_values(critic, critic_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+    """min_j Q_j(s, a_k) for every expert's action a_k [B, K, |A|]: one call of the twin ensemble. -> [B, K]"""
+    obs = jnp.broadcast_to(obs[..., None, :], actions.shape[:-1] + obs.shape[-1:])
+    return apply_ensemble(critic, critic_params, obs, actions).min(0)
+
+
+def critic_target(actor, critic, actor_params, target_params, alpha, batch, key, config: Config):
+    """SAC's soft target with a' and ℓ' from the expert k' ~ w(s') (or argmax_k min_j Q̄_j(s', a'_k))."""
+    logits, mean, log_std = actor.apply(actor_params, batch["next_obs"])
+    actions, log_probs = tanh_gaussian_sample(key, mean, log_std)
+    if config.target_expert == "sample":
+        k = mixture.sample_expert(jax.random.fold_in(key, 1), logits)
+    else:
+        k = jnp.argmax(expert_q_values(critic, target_params, batch["next_obs"], actions), axis=-1)
+    return sac.soft_target(critic, target_params, mixture.select_expert(actions, k),
+                           mixture.select_expert(log_probs, k), alpha, batch, config)
+
+
+def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key, last_usage):
+    """mean(α log π_k*(ã_k*|s) − Q_k*) + frequency loss; aux: (log π_k*, expert diagnostics)."""
+    logits, mean, log_std = actor.apply(actor_params, obs)
+    actions, log_probs = tanh_gaussian_sample(key, mean, log_std)
+    q = expert_q_values(critic, critic_params, obs, actions)
+    best = jnp.argmax(q, axis=-1)
+    log_prob = mixture.select_expert(log_probs, best)
+    expert_loss = (alpha * log_prob - mixture.select_expert(q, best)).mean()
+    return expert_loss + mixture.frequency_loss(logits, best), (log_prob, mixture.diagnostics(logits, best, last_usage))
+
+
+def standardize_rewards(rewards: jax.Array) -> jax.Array:
+    return (rewards - rewards.mean()) / (rewards.std() + 1e-6)
+
+
+def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
+    actor, critic = _networks(env, config)
+    if config.standardize_batch_rewards:
+        batch = {**batch, "reward": standardize_rewards(batch["reward"])}
+
+    def target_fn(learner, alpha, k):
+        return critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, k, config)
+
+    def actor_loss_fn(actor_params, critic_params, alpha, k):
+        return actor_loss(actor_params, actor, critic, critic_params, alpha, batch["obs"], k, learner.last_usage)
+
+    new, metrics = sac.soft_actor_critic_step(learner, batch, key, env, config, critic, target_fn, actor_loss_fn)
+    return new.replace(last_usage=metrics["expert_usage"]), metrics
+
+
+def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:
+    return offpolicy.iteration(state, env, config, explore, gradient_step)

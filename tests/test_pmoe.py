@@ -1,0 +1,143 @@
+"""PMOE (§6 of the spec): the mixture density, the frequency loss, back-propagation of the optimal
+expert only, one critic call for all experts, and K = 1 reducing to SAC and to a Gaussian policy."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pgjax import maxent, mixture
+from pgjax.agents import pmoe_ppo, pmoe_sac, sac
+from pgjax.distributions import gaussian_log_prob
+from pgjax.networks import apply_ensemble
+from helpers import tiny_trainer
+
+
+def random_batch(n, obs_size, action_size, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+            "action": jnp.asarray(rng.uniform(-1, 1, size=(n, action_size)), jnp.float32),
+            "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
+            "terminated": jnp.asarray(np.arange(n) % 3 == 0, jnp.float32),
+            "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+
+
+def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
+    trainer, config = tiny_trainer("pmoe_sac", num_experts=1)
+    _, sac_config = tiny_trainer("sac")
+    env = trainer.env
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    sac_actor, _ = sac._networks(env, sac_config)
+    actor_opt = maxent.optimizers(sac_config)[0]
+    trunk = {"params": {"MLP_0": learner.actor_params["params"]["MLP_0"]}}
+    sac_learner = sac.Learner(trunk, learner.critic_params, learner.target_params, learner.log_alpha,
+                              actor_opt.init(trunk), learner.critic_opt, learner.alpha_opt, sac_actor)
+    batch, key = random_batch(16, env.obs_size, env.action_size), jax.random.PRNGKey(3)
+    for _ in range(3):  # a few steps, so Adam's moments are exercised too
+        learner, m = jax.jit(lambda l, b: pmoe_sac.gradient_step(l, b, key, env, config))(learner, batch)
+        sac_learner, sm = jax.jit(lambda l, b: sac.gradient_step(l, b, key, env, sac_config))(sac_learner, batch)
+    pairs = [(learner.actor_params["params"]["MLP_0"], sac_learner.actor_params["params"]["MLP_0"]),
+             (learner.critic_params, sac_learner.critic_params), (learner.target_params, sac_learner.target_params),
+             (learner.log_alpha, sac_learner.log_alpha)]
+    for ours, theirs in pairs:
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m["actor_loss"], sm["actor_loss"], rtol=1e-5)
+    assert float(m["gate_entropy"]) == 0.0 and float(np.asarray(m["expert_usage"])[0]) == 1.0
+
+
+def test_pmoe_ppo_mixture_likelihood_with_one_expert_is_the_gaussians():
+    trainer, config = tiny_trainer("pmoe_ppo", num_experts=1)
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    obs = jax.random.normal(jax.random.PRNGKey(1), (32, trainer.env.obs_size))
+    logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
+    action = jax.random.normal(jax.random.PRNGKey(2), (32, trainer.env.action_size))
+    np.testing.assert_allclose(mixture.mixture_log_prob(action, logits, mean, log_std),
+                               gaussian_log_prob(action, mean[:, 0], log_std[:, 0]), rtol=1e-6, atol=1e-6)
+
+
+def test_mixture_density_integrates_to_one_and_is_the_logsumexp():
+    logits = jnp.asarray([0.3, -1.0, 1.2])
+    mean = jnp.asarray([[-2.0], [0.5], [1.5]])
+    log_std = jnp.log(jnp.asarray([[0.4], [1.0], [0.3]]))
+    grid = jnp.linspace(-8.0, 8.0, 8001)[:, None]
+    log_p = mixture.mixture_log_prob(grid, logits, mean, log_std)
+    np.testing.assert_allclose(np.trapezoid(np.exp(np.asarray(log_p)), np.asarray(grid[:, 0])), 1.0, rtol=1e-4)
+    w = np.exp(np.asarray(logits)) / np.exp(np.asarray(logits)).sum()
+    x, mu, sd = np.asarray(grid), np.asarray(mean)[:, 0], np.exp(np.asarray(log_std))[:, 0]
+    by_hand = np.log((w * np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))).sum(-1))
+    np.testing.assert_allclose(log_p, by_hand, rtol=1e-5, atol=1e-5)
+    far = mixture.mixture_log_prob(jnp.asarray([[60.0]]), logits, mean, log_std)  # the densities underflow
+    assert np.isfinite(far).all()
+
+
+def test_frequency_loss_gradient_is_its_closed_form():
+    """L = (1/(BK)) Σ_s Σ_k (w_k − y_k)², ∂L/∂z_j = (2/(BK)) Σ_k (w_k − y_k) w_k (δ_kj − w_j)."""
+    logits = jax.random.normal(jax.random.PRNGKey(0), (6, 4))
+    best = jnp.asarray([0, 3, 1, 1, 2, 0])
+    grad = jax.grad(mixture.frequency_loss)(logits, best)
+    w, y = np.asarray(jax.nn.softmax(logits)), np.eye(4)[np.asarray(best)]
+    jacobian = w[:, :, None] * (np.eye(4)[None] - w[:, None, :])  # ∂w_k/∂z_j
+    closed = 2.0 / w.size * np.einsum("bk,bkj->bj", w - y, jacobian)
+    np.testing.assert_allclose(grad, closed, rtol=1e-5, atol=1e-7)
+
+
+def test_actor_gradient_reaches_only_the_best_experts_head():
+    trainer, config = tiny_trainer("pmoe_sac")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    actor, critic = pmoe_sac._networks(trainer.env, config)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (1, trainer.env.obs_size))  # one state: one k*
+    key, a = jax.random.PRNGKey(2), trainer.env.action_size
+    usage = learner.last_usage
+    grads, (_, metrics) = jax.grad(pmoe_sac.actor_loss, has_aux=True)(
+        learner.actor_params, actor, critic, learner.critic_params, 0.5, obs, key, usage)
+    best = int(np.argmax(np.asarray(metrics["expert_usage"])))
+    head = np.asarray(grads["params"]["MLP_0"]["Dense_2"]["kernel"])  # [hidden, K * 2|A|]: expert k's block
+    blocks = head.reshape(head.shape[0], config.num_experts, 2 * a)
+    for k in range(config.num_experts):
+        if k == best:
+            assert np.abs(blocks[:, k]).max() > 0
+        else:
+            assert np.all(blocks[:, k] == 0.0), k
+
+
+def test_all_experts_actions_go_through_the_critic_in_one_call():
+    trainer, config = tiny_trainer("pmoe_sac")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    _, critic = pmoe_sac._networks(trainer.env, config)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, trainer.env.obs_size))
+    actions = jax.random.uniform(jax.random.PRNGKey(2), (8, config.num_experts, trainer.env.action_size), minval=-1)
+    q = pmoe_sac.expert_q_values(critic, learner.critic_params, obs, actions)
+    assert q.shape == (8, config.num_experts)
+    for k in range(config.num_experts):
+        np.testing.assert_allclose(q[:, k], apply_ensemble(critic, learner.critic_params, obs, actions[:, k]).min(0),
+                                   rtol=1e-5)
+
+    def matmuls(fn, *args):
+        return sum(e.primitive.name == "dot_general" for e in jax.make_jaxpr(fn)(*args).jaxpr.eqns)
+
+    one_action = matmuls(lambda o, a: apply_ensemble(critic, learner.critic_params, o, a), obs, actions[:, 0])
+    assert matmuls(lambda o, a: pmoe_sac.expert_q_values(critic, learner.critic_params, o, a), obs, actions) == one_action
+
+
+def test_expert_diagnostics_every_iteration():
+    for name in ("pmoe_sac", "pmoe_ppo"):
+        trainer, config = tiny_trainer(name)
+        state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+        state, metrics = jax.jit(lambda s: trainer.agent.iteration(s, trainer.env, config))(state)
+        usage = np.asarray(metrics["expert_usage"])
+        assert usage.shape == (config.num_experts,) and np.isclose(usage.sum(), 1.0)
+        assert 0 < float(metrics["gate_entropy"]) <= np.log(config.num_experts) + 1e-6
+        assert 0 <= float(metrics["k_star_change"]) <= 1 and 0 <= float(metrics["gate_disagreement"]) <= 1
+        np.testing.assert_allclose(state.learner.last_usage, usage, rtol=1e-6)
+
+
+def test_reward_standardisation_quirk_is_off_by_default_and_standardises_the_batch_when_on():
+    trainer, config = tiny_trainer("pmoe_sac")
+    assert config.standardize_batch_rewards is False
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    batch, key = random_batch(16, trainer.env.obs_size, trainer.env.action_size), jax.random.PRNGKey(1)
+    step = lambda b, c: pmoe_sac.gradient_step(learner, b, key, trainer.env, c)[1]["critic_loss"]
+    quirk = config.replace(standardize_batch_rewards=True)
+    r = np.asarray(batch["reward"])
+    standardised = {**batch, "reward": jnp.asarray((r - r.mean()) / (r.std() + 1e-6), jnp.float32)}
+    np.testing.assert_allclose(step(batch, quirk), step(standardised, config), rtol=1e-5)
+    assert not np.isclose(float(step(batch, quirk)), float(step(batch, config)))
