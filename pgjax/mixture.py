@@ -43,8 +43,10 @@ def expert_usage(best: jax.Array, num_experts: int) -> jax.Array:
 
 
 def diagnostics(logits: jax.Array, best: jax.Array, last_usage: jax.Array) -> dict:
-    """The gate's mean entropy, each expert's share of k*, how far that share moved since the last
-    update (total variation), and how often k* is not the expert the gate favours."""
+    """The gate's mean entropy; each expert's share of k* (`expert_usage`); `k_star_change`, how far
+    those shares moved since the last update (total variation distance between the two batches'
+    shares: a population-level measure of k* changing, not a per-state one, and a few percent from
+    batch sampling alone); and how often k* is not the expert the gate favours."""
     log_w = jax.nn.log_softmax(logits, axis=-1)
     usage = expert_usage(best, logits.shape[-1])
     return {"gate_entropy": -(jnp.exp(log_w) * log_w).sum(-1).mean(), "expert_usage": usage,

@@ -98,8 +98,12 @@ def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), dpi=110, squeeze=False)
-    for ax, ((label, agent, _, _, cid), m) in zip(axes[0], runs):
+    cols = min(3, len(runs))
+    rows = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), dpi=110, squeeze=False)
+    for ax in axes.flat[len(runs):]:
+        ax.axis("off")
+    for ax, ((label, agent, _, _, cid), m) in zip(axes.flat, runs):
         experts = sorted((n for n in m if n.startswith("expert_usage[")), key=lambda n: int(n[13:-1]))
         for name in experts:
             steps = sorted(m[name])
@@ -109,9 +113,9 @@ def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]
             ax.twinx().plot(steps, [np.mean(m["gate_entropy"][s]) for s in steps], "k--", linewidth=1)
         ax.set_title(f"{agent} {labels.get(cid) or ''}".strip(), fontsize=9)
         ax.set_xlabel("environment steps")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("share of states where expert is k*", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("share of states where expert is k*")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{env}: expert usage (dashed: gate entropy, right axis)", fontsize=10)
     fig.tight_layout()

@@ -54,6 +54,20 @@ def test_pmoe_ppo_mixture_likelihood_with_one_expert_is_the_gaussians():
                                gaussian_log_prob(action, mean[:, 0], log_std[:, 0]), rtol=1e-6, atol=1e-6)
 
 
+def test_pmoe_ppo_stores_the_mixture_likelihood_of_the_action_it_samples():
+    trainer, config = tiny_trainer("pmoe_ppo")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=jax.tree.map(  # experts that differ from each other
+        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, trainer.env.obs_size))
+    action, extras = pmoe_ppo.sample(learner, obs, jax.random.PRNGKey(2))
+    logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
+    w = np.asarray(jax.nn.softmax(logits))
+    per_expert = np.exp(np.asarray(gaussian_log_prob(action[:, None, :], mean, log_std)))
+    np.testing.assert_allclose(extras["log_prob"], np.log((w * per_expert).sum(-1)), rtol=1e-4, atol=1e-5)
+    assert config.num_experts == 5 and w.std(-1).max() > 1e-3
+
+
 def test_mixture_density_integrates_to_one_and_is_the_logsumexp():
     logits = jnp.asarray([0.3, -1.0, 1.2])
     mean = jnp.asarray([[-2.0], [0.5], [1.5]])
@@ -115,6 +129,7 @@ def test_all_experts_actions_go_through_the_critic_in_one_call():
         return sum(e.primitive.name == "dot_general" for e in jax.make_jaxpr(fn)(*args).jaxpr.eqns)
 
     one_action = matmuls(lambda o, a: apply_ensemble(critic, learner.critic_params, o, a), obs, actions[:, 0])
+    assert one_action > 0
     assert matmuls(lambda o, a: pmoe_sac.expert_q_values(critic, learner.critic_params, o, a), obs, actions) == one_action
 
 
@@ -138,6 +153,6 @@ def test_reward_standardisation_quirk_is_off_by_default_and_standardises_the_bat
     step = lambda b, c: pmoe_sac.gradient_step(learner, b, key, trainer.env, c)[1]["critic_loss"]
     quirk = config.replace(standardize_batch_rewards=True)
     r = np.asarray(batch["reward"])
-    standardised = {**batch, "reward": jnp.asarray((r - r.mean()) / (r.std() + 1e-6), jnp.float32)}
+    standardised = {**batch, "reward": jnp.asarray((r - r.mean()) / (r.std(ddof=1) + 1e-6), jnp.float32)}
     np.testing.assert_allclose(step(batch, quirk), step(standardised, config), rtol=1e-5)
     assert not np.isclose(float(step(batch, quirk)), float(step(batch, config)))
