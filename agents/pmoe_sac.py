@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from pgjax import maxent, mixture, offpolicy
+from pgjax import mixture, offpolicy
 from pgjax.agents import sac
 from pgjax.config import check_choice, check_positive, static
 from pgjax.distributions import tanh_gaussian_sample
@@ -68,13 +67,9 @@ def _networks(env: Env, config: Config):
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor, critic = _networks(env, config)
-    actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
-    log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
-    actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
-    return Learner(actor_params, critic_params, critic_params, log_alpha, actor_opt.init(actor_params),
-                   critic_opt.init(critic_params), alpha_opt.init(log_alpha), actor,
-                   last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts), critic=critic,
-                   eval_expert=config.eval_expert)
+    return sac.soft_actor_critic_learner(key, (actor, critic), env, config, Learner, critic=critic,
+                                         last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
+                                         eval_expert=config.eval_expert)
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:

@@ -59,13 +59,19 @@ def _networks(env: Env, config: Config):
             QNetwork(config.hidden_sizes, config.activation))
 
 
-def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor, critic = _networks(env, config)
+def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config, learner_cls=Learner, **extra):
+    """A learner for `soft_actor_critic_step` from its (actor, critic) networks: twin critics (targets =
+    critics), α₀, optimiser states; `learner_cls` and `extra` for agents that keep more (PMOE-SAC)."""
+    actor, critic = networks
     actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
     log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
-    return Learner(actor_params, critic_params, critic_params, log_alpha, actor_opt.init(actor_params),
-                   critic_opt.init(critic_params), alpha_opt.init(log_alpha), actor)
+    return learner_cls(actor_params, critic_params, critic_params, log_alpha, actor_opt.init(actor_params),
+                       critic_opt.init(critic_params), alpha_opt.init(log_alpha), actor, **extra)
+
+
+def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
+    return soft_actor_critic_learner(key, _networks(env, config), env, config)
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:

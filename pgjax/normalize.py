@@ -58,3 +58,8 @@ class RewardScaler:
 
     def scale(self, rewards: jax.Array) -> jax.Array:
         return jnp.clip(rewards / jnp.sqrt(self.stats.var + 1e-8), -REWARD_CLIP, REWARD_CLIP)
+
+
+def normalizer(state):
+    """The observation normaliser of a loop's state (its `obs_stats`, if `normalize_observations`)."""
+    return state.obs_stats.normalize if state.normalize_observations else (lambda x: x)

@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 from flax import struct
 
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
 from pgjax.envs import Env, EnvState, batch_reset
-from pgjax.normalize import RunningStats
+from pgjax.normalize import RunningStats, normalizer
 from pgjax.replay import as_items, buffer_capacity, make_buffer, replay_budget_problems, transition_item
 from pgjax.rollout import env_step, rollout, uniform_policy
 
@@ -72,10 +71,6 @@ def warmup_steps(config: Config) -> int:
 
 def replay_buffer(config: Config):
     return make_buffer(buffer_capacity(config), config.batch_size)
-
-
-def normalizer(state: State) -> Callable[[jax.Array], jax.Array]:
-    return state.obs_stats.normalize if state.normalize_observations else (lambda x: x)
 
 
 def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any],

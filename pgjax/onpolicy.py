@@ -22,7 +22,7 @@ from pgjax.budget import iterations_in_budget
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.minibatch import shuffled_minibatches
-from pgjax.normalize import RewardScaler, RunningStats
+from pgjax.normalize import RewardScaler, RunningStats, normalizer
 from pgjax.returns import gae
 from pgjax.rollout import rollout
 
@@ -85,10 +85,6 @@ def annealed_lr(lr, config: Config, updates_per_iteration: int):
     """lr at the first optimiser step, falling linearly to 0 at the last one the budget runs."""
     last_update = max(1, num_iterations(config) * updates_per_iteration - 1)
     return lambda count: lr * jnp.maximum(1.0 - count / last_update, 0.0)
-
-
-def normalizer(state: State) -> Callable[[jax.Array], jax.Array]:
-    return state.obs_stats.normalize if state.normalize_observations else (lambda x: x)
 
 
 def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any]) -> State:

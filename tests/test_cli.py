@@ -1,5 +1,4 @@
 """Bad input: a one-line message that says what to change, exit code 2, no traceback, nothing compiled."""
-import csv
 import subprocess
 import sys
 
