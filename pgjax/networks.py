@@ -72,6 +72,34 @@ class GaussianReturnCritic(nn.Module):
         return out[..., 0], jax.nn.softplus(out[..., 1])
 
 
+class ImplicitQuantileNetwork(nn.Module):
+    """Z(s, a; τ) = g(e(s, a) ⊙ c(τ)) (Dabney et al. 2018), for continuous actions: the trunk e is a ReLU
+    MLP on the concatenation (s, a), c(τ)_j = ReLU(Σ_{i=1..n} cos(π i τ) w_ij + b_j) embeds each τ, and
+    the head g is linear. (Dopamine's head has a hidden layer; with the action inside the trunk that
+    layer would run once per (state, action, τ) triple, 128 times per state for PG-Rainbow's
+    features, for little gain in what a sum of 64 learned τ-basis functions can represent.)
+    Shapes: e(s, a) is [..., H]; taus are [..., N], or [N] shared by all; the output is [..., N]."""
+
+    hidden_sizes: Sequence[int]
+    num_cosines: int = 64
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array, taus: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], -1)
+        for size in self.hidden_sizes:
+            x = nn.relu(nn.Dense(size)(x))
+        cosines = jnp.cos(jnp.pi * jnp.arange(1, self.num_cosines + 1) * taus[..., None])
+        embedding = nn.relu(nn.Dense(x.shape[-1])(cosines))
+        # the linear head g(e ⊙ c) = Σ_h w_h e_h c_h + b written so that the [..., N, H] product is never
+        # stored (a Dense layer on it would write out 1 GB per call for PG-Rainbow's features): one
+        # matmul when the τ's are shared, else a multiply-and-sum that XLA fuses into one pass
+        w = self.param("head_kernel", nn.initializers.lecun_normal(), (x.shape[-1], 1))[:, 0]
+        b = self.param("head_bias", nn.initializers.zeros, ())
+        if taus.ndim == 1:
+            return (x * w) @ embedding.T + b
+        return (x[..., None, :] * embedding * w).sum(-1) + b
+
+
 class SquashedGaussianActor(nn.Module):
     """Mean and clamped log-std from one MLP (SAC's tanh-Gaussian policy, before the squash)."""
 

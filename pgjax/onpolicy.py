@@ -97,8 +97,10 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
 def iteration(state: State, env: Env, config: Config, sample: Sample, value: Value, update: Update
               ) -> tuple[State, dict]:
     """Rollout, advantages, then the agent's update on the flat batch of num_envs * rollout_length
-    samples: obs (normalised), action, the sample's extras, value, advantage (not yet normalised) and
-    target (the λ-return Â + V)."""
+    samples: obs (normalised), action, the sample's extras, value, advantage (not yet normalised),
+    target (the λ-return Â + V), and for agents that also learn off-policy from the transitions
+    (PG-Rainbow's replay), reward (scaled as GAE saw it), next_obs (normalised, pre-reset) and
+    terminated."""
     normalize = normalizer(state)
     key, rollout_key, update_key = jax.random.split(state.key, 3)
 
@@ -117,7 +119,8 @@ def iteration(state: State, env: Env, config: Config, sample: Sample, value: Val
                               config.gamma, config.gae_lambda)
 
     batch = {"obs": obs, "action": traj.action, **traj.extras, "value": values, "advantage": advantages,
-             "target": targets}
+             "target": targets, "reward": rewards, "next_obs": next_obs,
+             "terminated": traj.terminated.astype(jnp.float32)}
     batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     learner, metrics = update(state.learner, batch, update_key, env, config)
 

@@ -1,0 +1,181 @@
+"""PG-Rainbow (§7 of the spec): the quantile Huber loss, the IQN's fixed point, expected-SARSA targets
+with truncation versus termination, the FIFO replay, the features, the switch, and PPO as the exact
+ablation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pgjax.agents import pg_rainbow
+from pgjax.config import ConfigError, build
+from pgjax.sorting import sort_last_axis
+from helpers import TINY, tiny_trainer, train_one
+
+
+def test_quantile_huber_loss_equals_a_double_loop():
+    rng = np.random.default_rng(0)
+    n, n_next, kappa = 5, 7, 0.7
+    quantiles, target = rng.normal(size=n) * 2, rng.normal(size=n_next) * 2
+    taus = rng.uniform(size=n)
+    total = 0.0
+    for i in range(n):
+        for j in range(n_next):
+            d = target[j] - quantiles[i]
+            huber = 0.5 * d * d if abs(d) <= kappa else kappa * (abs(d) - 0.5 * kappa)
+            total += abs(taus[i] - (d < 0)) * huber / kappa
+    ours = pg_rainbow.quantile_huber_loss(jnp.asarray(quantiles), jnp.asarray(taus), jnp.asarray(target), kappa)
+    np.testing.assert_allclose(ours, total / n_next, rtol=1e-5)
+
+
+def test_quantile_huber_gradient_has_the_asymmetric_weights():
+    """Two quantiles at τ = 0.25, 0.75, a target 3 above or below both (beyond κ = 1): each quantile
+    is pushed toward the target with weight τ (target above) or 1 - τ (target below)."""
+    taus, quantiles = jnp.array([0.25, 0.75]), jnp.zeros(2)
+    grad = jax.grad(lambda q, t: pg_rainbow.quantile_huber_loss(q, taus, t, 1.0))
+    np.testing.assert_allclose(grad(quantiles, jnp.array([3.0])), -taus, rtol=1e-6)
+    np.testing.assert_allclose(grad(quantiles, jnp.array([-3.0])), 1.0 - taus, rtol=1e-6)
+
+
+def iqn_learner(**overrides):
+    trainer, config = tiny_trainer("pg_rainbow", **overrides)
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    return learner, config, trainer.env
+
+
+def two_point_batch(key, size, obs_size, action_size, low, high, p_low):
+    """One state and action (not zero: the trunk's ReLUs would then be dead at their zero-initialised
+    biases), reward low w.p. p_low else high, every transition terminal."""
+    reward = jnp.where(jax.random.uniform(key, (size,)) < p_low, low, high)
+    obs = jnp.full((size, obs_size), 0.5)
+    return {"obs": obs, "action": jnp.full((size, action_size), 0.5), "reward": reward,
+            "terminated": jnp.ones(size), "next_obs": obs}
+
+
+@pytest.mark.parametrize("kappa", [0.02, 1.0])
+def test_iqn_alone_recovers_the_quantiles_of_a_two_point_return(kappa):
+    """γ = 0, return -1 w.p. 0.4 else 2. With κ → 0 the fixed point is the true quantile function; with
+    κ = 1 it is the Huber quantile, which solves p(1 - τ)κ = (1 - p)τ(2 - z) above the jump (and the
+    mirror image below it), both derived by hand from the loss."""
+    learner, config, env = iqn_learner(kappa=kappa, gamma=0.0, iqn_lr=1e-3)
+    p = 0.4
+
+    def step(learner, key):
+        k_batch, k_step = jax.random.split(key)
+        batch = two_point_batch(k_batch, 256, env.obs_size, env.action_size, -1.0, 2.0, p)
+        return pg_rainbow.iqn_step(learner, learner.actor_params, batch, k_step, config)
+
+    learner, losses = jax.jit(lambda l: jax.lax.scan(step, l, jax.random.split(jax.random.PRNGKey(1), 3000)))(learner)
+    taus = jnp.array([0.1, 0.2, 0.6, 0.75, 0.9])
+    z = learner.iqn.apply(learner.iqn_params, jnp.full((1, env.obs_size), 0.5), jnp.full((1, env.action_size), 0.5),
+                          taus)[0]
+    if kappa < 0.1:
+        expected = np.where(np.asarray(taus) < p, -1.0, 2.0)
+    else:
+        t = np.asarray(taus)
+        expected = np.where(t < p, -1.0 + (1 - p) * t / (p * (1 - t)), 2.0 - p * (1 - t) / ((1 - p) * t))
+    np.testing.assert_allclose(z, expected, atol=0.1)
+
+
+def test_sarsa_target_bootstraps_through_truncation_not_termination():
+    learner, config, env = iqn_learner()
+    rng = np.random.default_rng(2)
+    n = 6
+    batch = {"obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
+             "action": jnp.zeros((n, env.action_size)), "reward": jnp.arange(n, dtype=jnp.float32),
+             "terminated": jnp.array([1.0, 0, 1, 0, 0, 1]),
+             "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32)}
+    taus_next, key = jnp.full((n, 3), 0.5), jax.random.PRNGKey(4)
+    target = pg_rainbow.sarsa_target(learner, learner.actor_params, batch, taus_next, key, 0.9)
+    mean, log_std = learner.actor.apply(learner.actor_params, batch["next_obs"])
+    next_action = jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1, 1)
+    next_z = learner.iqn.apply(learner.iqn_target_params, batch["next_obs"], next_action, taus_next)
+    terminal = np.asarray(batch["terminated"]) == 1
+    np.testing.assert_array_equal(target[terminal], np.broadcast_to(np.arange(n)[terminal, None], (3, 3)))
+    np.testing.assert_allclose(target[~terminal], (np.arange(n)[:, None] + 0.9 * next_z)[~terminal], rtol=1e-6)
+
+
+def test_replay_holds_the_last_m_rollouts_and_nothing_older():
+    _, config = tiny_trainer("pg_rainbow", replay_rollouts=3)
+    size = pg_rainbow.onpolicy.steps_per_iteration(config)
+    buffer = pg_rainbow.replay_buffer(config)
+    state = buffer.init(pg_rainbow.transition_item(2, 1))
+    for rollout in range(7):
+        items = {"obs": jnp.zeros((size, 2)), "action": jnp.zeros((size, 1)), "next_obs": jnp.zeros((size, 2)),
+                 "reward": jnp.full(size, float(rollout)), "terminated": jnp.zeros(size)}
+        state = buffer.add(state, items)
+        held = np.asarray(state.experience["reward"]).ravel()
+        newest = list(range(max(0, rollout - 2), rollout + 1))
+        stored = held if rollout >= 2 else held[:size * (rollout + 1)]
+        assert sorted(set(stored.tolist())) == newest
+        assert all((stored == r).sum() == size for r in newest)
+        sampled = buffer.sample(state, jax.random.PRNGKey(rollout)).experience["reward"]
+        assert set(np.asarray(sampled).tolist()) <= set(newest)
+
+
+def test_features_are_sorted_per_action_with_the_mean_action_first():
+    learner, config, env = iqn_learner(feature_actions=3, feature_quantiles=5)
+    obs = jnp.asarray(np.random.default_rng(3).normal(size=(4, env.obs_size)), jnp.float32)
+    features = pg_rainbow.quantile_features(learner, obs)
+    assert features.shape == (4, 15)
+    per_action = np.asarray(features).reshape(4, 3, 5)
+    assert (np.diff(per_action, axis=-1) >= 0).all()
+    mean, _ = learner.actor.apply(learner.actor_params, obs)
+    z_mean = learner.iqn.apply(learner.iqn_params, obs, jnp.clip(mean, -1, 1), pg_rainbow.midpoints(5))
+    np.testing.assert_allclose(per_action[:, 0], np.sort(z_mean, -1), rtol=1e-5)
+    # the same state gets the same features within an iteration (common random numbers)
+    np.testing.assert_allclose(pg_rainbow.quantile_features(learner, obs[:1]), features[:1], rtol=1e-5, atol=1e-7)
+
+
+def test_value_is_the_critic_before_the_switch_and_the_substitute_after():
+    learner, config, env = iqn_learner()
+    obs = jnp.ones((5, env.obs_size))
+    critic = pg_rainbow.gaussian_policy.value(learner, obs)
+    features = pg_rainbow.quantile_features(learner, obs)
+    before = learner.replace(switch_iteration=jnp.int32(1))
+    after = learner.replace(switch_iteration=jnp.int32(0))
+    np.testing.assert_array_equal(pg_rainbow.value(before, obs), critic)
+    np.testing.assert_allclose(pg_rainbow.value(after, obs),
+                               pg_rainbow.distilled_value(learner.distill_params, learner, obs, features), rtol=1e-6)
+    naive = after.replace(value_source="iqn_mean")
+    np.testing.assert_allclose(pg_rainbow.value(naive, obs), features.mean(-1), rtol=1e-6)
+
+
+def test_switch_iteration_is_the_share_of_the_runs_iterations():
+    _, config = tiny_trainer("pg_rainbow")  # 6 iterations
+    assert int(pg_rainbow.switch_iteration(config.replace(switch_fraction=0.5))) == 3
+    assert int(pg_rainbow.switch_iteration(config.replace(switch_fraction=1.0))) == 6
+
+
+def test_switch_past_the_end_of_training_is_exactly_ppo():
+    trainer, config = tiny_trainer("pg_rainbow", switch_fraction=1.0)
+    ppo_trainer, ppo_config = tiny_trainer("ppo")
+    run, curve = train_one(trainer, config, 0)
+    ppo_run, ppo_curve = train_one(ppo_trainer, ppo_config, 0)
+    ours, theirs = run.agent.learner, ppo_run.agent.learner
+    for a, b in [(ours.actor_params, theirs.actor_params), (ours.critic_params, theirs.critic_params),
+                 (ours.opt_state, theirs.opt_state)]:
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
+    np.testing.assert_allclose(curve.eval_return_mean, ppo_curve.eval_return_mean, rtol=1e-5)
+    # and switching does change the run
+    switched_run, _ = train_one(*tiny_trainer("pg_rainbow", switch_fraction=0.0), 0)
+    assert not np.allclose(switched_run.agent.learner.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
+                           ours.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"])
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_quantiles", 0, "num_quantiles must be > 0"),
+    ("feature_quantiles", 0, "feature_quantiles must be > 0"),
+    ("replay_rollouts", 0, "replay_rollouts must be > 0"),
+    ("switch_fraction", 1.5, "switch_fraction = 1.5 must lie in [0, 1]"),
+    ("switch_fraction", -0.1, "switch_fraction = -0.1 must lie in [0, 1]"),
+    ("value_source", "mean", "value_source must be one of distilled, iqn_mean"),
+])
+def test_bad_values_are_rejected(field, value, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        build(pg_rainbow.Config, {**TINY["pg_rainbow"], field: value}, "pg_rainbow")
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 32, 33])
+def test_sorting_network_equals_jnp_sort(n):
+    x = jnp.round(jax.random.normal(jax.random.PRNGKey(n), (2, 40, n)), 1)  # rounded: ties too
+    np.testing.assert_array_equal(sort_last_axis(x), jnp.sort(x, -1))
