@@ -1,4 +1,4 @@
-"""`pgjax bench`: PPO, SAC, DSAC-T, both MDPOs and both PMOEs on gymnax Pendulum with vmapped seeds
+"""`pgjax bench`: every agent on gymnax Pendulum with vmapped seeds
 (compile s, run s, env steps/s, peak memory, final return), and the Brax adapter's stepping speed beside
 bare Brax's on hopper. A benchmark, never a test."""
 from __future__ import annotations
@@ -26,14 +26,20 @@ MDPO_OFF = SAC
 # keeps its own update layout (10 epochs of 32 minibatches, as the reference) on PPO's rollout layout.
 PMOE_SAC = SAC
 PMOE_PPO = MDPO_ON
+# PG-Rainbow on PPO's configuration exactly: its extra cost is the IQN, the features and the distilled value.
+PG_RAINBOW = PPO
+# N-HARPG with its own defaults (batches at θ_t and θ̂_t, no critic, no Adam), on PPO's budget.
+NHARPG: dict = {}
 # Evaluation points per run (equal chunks here, though the schedule allows uneven ones):
 # PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
 # SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
-NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10, "mdpo_on": 4, "mdpo_off": 10, "pmoe_sac": 10, "pmoe_ppo": 4}
+NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10, "mdpo_on": 4, "mdpo_off": 10, "pmoe_sac": 10, "pmoe_ppo": 4,
+             "pg_rainbow": 4, "nharpg": 4}
 # name: (agent config, the bench's budget argument)
 BENCHES = {"ppo": (PPO, "ppo_steps"), "sac": (SAC, "sac_steps"), "dsact": (DSACT, "sac_steps"),
            "mdpo_on": (MDPO_ON, "ppo_steps"), "mdpo_off": (MDPO_OFF, "sac_steps"),
-           "pmoe_sac": (PMOE_SAC, "sac_steps"), "pmoe_ppo": (PMOE_PPO, "ppo_steps")}
+           "pmoe_sac": (PMOE_SAC, "sac_steps"), "pmoe_ppo": (PMOE_PPO, "ppo_steps"),
+           "pg_rainbow": (PG_RAINBOW, "ppo_steps"), "nharpg": (NHARPG, "ppo_steps")}
 
 
 def peak_memory_mb() -> float:

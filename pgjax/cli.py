@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 from pgjax.config import ConfigError, parse_assignments
+from pgjax.registry import AGENT_NAMES
 
 RESULTS = Path("results")
 
 
 def _list(args) -> int:
     from pgjax.envs import BRAX_BACKENDS, ENV_NAMES
-    from pgjax.registry import AGENT_NAMES
 
     print("agents:")
     for name in AGENT_NAMES:
@@ -120,13 +120,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="where report.md and plots go (default: first folder)")
     rep.set_defaults(func=_report)
 
-    b = sub.add_parser("bench", help="time PPO, SAC, DSAC-T, MDPO-on/off and PMOE-SAC/PPO on gymnax Pendulum "
-                       "(compile, run, steps/s, memory) and the Brax adapter beside bare Brax on hopper")
-    b.add_argument("--only", choices=["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "brax"],
-                   default=None)
+    b = sub.add_parser("bench", help="time every agent on gymnax Pendulum (compile, run, steps/s, memory) and "
+                       "the Brax adapter beside bare Brax on hopper")
+    b.add_argument("--only", choices=[*AGENT_NAMES, "brax"], default=None)
     b.add_argument("--seeds", type=int, default=8)
     b.add_argument("--ppo-steps", type=int, default=1_000_000,
-                   help="env steps of the PPO, MDPO-on and PMOE-PPO benches")
+                   help="env steps of the on-policy agents' benches")
     b.add_argument("--sac-steps", type=int, default=40_000,
                    help="env steps of the SAC, DSAC-T, MDPO-off and PMOE-SAC benches")
     b.add_argument("--out", default=None, help="also write the figures as JSON here")

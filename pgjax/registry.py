@@ -12,6 +12,8 @@ AGENT_MODULES = {
     "mdpo_off": "pgjax.agents.mdpo_off",
     "pmoe_sac": "pgjax.agents.pmoe_sac",
     "pmoe_ppo": "pgjax.agents.pmoe_ppo",
+    "pg_rainbow": "pgjax.agents.pg_rainbow",
+    "nharpg": "pgjax.agents.nharpg",
 }
 AGENT_NAMES = tuple(AGENT_MODULES)
 

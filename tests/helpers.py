@@ -16,6 +16,10 @@ TINY = {
     "pmoe_sac": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
     "pmoe_ppo": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "q_hidden_sizes": "16,16",
                  "total_steps": 4 * 8 * 6},
+    "pg_rainbow": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "iqn_batch_size": 16,
+                   "iqn_updates": 2, "replay_rollouts": 2, "iqn_hidden_sizes": "16,16", "total_steps": 4 * 8 * 6},
+    "nharpg": {"num_envs": 4, "rollout_length": 8, "hessian_num_envs": 2, "hidden_sizes": "16,16",
+               "total_steps": (4 + 2) * 8 * 6},
 }
 
 

@@ -28,6 +28,8 @@ DSACT = ["run", "dsact", "gymnax/Pendulum-v1", "--steps", "20000"]
 MDPO_ON = ["run", "mdpo_on", "gymnax/Pendulum-v1", "--steps", "100000"]
 PMOE_SAC = ["run", "pmoe_sac", "gymnax/Pendulum-v1", "--steps", "20000", "--set", "warmup_steps=1000"]
 PMOE_PPO = ["run", "pmoe_ppo", "gymnax/Pendulum-v1", "--steps", "100000"]
+PG_RAINBOW = ["run", "pg_rainbow", "gymnax/Pendulum-v1", "--steps", "100000"]
+NHARPG = ["run", "nharpg", "gymnax/Pendulum-v1", "--steps", "100000"]
 MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set", "warmup_steps=1000"]
 
 
@@ -73,7 +75,15 @@ MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set"
     (PMOE_SAC + ["--set", "eval_expert=best"], "eval_expert must be one of best_q, argmax, sample"),
     (PMOE_SAC + ["--set", "target_expert=max"], "target_expert must be one of sample, argmax_q"),
     (PMOE_PPO + ["--set", "num_experts=-1"], "num_experts must be > 0"),
+    (PG_RAINBOW + ["--set", "num_quantiles=0"], "num_quantiles must be > 0"),
+    (PG_RAINBOW + ["--set", "replay_rollouts=0"], "replay_rollouts must be > 0"),
+    (PG_RAINBOW + ["--set", "switch_fraction=1.2"], "switch_fraction = 1.2 must lie in [0, 1]"),
     (PMOE_PPO + ["--set", "ent_coef=0.01"], "ent_coef must be 0"),
+    (NHARPG + ["--set", "gamma_0=0"], "gamma_0 must be > 0"),
+    (NHARPG + ["--set", "eta_0=1.5"], "eta_0 must be in (0, 1]"),
+    (NHARPG + ["--set", "eta_0=0"], "eta_0 must be in (0, 1]"),
+    (NHARPG + ["--set", "hessian_num_envs=0"], "hessian_num_envs must be > 0"),
+    (NHARPG + ["--set", "variant=storm"], "variant must be one of nharpg, npg, harpg"),
 ])
 def test_bad_run_arguments(capsys, argv, expected):
     assert expected in error_of(capsys, argv)
@@ -125,5 +135,5 @@ def test_error_from_a_real_process_has_no_traceback():
 def test_list_prints_agents_and_envs(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo"))
+    assert all(name in out for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"))
     assert "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out

@@ -7,7 +7,8 @@ from pgjax import driver
 from helpers import tiny_trainer, train_one
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo"])
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow",
+                                   "nharpg"])
 def test_same_seed_gives_identical_curve(agent):
     trainer, config = tiny_trainer(agent)
     _, a = train_one(trainer, config, 3)
@@ -17,7 +18,8 @@ def test_same_seed_gives_identical_curve(agent):
     assert not np.array_equal(a.eval_return_mean, c.eval_return_mean)
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo"])
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow",
+                                   "nharpg"])
 def test_seed_in_vmapped_batch_equals_seed_alone(agent):
     trainer, config = tiny_trainer(agent)
     keys = driver.seed_keys([0, 1, 2, 3])
@@ -28,10 +30,11 @@ def test_seed_in_vmapped_batch_equals_seed_alone(agent):
 
 
 @pytest.mark.parametrize("agent,field", [("ppo", "lr"), ("sac", "critic_lr"), ("dsact", "critic_lr"),
-                                         ("mdpo_on", "lr"), ("mdpo_off", "tsallis_q")])
+                                         ("mdpo_on", "lr"), ("mdpo_off", "tsallis_q"),
+                                         ("pg_rainbow", "switch_fraction"), ("nharpg", "gamma_0")])
 def test_vmapped_learning_rates_equal_separate_runs(agent, field):
     trainer, config = tiny_trainer(agent)
-    values = (1.0, 1.5) if field == "tsallis_q" else (1e-3, 3e-3)
+    values = {"tsallis_q": (1.0, 1.5), "switch_fraction": (0.0, 0.5), "gamma_0": (0.05, 0.2)}.get(field, (1e-3, 3e-3))
     configs = [config.replace(**{field: v}) for v in values]
     fn = jax.jit(driver.over_seeds_and_configs(trainer.train, x_per_config=False))
     _, batched = fn(driver.seed_keys([0]), driver.stack_configs(configs))

@@ -90,3 +90,15 @@ def test_pmoe_sac_learns_brax_inverted_pendulum_in_40k_steps():
 @pytest.mark.slow
 def test_pmoe_ppo_learns_brax_inverted_pendulum_in_100k_steps():
     assert final_mean_return("pmoe_ppo", "brax/inverted_pendulum", seeds=4, steps=100_000, num_evals=4) >= 900
+
+
+@pytest.mark.slow
+def test_pg_rainbow_learns_gymnax_pendulum():
+    """PPO's layout (64 envs x 64 steps) and PG-Rainbow's defaults otherwise (V_ψ from 10 % of the run)."""
+    assert final_mean_return("pg_rainbow", "gymnax/Pendulum-v1", seeds=8, steps=1_000_000,
+                             num_envs=64, rollout_length=64) >= -300
+
+
+@pytest.mark.slow
+def test_pg_rainbow_learns_brax_inverted_pendulum_in_200k_steps():
+    assert final_mean_return("pg_rainbow", "brax/inverted_pendulum", seeds=4, steps=200_000, num_evals=4) >= 900
