@@ -42,6 +42,10 @@ from pgjax.replay import make_buffer, transition_item
 from pgjax.sorting import sort_last_axis
 
 VALUE_SOURCES = ("distilled", "iqn_mean")
+# PPO splits its keys k into split(k, n)[i], which under JAX's partitionable threefry is fold_in(k, i):
+# the IQN's keys are folded out with a tag no split count reaches, so they never coincide with PPO's
+# (folding in 1 would hand the IQN the critic's init key and the second epoch's shuffle keys)
+OWN_STREAM = 0x49514E  # "IQN"
 
 
 @struct.dataclass
@@ -195,21 +199,22 @@ def distilled_value(distill_params, learner: Learner, obs: jax.Array, features: 
     return learner.distiller.apply(distiller_params, learner.feature_head.apply(head_params, obs) * features)[..., 0]
 
 
-def substitute_value(learner: Learner, obs: jax.Array, features: jax.Array) -> jax.Array:
-    """The value used after the switch: V_ψ, or, for the naive ablation, the IQN mean E_a E_τ Z."""
-    if learner.value_source == "iqn_mean":
-        return features.mean(-1)
-    return distilled_value(learner.distill_params, learner, obs, features)
-
-
 def switched(learner: Learner) -> jax.Array:
     return learner.updates >= learner.switch_iteration
 
 
-def value(learner: Learner, obs: jax.Array) -> jax.Array:
-    """The value GAE uses: V_θ before the switch iteration, the substitute from it on."""
-    return jnp.where(switched(learner), substitute_value(learner, obs, quantile_features(learner, obs)),
-                     gaussian_policy.value(learner, obs))
+def value(learner: Learner, obs: jax.Array) -> dict:
+    """The value GAE uses, V_θ before the switch iteration and the substitute from it on, with what
+    the update needs for the same states: V_θ itself (PPO's clip anchor), q_φ(s) and V_ψ (the
+    distillation's clip anchor), so that the features are computed once per state."""
+    features = quantile_features(learner, obs)
+    critic_value = gaussian_policy.value(learner, obs)
+    distilled = distilled_value(learner.distill_params, learner, obs, features)
+    # the naive ablation substitutes the IQN mean E_a E_τ Z, averaged over all K·N_q features (the
+    # mean action's quantiles among them, as in q_φ(s) itself)
+    substitute = features.mean(-1) if learner.value_source == "iqn_mean" else distilled
+    return {"value": jnp.where(switched(learner), substitute, critic_value), "critic_value": critic_value,
+            "features": features, "distilled_value": distilled}
 
 
 # ---- init and update ------------------------------------------------------------------------------
@@ -228,7 +233,7 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     """PPO's learner from the same key (so that PPO is the exact ablation), then the IQN, the
     distillation networks and an empty replay from keys folded out of it."""
     base = ppo.init_learner(key, env, config)
-    k_head, k_distiller, k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, 1), 4)
+    k_head, k_distiller, k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, OWN_STREAM), 4)
     feature_head, distiller = distill_networks(env, config)
     iqn = ImplicitQuantileNetwork(config.iqn_hidden_sizes, config.num_cosines)
     obs, action = jnp.zeros((1, env.obs_size)), jnp.zeros((1, env.action_size))
@@ -258,20 +263,11 @@ def distillation_loss(distill_params, learner: Learner, batch: dict, config: Con
     return loss, {"distill_value_loss": loss}
 
 
-def with_old_values(learner: Learner, batch: dict) -> dict:
-    """The batch with what the value losses clip around: V_θ's own old prediction under "value" (after
-    the switch the rollout's "value" is the substitute's), and the features and old V_ψ."""
-    features = quantile_features(learner, batch["obs"])
-    critic_value = jnp.where(switched(learner), gaussian_policy.value(learner, batch["obs"]), batch["value"])
-    return {**batch, "value": critic_value, "features": features,
-            "distilled_value": distilled_value(learner.distill_params, learner, batch["obs"], features)}
-
-
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """PPO's epochs (bit for bit, with PPO's key) with a distillation step beside each PPO step, then
     the IQN on the replay that now holds this rollout, then fresh ε for the next iteration."""
     replay = replay_buffer(config).add(learner.replay, {k: batch[k] for k in transition_item(1, 1)})
-    batch = with_old_values(learner, batch)
+    batch = {**batch, "value": batch["critic_value"]}  # PPO clips V_θ around its own old prediction
     ppo_step = onpolicy.descent_step(lambda p, mb: ppo.ppo_loss(p, learner.actor, learner.critic, mb, config),
                                      ppo.optimizer(config))
     distill_step = onpolicy.descent_step(lambda p, mb: distillation_loss(p, learner, mb, config),
@@ -288,7 +284,7 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     (((actor_params, critic_params), opt_state), (distill_params, distill_opt_state)), info = \
         onpolicy.minibatch_epochs(step, carry, batch, key, config.num_epochs, config.num_minibatches)
 
-    k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, 1))
+    k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, OWN_STREAM))
     learner, iqn_loss_mean = train_iqn(learner.replace(replay=replay), actor_params, k_iqn, config)
     metrics = {**jax.tree.map(jnp.mean, info), "iqn_loss": iqn_loss_mean, "switched": switched(learner).astype(jnp.float32),
                "value_gap": jnp.abs(batch["distilled_value"] - batch["value"]).mean()}

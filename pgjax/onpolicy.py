@@ -28,8 +28,9 @@ from pgjax.rollout import rollout
 
 # (learner, normalised obs, key) -> (raw action, extras stored with it, e.g. {"log_prob": ...})
 Sample = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
-# (learner, normalised obs) -> V(obs)
-Value = Callable[[Any, jax.Array], jax.Array]
+# (learner, normalised obs) -> V(obs), or a dict of V(obs) under "value" and extras kept with each
+# sample in the batch (what the value was computed from, so that the update need not compute it again)
+Value = Callable[[Any, jax.Array], jax.Array | dict]
 # (learner, flat batch, key, env, config) -> (learner, metrics)
 Update = Callable[[Any, dict, jax.Array, Env, Any], tuple[Any, dict]]
 
@@ -97,7 +98,7 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
 def iteration(state: State, env: Env, config: Config, sample: Sample, value: Value, update: Update
               ) -> tuple[State, dict]:
     """Rollout, advantages, then the agent's update on the flat batch of num_envs * rollout_length
-    samples: obs (normalised), action, the sample's extras, value, advantage (not yet normalised),
+    samples: obs (normalised), action, the sample's and the value's extras, value, advantage (not yet normalised),
     target (the λ-return Â + V), and for agents that also learn off-policy from the transitions
     (PG-Rainbow's replay), reward (scaled as GAE saw it), next_obs (normalised, pre-reset) and
     terminated."""
@@ -110,7 +111,8 @@ def iteration(state: State, env: Env, config: Config, sample: Sample, value: Val
     env_state, traj = rollout(env, state.env_state, policy, rollout_key, config.rollout_length)
 
     obs, next_obs = normalize(traj.obs), normalize(traj.next_obs)
-    values, next_values = value(state.learner, obs), value(state.learner, next_obs)
+    values, value_extras = values_and_extras(value(state.learner, obs))
+    next_values, _ = values_and_extras(value(state.learner, next_obs))
     reward_scaler, rewards = state.reward_scaler, traj.reward
     if config.scale_rewards:
         reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
@@ -118,7 +120,7 @@ def iteration(state: State, env: Env, config: Config, sample: Sample, value: Val
     advantages, targets = gae(rewards, values, next_values, traj.terminated, traj.done,
                               config.gamma, config.gae_lambda)
 
-    batch = {"obs": obs, "action": traj.action, **traj.extras, "value": values, "advantage": advantages,
+    batch = {"obs": obs, "action": traj.action, **traj.extras, **value_extras, "value": values, "advantage": advantages,
              "target": targets, "reward": rewards, "next_obs": next_obs,
              "terminated": traj.terminated.astype(jnp.float32)}
     batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
@@ -127,6 +129,12 @@ def iteration(state: State, env: Env, config: Config, sample: Sample, value: Val
     obs_stats = state.obs_stats.update(traj.obs) if config.normalize_observations else state.obs_stats
     return state.replace(learner=learner, obs_stats=obs_stats, reward_scaler=reward_scaler, env_state=env_state,
                          key=key), metrics
+
+
+def values_and_extras(out: jax.Array | dict) -> tuple[jax.Array, dict]:
+    if isinstance(out, dict):
+        return out["value"], {k: v for k, v in out.items() if k != "value"}
+    return out, {}
 
 
 def descent_step(loss_fn: Callable, optimizer: optax.GradientTransformation):

@@ -76,8 +76,18 @@ def test_iqn_alone_recovers_the_quantiles_of_a_two_point_return(kappa):
     np.testing.assert_allclose(z, expected, atol=0.1)
 
 
+def perturbed(params, key, scale=0.3):
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
 def test_sarsa_target_bootstraps_through_truncation_not_termination():
+    """With the target network apart from the online one and the acting policy's parameters apart from
+    the learner's: the target uses Z_φ̄ and a' from the parameters it is given."""
     learner, config, env = iqn_learner()
+    learner = learner.replace(iqn_target_params=perturbed(learner.iqn_params, jax.random.PRNGKey(5)))
+    actor_params = perturbed(learner.actor_params, jax.random.PRNGKey(6))
     rng = np.random.default_rng(2)
     n = 6
     batch = {"obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
@@ -85,31 +95,34 @@ def test_sarsa_target_bootstraps_through_truncation_not_termination():
              "terminated": jnp.array([1.0, 0, 1, 0, 0, 1]),
              "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32)}
     taus_next, key = jnp.full((n, 3), 0.5), jax.random.PRNGKey(4)
-    target = pg_rainbow.sarsa_target(learner, learner.actor_params, batch, taus_next, key, 0.9)
-    mean, log_std = learner.actor.apply(learner.actor_params, batch["next_obs"])
+    target = pg_rainbow.sarsa_target(learner, actor_params, batch, taus_next, key, 0.9)
+    mean, log_std = learner.actor.apply(actor_params, batch["next_obs"])
     next_action = jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1, 1)
     next_z = learner.iqn.apply(learner.iqn_target_params, batch["next_obs"], next_action, taus_next)
     terminal = np.asarray(batch["terminated"]) == 1
     np.testing.assert_array_equal(target[terminal], np.broadcast_to(np.arange(n)[terminal, None], (3, 3)))
     np.testing.assert_allclose(target[~terminal], (np.arange(n)[:, None] + 0.9 * next_z)[~terminal], rtol=1e-6)
+    online_z = learner.iqn.apply(learner.iqn_params, batch["next_obs"], next_action, taus_next)
+    assert not np.allclose(next_z[~terminal], online_z[~terminal], atol=1e-3)  # the check above can tell them apart
 
 
 def test_replay_holds_the_last_m_rollouts_and_nothing_older():
+    """Rollout r's rewards are all r (from 1, so that the empty slots, zeros, are told apart)."""
     _, config = tiny_trainer("pg_rainbow", replay_rollouts=3)
     size = pg_rainbow.onpolicy.steps_per_iteration(config)
     buffer = pg_rainbow.replay_buffer(config)
     state = buffer.init(pg_rainbow.transition_item(2, 1))
-    for rollout in range(7):
+    for rollout in range(1, 8):
         items = {"obs": jnp.zeros((size, 2)), "action": jnp.zeros((size, 1)), "next_obs": jnp.zeros((size, 2)),
                  "reward": jnp.full(size, float(rollout)), "terminated": jnp.zeros(size)}
         state = buffer.add(state, items)
         held = np.asarray(state.experience["reward"]).ravel()
-        newest = list(range(max(0, rollout - 2), rollout + 1))
-        stored = held if rollout >= 2 else held[:size * (rollout + 1)]
-        assert sorted(set(stored.tolist())) == newest
-        assert all((stored == r).sum() == size for r in newest)
+        newest = list(range(max(1, rollout - 2), rollout + 1))
+        assert held.size == 3 * size
+        assert all((held == r).sum() == size for r in newest)
+        assert (held == 0).sum() == (3 - len(newest)) * size  # nothing older: the rest is still empty
         sampled = buffer.sample(state, jax.random.PRNGKey(rollout)).experience["reward"]
-        assert set(np.asarray(sampled).tolist()) <= set(newest)
+        assert set(np.asarray(sampled).tolist()) <= set(newest)  # never an empty slot
 
 
 def test_features_are_sorted_per_action_with_the_mean_action_first():
@@ -133,11 +146,54 @@ def test_value_is_the_critic_before_the_switch_and_the_substitute_after():
     features = pg_rainbow.quantile_features(learner, obs)
     before = learner.replace(switch_iteration=jnp.int32(1))
     after = learner.replace(switch_iteration=jnp.int32(0))
-    np.testing.assert_array_equal(pg_rainbow.value(before, obs), critic)
-    np.testing.assert_allclose(pg_rainbow.value(after, obs),
-                               pg_rainbow.distilled_value(learner.distill_params, learner, obs, features), rtol=1e-6)
+    distilled = pg_rainbow.distilled_value(learner.distill_params, learner, obs, features)
+    np.testing.assert_array_equal(pg_rainbow.value(before, obs)["value"], critic)
+    np.testing.assert_allclose(pg_rainbow.value(after, obs)["value"], distilled, rtol=1e-6)
     naive = after.replace(value_source="iqn_mean")
-    np.testing.assert_allclose(pg_rainbow.value(naive, obs), features.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(pg_rainbow.value(naive, obs)["value"], features.mean(-1), rtol=1e-6)
+    for out in (pg_rainbow.value(before, obs), pg_rainbow.value(after, obs)):  # kept for the update's clips
+        np.testing.assert_array_equal(out["critic_value"], critic)
+        np.testing.assert_allclose(out["distilled_value"], distilled, rtol=1e-6)
+        np.testing.assert_allclose(out["features"], features, rtol=1e-6)
+
+
+def collected_batch(learner, env, n, key):
+    """A batch as the rollout would give it: the sample's log-probs and value()'s outputs, random
+    λ-returns and transitions."""
+    k_obs, k_act, k_target, k_next = jax.random.split(key, 4)
+    obs = jax.random.normal(k_obs, (n, env.obs_size))
+    action, extras = pg_rainbow.gaussian_policy.sample(learner, obs, k_act)
+    values = pg_rainbow.value(learner, obs)
+    return {"obs": obs, "action": action, **extras, **values, "advantage": jax.random.normal(k_target, (n,)),
+            "target": values["value"] + jax.random.normal(k_target, (n,)), "reward": jnp.ones(n),
+            "next_obs": jax.random.normal(k_next, (n, env.obs_size)), "terminated": jnp.zeros(n)}
+
+
+def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
+    """After the switch the rollout's "value" is V_ψ, but PPO's V_θ is clipped around V_θ's old
+    prediction: PG-Rainbow's actor and critic step equals PPO's update on the batch whose "value" is
+    V_θ. And V_ψ's loss at the old parameters is the unclipped error (its anchor is V_ψ's own)."""
+    learner, config, env = iqn_learner(clip_value_loss=True)
+    learner = learner.replace(distill_params=perturbed(learner.distill_params, jax.random.PRNGKey(10), 1.0))
+    after = learner.replace(switch_iteration=jnp.int32(0))
+    batch = collected_batch(after, env, 32, jax.random.PRNGKey(7))
+    assert not np.allclose(batch["value"], batch["critic_value"])
+    key = jax.random.PRNGKey(8)
+    ours, _ = pg_rainbow.update(after, batch, key, env, config)
+    ppo_learner = pg_rainbow.ppo.Learner(learner.actor_params, learner.critic_params, learner.opt_state,
+                                         learner.updates, learner.actor, learner.critic)
+    theirs, _ = pg_rainbow.ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
+    for a, b in [(ours.actor_params, theirs.actor_params), (ours.critic_params, theirs.critic_params)]:
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
+    # before the switch the rollout's "value" is V_θ, which would be the wrong anchor for V_ψ
+    learner = learner.replace(switch_iteration=jnp.int32(1))
+    before = collected_batch(learner, env, 32, jax.random.PRNGKey(9))
+    before["target"] = 2 * before["distilled_value"] - before["critic_value"]  # beyond V_ψ, seen from V_θ
+    loss, _ = pg_rainbow.distillation_loss(learner.distill_params, learner, before, config)
+    np.testing.assert_allclose(loss, 0.5 * ((before["distilled_value"] - before["target"]) ** 2).mean(), rtol=1e-6)
+    wrong, _ = pg_rainbow.distillation_loss(learner.distill_params, learner,
+                                            {**before, "distilled_value": before["value"]}, config)
+    assert wrong > loss * 1.01, "V_ψ and V_θ too close for the test to tell the anchors apart"
 
 
 def test_switch_iteration_is_the_share_of_the_runs_iterations():
