@@ -1,4 +1,11 @@
-"""Small budgets that exercise the whole train loop in seconds."""
+"""Small budgets that exercise the whole train loop in seconds, and one compiled `train` per trainer.
+
+`jax.jit(trainer.train)` on a fresh bound method compiles again on every call, and tiny_trainer used
+to build a fresh trainer for every test: with nine agents the driver tests alone compiled ~90 programs.
+The same (agent, env, evaluations, overrides) now share one trainer and its jitted `train`, so every
+seed and every float config of one layout reuses one compile within the test session."""
+import functools
+
 import jax
 
 from pgjax import driver
@@ -24,12 +31,22 @@ TINY = {
 
 
 def tiny_trainer(agent_name: str, env_name: str = "gymnax/Pendulum-v1", num_evals: int = 3, **overrides):
+    return _tiny_trainer(agent_name, env_name, num_evals, tuple(sorted(overrides.items())))
+
+
+@functools.cache
+def _tiny_trainer(agent_name: str, env_name: str, num_evals: int, overrides: tuple):
     agent = get_agent(agent_name)
-    config = build(agent.Config, {**TINY[agent_name], **overrides}, agent_name)
+    config = build(agent.Config, {**TINY[agent_name], **dict(overrides)}, agent_name)
     env = make(env_name)
     trainer = driver.Trainer(agent, env, driver.make_schedule(agent, config, num_evals), eval_episodes=2)
     return trainer, config
 
 
+@functools.cache
+def jitted_train(trainer: driver.Trainer):
+    return jax.jit(trainer.train)
+
+
 def train_one(trainer, config, seed: int):
-    return jax.jit(trainer.train)(jax.random.PRNGKey(seed), config)
+    return jitted_train(trainer)(jax.random.PRNGKey(seed), config)
