@@ -160,11 +160,11 @@ def test_value_is_the_critic_before_the_switch_and_the_substitute_after():
 def collected_batch(learner, env, n, key):
     """A batch as the rollout would give it: the sample's log-probs and value()'s outputs, random
     λ-returns and transitions."""
-    k_obs, k_act, k_target, k_next = jax.random.split(key, 4)
+    k_obs, k_act, k_advantage, k_target, k_next = jax.random.split(key, 5)
     obs = jax.random.normal(k_obs, (n, env.obs_size))
     action, extras = pg_rainbow.gaussian_policy.sample(learner, obs, k_act)
     values = pg_rainbow.value(learner, obs)
-    return {"obs": obs, "action": action, **extras, **values, "advantage": jax.random.normal(k_target, (n,)),
+    return {"obs": obs, "action": action, **extras, **values, "advantage": jax.random.normal(k_advantage, (n,)),
             "target": values["value"] + jax.random.normal(k_target, (n,)), "reward": jnp.ones(n),
             "next_obs": jax.random.normal(k_next, (n, env.obs_size)), "terminated": jnp.zeros(n)}
 
