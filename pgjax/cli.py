@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -24,13 +26,24 @@ def _list(args) -> int:
     return 0
 
 
-def _print_results(results, out: Path) -> None:
-    for r in results:
-        s = r.summary()
-        print(f"{s['agent']:>5} {s['env']:<28} {len(r.group.configs)} config(s) x {len(r.group.seeds)} seed(s): "
-              f"final return {r.final_returns.mean():.1f}, compile {s['compile_s']:.1f}s, run {s['run_s']:.1f}s, "
+def _print_results(summaries: list[dict], out: Path) -> None:
+    for s in summaries:
+        print(f"{s['agent']:>5} {s['env']:<28} {len(s['config_ids'])} config(s) x {len(s['seeds'])} seed(s): "
+              f"final return {s['final_return_mean']:.1f}, compile {s['compile_s']:.1f}s, run {s['run_s']:.1f}s, "
               f"{s['steps_per_s']:,.0f} steps/s" + (f", {s['diverged_runs']} diverged" if s["diverged_runs"] else ""))
     print(f"wrote {out / 'curves.csv'}, {out / 'metrics.csv'} and {out / 'runs.json'}")
+
+
+def _write_mode(args) -> str:
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    return "resume" if args.resume else "overwrite" if args.overwrite else "new"
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command line that continues this one."""
+    words = [w for w in argv if w not in ("--resume", "--overwrite")]
+    return " ".join(shlex.quote(w) for w in ["pgjax", *words, "--resume"])
 
 
 def _run(args) -> int:
@@ -49,7 +62,8 @@ def _run(args) -> int:
                         args.num_evals, args.eval_episodes, args.matmul_precision)
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
     out = Path(args.out) if args.out else RESULTS / name
-    _print_results(run_groups(name, groups, out, progress=not args.quiet), out)
+    _print_results(run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
+                              _resume_command(args.argv)), out)
     return 0
 
 
@@ -58,7 +72,8 @@ def _sweep(args) -> int:
 
     name, groups = load_sweep(args.file, args.matmul_precision)
     out = Path(args.out) if args.out else RESULTS / name
-    results = run_groups(name, groups, out, progress=not args.quiet)
+    results = run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
+                         _resume_command(args.argv))
     _print_results(results, out)
     if not args.no_report:
         from pgjax.report import write_report
@@ -85,8 +100,41 @@ def _bench(args) -> int:
     return bench_main(args)
 
 
+def _add_write_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue the results in the output folder from their last checkpoints (finished groups "
+                        "are skipped; curves are bit-identical to an uninterrupted run on the same machine)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in the output folder")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="save each group's run state every N evaluation points (default 1)")
+
+
+def compile_cache_dir(option: str | None) -> Path | None:
+    """The persistent compilation cache: --compile-cache, else $PGJAX_COMPILE_CACHE, else the user's cache
+    folder; "off" turns it off."""
+    chosen = option or os.environ.get("PGJAX_COMPILE_CACHE")
+    if chosen == "off":
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pgjax" / "xla"
+
+
+def use_compile_cache(folder: Path | None) -> None:
+    """XLA programs compiled once are loaded from disk by later commands (a sweep resumed, a run repeated);
+    only programs that took over a second to compile are kept."""
+    if folder is None:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgjax", description=__doc__)
+    p.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                   help="persistent XLA compilation cache (default $PGJAX_COMPILE_CACHE or ~/.cache/pgjax/xla)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list agents and environments").set_defaults(func=_list)
 
@@ -104,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--matmul-precision", default="highest", metavar="P",
                    help="float32 matmul precision: highest (default; true float32), high, tensorfloat32, default, ...")
+    _add_write_options(r)
     r.set_defaults(func=_run)
 
     s = sub.add_parser("sweep", help="run a sweep file")
@@ -113,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-report", action="store_true")
     s.add_argument("--matmul-precision", default=None, metavar="P",
                    help="override the sweep file's matmul_precision (default highest: true float32)")
+    _add_write_options(s)
     s.set_defaults(func=_sweep)
 
     rep = sub.add_parser("report", help="tables and plots from one or more results folders")
@@ -134,14 +184,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pgjax.results import Interrupted
+
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
+        if args.func is not _list:
+            use_compile_cache(compile_cache_dir(args.compile_cache))
         return args.func(args)
     except ConfigError as e:
         print(f"pgjax: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"pgjax: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("pgjax: interrupted; results written so far are kept", file=sys.stderr)
+        print("pgjax: interrupted", file=sys.stderr)
         return 130
 
 

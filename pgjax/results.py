@@ -32,10 +32,11 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def tidy_csv(rows: list[dict], columns: list[str]) -> str:
+def tidy_csv(rows: list[dict], columns: list[str], header: bool = True) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for row in rows:
         writer.writerow({k: _fmt(row[k]) for k in columns})
     return out.getvalue()
@@ -50,8 +51,9 @@ def _fmt(v):
 
 
 def read_curves(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The whole rows of a tidy CSV; a last line cut short by a kill mid-append is left out."""
+    text = Path(path).read_text()
+    return list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -89,8 +91,52 @@ def git_commit() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
-def write_results(folder: Path, rows: list[dict], runs: dict, metric_rows: list[dict] = ()) -> None:
-    """curves.csv, metrics.csv (the agents' training metrics per evaluation point) and runs.json."""
-    write_atomic(Path(folder) / "curves.csv", curves_csv(rows))
-    write_atomic(Path(folder) / "metrics.csv", tidy_csv(list(metric_rows), METRIC_COLUMNS))
-    write_atomic(Path(folder) / "runs.json", json.dumps(runs, indent=2, sort_keys=False) + "\n")
+def append_durably(path: Path, text: str) -> None:
+    """Append whole rows and flush them to disk before the caller goes on (a checkpoint saved next must
+    never be ahead of the rows)."""
+    with open(path, "a", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class Interrupted(Exception):
+    """A sweep stopped by the user; the message says what is on disk and how to go on."""
+
+
+class ResultsFolder:
+    """A results folder written as runs progress: curve and metric rows appended at every evaluation
+    point, runs.json replaced atomically, group checkpoints under checkpoints/."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.curves, self.metrics, self.runs = (self.path / n for n in ("curves.csv", "metrics.csv", "runs.json"))
+        self.checkpoints = self.path / "checkpoints"
+
+    def holds_results(self) -> bool:
+        return any(p.exists() for p in (self.curves, self.metrics, self.runs, self.checkpoints))
+
+    def read_runs(self) -> dict | None:
+        return json.loads(self.runs.read_text()) if self.runs.is_file() else None
+
+    def clear(self) -> None:
+        import shutil
+
+        for p in (self.curves, self.metrics, self.runs):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+    def keep_rows(self, keep) -> None:
+        """Rewrite curves.csv and metrics.csv with the rows `keep(row)` accepts (atomically; headers
+        only when there are none yet)."""
+        for path, columns in ((self.curves, CURVE_COLUMNS), (self.metrics, METRIC_COLUMNS)):
+            rows = read_curves(path) if path.is_file() else []
+            write_atomic(path, tidy_csv([r for r in rows if keep(r)], columns))
+
+    def append(self, rows: list[dict], metric_rows: list[dict]) -> None:
+        append_durably(self.curves, tidy_csv(rows, CURVE_COLUMNS, header=False))
+        if metric_rows:
+            append_durably(self.metrics, tidy_csv(metric_rows, METRIC_COLUMNS, header=False))
+
+    def write_runs(self, runs: dict) -> None:
+        write_atomic(self.runs, json.dumps(runs, indent=2, sort_keys=False) + "\n")

@@ -109,6 +109,7 @@ class GroupResult:
                 "compile_s": round(self.compile_s, 3), "run_s": round(self.run_s, 3),
                 "steps_per_s": round(self.steps_per_s, 1), "devices": self.devices,
                 "matmul_precision": g.matmul_precision,
+                "final_return_mean": round(float(np.nanmean(self.final_returns)), 3),
                 "diverged_runs": int(self.diverged.sum())}
 
 
@@ -156,6 +157,7 @@ class Compiled:
     advance: Any  # (runs, configs) -> runs, one chunk of iterations; donates its input
     evaluate: Any  # runs -> (runs, curve point); donates its input
     seconds: float
+    run_shape: Any  # the runs' shapes, dtypes and shardings (what a checkpoint restores into)
 
 
 def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
@@ -177,10 +179,28 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
         iterations = jax.ShapeDtypeStruct((), jnp.int32)
         compiled = (init.lower(keys, configs).compile(), advance.lower(run_shape, configs, iterations).compile(),
                     evaluate.lower(run_shape).compile())
-    return Compiled(*compiled, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    laid_out = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), run_shape)
+    return Compiled(*compiled, seconds, laid_out)
 
 
-def run_group(group: Group, progress: bool = True) -> GroupResult:
+class Recorder:
+    """Where a group's evaluation points go as they come (the sweep's results folder and checkpoints);
+    this default keeps nothing and resumes nothing."""
+
+    def resume(self, run_shape) -> tuple[int, Any, float] | None:
+        """(chunks done, run state, wall seconds so far) to continue from, or None to start afresh."""
+        return None
+
+    def point(self, chunks_done: int, rows: list[dict], metric_rows: list[dict], run, wall_s: float,
+              last: bool) -> None:
+        """Evaluation point `chunks_done` (0: right after init) was reached with these rows."""
+
+
+def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None) -> GroupResult:
+    """Run a group chunk by chunk; `recorder` receives each evaluation point and may hand back a saved
+    state to continue from. The result's rows are the points run by this call."""
+    recorder = recorder or Recorder()
     agent = get_agent(group.agent)
     env = make_env(group.env, group.backend)
     schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
@@ -195,58 +215,68 @@ def run_group(group: Group, progress: bool = True) -> GroupResult:
 
     n_runs = len(group.configs) * len(group.seeds)
     eval_steps = schedule.eval_steps()
+    rows: list[dict] = []
+    metrics: list[dict] = []
     bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
     t0 = time.perf_counter()
-    run, point = fns.evaluate(fns.init(keys, configs))
-    points = [jax.device_get(point)]
-    walls = [time.perf_counter() - t0]
-    bar.update(eval_steps[0] * n_runs, float(np.nanmean(points[-1].eval_return_mean)), 0.0)
-    for j in range(schedule.num_chunks):
-        iterations = np.int32(schedule.chunk_iterations(j))
-        run, point = fns.evaluate(fns.advance(run, configs, iterations))
-        points.append(jax.device_get(point))  # one host sync per evaluation point, never per step
-        walls.append(time.perf_counter() - t0)
-        bar.update(int(eval_steps[j + 1] - eval_steps[j]) * n_runs, float(np.nanmean(point.eval_return_mean)),
-                   eval_steps[j + 1] * n_runs / walls[-1])
+    resumed = recorder.resume(fns.run_shape)
+
+    def reached(chunks_done: int, run, point, wall_s: float) -> None:
+        point = jax.device_get(point)  # one host sync per evaluation point, never per step
+        new_rows = point_rows(group, int(eval_steps[chunks_done]), point, wall_s)
+        new_metrics = point_metric_rows(group, int(eval_steps[chunks_done]), point.metrics) if chunks_done else []
+        rows.extend(new_rows)
+        metrics.extend(new_metrics)
+        recorder.point(chunks_done, new_rows, new_metrics, run, wall_s, chunks_done == schedule.num_chunks)
+        done_steps = int(eval_steps[chunks_done] - eval_steps[start - 1]) * n_runs
+        bar.update(int(eval_steps[chunks_done] - (eval_steps[chunks_done - 1] if chunks_done else 0)) * n_runs,
+                   float(np.nanmean(point.eval_return_mean)), done_steps / max(time.perf_counter() - t0, 1e-9))
+        finals.update(returns=point.eval_return_mean, diverged=point.diverged, wall_s=wall_s)
+
+    finals: dict = {}
+    if resumed is None:
+        start, wall_before = 1, 0.0
+        run, point = fns.evaluate(fns.init(keys, configs))
+        reached(0, run, point, time.perf_counter() - t0)
+    else:
+        chunks_done, run, wall_before = resumed
+        start = chunks_done + 1
+        bar.update(int(eval_steps[chunks_done]) * n_runs, float("nan"), 0.0)
+    for j in range(start - 1, schedule.num_chunks):
+        run, point = fns.evaluate(fns.advance(run, configs, np.int32(schedule.chunk_iterations(j))))
+        reached(j + 1, run, point, wall_before + time.perf_counter() - t0)
     bar.close()
-    run_s = walls[-1]
-    curve = jax.tree.map(lambda *xs: np.stack(xs, axis=-1), *points)  # [configs, seeds, points]
-    rows = curve_rows(group, schedule, curve, walls)
-    return GroupResult(group, rows, fns.seconds, run_s, schedule.total_steps,
-                       curve.eval_return_mean[..., -1], curve.diverged[..., -1], mesh.size,
-                       metric_rows(group, schedule, curve.metrics))
+    return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],
+                       finals["diverged"], mesh.size, metrics)
 
 
-def metric_rows(group: Group, schedule: driver.Schedule, metrics: dict) -> list[dict]:
-    """Tidy rows of the training metrics (each the mean over the chunk before an evaluation point; none
-    at the point right after init); a vector metric gives one row per entry, named `name[i]`."""
+def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]:
+    """Tidy rows of the training metrics at one evaluation point (each the mean over the chunk before
+    it); a vector metric gives one row per entry, named `name[i]`."""
     rows = []
-    steps = schedule.eval_steps()
     for name, values in sorted(metrics.items()):
-        values = np.asarray(values)  # [configs, seeds, *entries, points]
-        entries = list(np.ndindex(values.shape[2:-1]))
+        values = np.asarray(values)  # [configs, seeds, *entries]
+        entries = list(np.ndindex(values.shape[2:]))
         for ci, cid in enumerate(group.config_ids):
             for si, seed in enumerate(group.seeds):
                 for entry in entries:
-                    label = name + "".join(f"[{i}]" for i in entry)
-                    for p in range(1, len(steps)):
-                        rows.append({"agent": group.agent, "env": group.env, "backend": group.backend,
-                                     "config_id": cid, "seed": seed, "env_steps": int(steps[p]), "metric": label,
-                                     "value": float(values[(ci, si) + entry + (p,)])})
+                    rows.append({"agent": group.agent, "env": group.env, "backend": group.backend,
+                                 "config_id": cid, "seed": seed, "env_steps": env_steps,
+                                 "metric": name + "".join(f"[{i}]" for i in entry),
+                                 "value": float(values[(ci, si) + entry])})
     return rows
 
 
-def curve_rows(group: Group, schedule: driver.Schedule, curve, walls: list[float]) -> list[dict]:
+def point_rows(group: Group, env_steps: int, point, wall_s: float) -> list[dict]:
+    """The curve rows of one evaluation point, one per run."""
     rows = []
-    steps = schedule.eval_steps()
     for ci, cid in enumerate(group.config_ids):
         for si, seed in enumerate(group.seeds):
-            for p, env_steps in enumerate(steps):
-                rows.append({
-                    "agent": group.agent, "env": group.env, "backend": group.backend, "config_id": cid,
-                    "seed": seed, "env_steps": int(env_steps), "wall_time_s": float(walls[p]),
-                    "eval_return_mean": float(curve.eval_return_mean[ci, si, p]),
-                    "eval_return_std": float(curve.eval_return_std[ci, si, p]),
-                    "train_return_mean": float(curve.train_return_mean[ci, si, p]),
-                    "status": "diverged" if curve.diverged[ci, si, p] else "ok"})
+            rows.append({
+                "agent": group.agent, "env": group.env, "backend": group.backend, "config_id": cid,
+                "seed": seed, "env_steps": env_steps, "wall_time_s": float(wall_s),
+                "eval_return_mean": float(point.eval_return_mean[ci, si]),
+                "eval_return_std": float(point.eval_return_std[ci, si]),
+                "train_return_mean": float(point.train_return_mean[ci, si]),
+                "status": "diverged" if point.diverged[ci, si] else "ok"})
     return rows

@@ -14,20 +14,25 @@
     config = { lr = 3e-4 }  # fixed overrides
     grid = { lr = [1e-4, 3e-4] }   # cartesian product; float fields share one compiled program
 
-Everything is validated before anything compiles; results are rewritten atomically after each group.
+Everything is validated before anything compiles. Rows are appended at every evaluation point and
+each group's run state is checkpointed, so `--resume` continues a killed sweep exactly.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
+import json
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from pgjax import driver
+from pgjax.checkpoint import GroupCheckpoints
 from pgjax.config import ConfigError, to_dict
-from pgjax.results import device_info, git_commit, versions, write_results
-from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, GroupResult, make_group, run_group
+from pgjax.results import Interrupted, ResultsFolder, device_info, git_commit, versions
+from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds"}
 TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "matmul_precision", "run", "description"}
@@ -108,32 +113,152 @@ def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[s
     return name, groups
 
 
-def metadata(name: str, results: list[GroupResult], commit: str) -> dict:
+def group_plan(group: Group) -> dict:
+    """Everything that decides a group's curves: a resumed sweep must plan exactly the same."""
+    return {"agent": group.agent, "env": group.env, "backend": group.backend, "seeds": group.seeds,
+            "num_evals": group.num_evals, "eval_episodes": group.eval_episodes,
+            "matmul_precision": group.matmul_precision,
+            "configs": [to_dict(c) for c in group.configs], "config_ids": group.config_ids}
+
+
+def group_key(plan: dict) -> str:
+    return hashlib.sha1(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}.{key}").items()}
+    if isinstance(tree, list) and tree and isinstance(tree[0], dict):
+        return {k: v for i, sub in enumerate(tree) for k, v in flat(sub, f"{prefix}[{i}]").items()}
+    return {prefix: tree}
+
+
+def plan_differences(old: list[dict], new: list[dict]) -> list[str]:
+    """What differs between two plans, field by field ("run 2.configs[0].lr: 0.0003 -> 0.001")."""
+    if len(old) != len(new):
+        return [f"number of groups: {len(old)} -> {len(new)}"]
+    a = {k: v for i, p in enumerate(old) for k, v in flat(p, f"group {i + 1}").items()}
+    b = {k: v for i, p in enumerate(new) for k, v in flat(p, f"group {i + 1}").items()}
+    missing = object()
+    return [f"{k}: {a.get(k, 'absent')} -> {b.get(k, 'absent')}" for k in sorted(a.keys() | b.keys(), key=str)
+            if a.get(k, missing) != b.get(k, missing)]
+
+
+class FolderRecorder(Recorder):
+    """One group's evaluation points into the results folder, its run state into checkpoints."""
+
+    def __init__(self, folder: ResultsFolder, group: Group, key: str, checkpoint_every: int, resume: bool,
+                 on_point):
+        self.folder, self.key, self.resuming, self.on_point = folder, key, resume, on_point
+        self.owns = run_owner(group)
+        self.checkpoints = GroupCheckpoints(folder.checkpoints / key, checkpoint_every)
+        self.chunks_done = -1
+
+    def resume(self, run_shape):
+        restored = self.checkpoints.restore_latest(run_shape) if self.resuming else None
+        last_steps = restored[2]["env_steps"] if restored else -1
+        # rows of points reached after the last checkpoint are run again, so they go
+        self.folder.keep_rows(lambda row: not self.owns(row) or int(row["env_steps"]) <= last_steps)
+        if restored is None:
+            return None
+        chunks_done, run, meta = restored
+        self.chunks_done = chunks_done
+        return chunks_done, run, meta["wall_s"]
+
+    def point(self, chunks_done, rows, metric_rows, run, wall_s, last):
+        self.folder.append(rows, metric_rows)
+        self.chunks_done = chunks_done
+        self.on_point(self.key, chunks_done)
+        if chunks_done and not last and self.checkpoints.due(chunks_done):
+            self.checkpoints.save(chunks_done, run, {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s})
+
+
+def run_owner(group: Group):
+    runs = {(group.agent, group.env, group.backend, cid, str(seed)) for cid in group.config_ids for seed in group.seeds}
+    return lambda row: (row["agent"], row["env"], row["backend"], row["config_id"], str(row["seed"])) in runs
+
+
+def check_folder(folder: ResultsFolder, plans: list[dict], mode: str, resume_hint: str) -> dict | None:
+    """What a resume continues (None: start afresh); refuses, before anything compiles or is written,
+    to overwrite results without --overwrite or to resume results that another plan wrote."""
+    if mode == "overwrite" or not folder.holds_results():
+        return None
+    if mode != "resume":
+        raise ConfigError(f"{folder.path} already holds results; continue them with --resume "
+                          f"({resume_hint}) or replace them with --overwrite")
+    runs = folder.read_runs()
+    if runs is None or "plan" not in runs:
+        raise ConfigError(f"{folder.path} holds results without a resumable plan (written before resume "
+                          f"existed or damaged); write elsewhere with --out or replace them with --overwrite")
+    differences = plan_differences(runs["plan"], plans)
+    if differences:
+        raise ConfigError(f"cannot resume {folder.path}: the sweep differs from the one that wrote it: "
+                          + "; ".join(differences))
+    return runs
+
+
+def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, previous: dict | None) -> dict:
     configs = {}
-    for r in results:
-        for cid, c in zip(r.group.config_ids, r.group.configs):
-            configs[cid] = {"agent": r.group.agent, "env": r.group.env, "backend": r.group.backend,
-                            "config": to_dict(c)}
+    for plan in plans:
+        for cid, c in zip(plan["config_ids"], plan["configs"]):
+            configs[cid] = {"agent": plan["agent"], "env": plan["env"], "backend": plan["backend"], "config": c}
+    started = previous or {}
     return {
         "sweep": name,
         "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
         "device": device_info(),
-        "git_commit": commit,
-        "groups": [r.summary() for r in results],
+        "git_commit": started.get("git_commit", commit),
+        "resumed_at_commits": started.get("resumed_at_commits", []) + ([commit] if previous else []),
+        "groups": finished,
+        "in_progress": None,
+        "plan": plans,
         "configs": configs,
     }
 
 
-def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True) -> list[GroupResult]:
-    results: list[GroupResult] = []
-    rows: list[dict] = []
-    metric_rows: list[dict] = []
+def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
+               checkpoint_every: int = 1, resume_hint: str = "") -> list[dict]:
+    """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
+    it comes; returns the summaries of all groups, those finished earlier included."""
+    if checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
+    folder = ResultsFolder(out)
+    plans = [group_plan(g) for g in groups]
+    keys = [group_key(p) for p in plans]
+    previous = check_folder(folder, plans, mode, resume_hint)
+    if previous is None:
+        folder.clear()
+    done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
-    for group in groups:
-        result = run_group(group, progress)
-        results.append(result)
-        rows += result.rows
-        metric_rows += result.metric_rows
-        write_results(out, rows, metadata(name, results, commit), metric_rows)
-    return results
+    runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous)
+    folder.write_runs(runs)
+
+    def on_point(key, chunks_done):
+        runs["in_progress"] = {"group": key, "evaluation_points": chunks_done + 1}
+        folder.write_runs(runs)
+
+    for group, key in zip(groups, keys):
+        if key in done:
+            continue
+        recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point)
+        try:
+            result = run_group(group, progress, recorder)
+        except KeyboardInterrupt:
+            recorder.checkpoints.close()
+            raise Interrupted(interrupted_message(folder, runs, group, recorder, resume_hint)) from None
+        runs["groups"].append({"id": key, **result.summary()})
+        runs["in_progress"] = None
+        folder.write_runs(runs)
+        recorder.checkpoints.remove()
+    shutil.rmtree(folder.checkpoints, ignore_errors=True)  # every group finished: nothing left to resume
+    return runs["groups"]
+
+
+def interrupted_message(folder: ResultsFolder, runs: dict, group: Group, recorder: FolderRecorder, hint: str) -> str:
+    finished = len(runs["groups"])
+    at = (f"{group.agent} on {group.env} stopped after evaluation point {recorder.chunks_done} of "
+          f"{group.num_evals}" if recorder.chunks_done >= 0 else f"{group.agent} on {group.env} had not reached "
+          "its first evaluation point")
+    return (f"interrupted: {folder.curves} and {folder.metrics} hold every evaluation point reached "
+            f"({finished} group(s) finished; {at}); continue with: {hint}")

@@ -1,0 +1,64 @@
+"""Checkpoints of a group's whole run state with orbax-checkpoint.
+
+The run state (every seed × config's agent state: parameters, optimiser states, replay buffers,
+normalisers, env states, keys, evaluation counters, divergence flags) is saved after an evaluation
+point, asynchronously, keeping the last two. Step n is the state after n chunks. orbax finalises a
+checkpoint by renaming it into place, so one cut short by a kill is never listed; one damaged on disk
+afterwards fails to restore and the previous one is used, with a warning.
+"""
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+KEEP = 2
+
+
+def host_copy(tree):
+    """A numpy copy of every leaf: the runner donates the device buffers to the next chunk while orbax
+    is still writing, so the writer must own its bytes."""
+    return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
+
+
+class GroupCheckpoints:
+    def __init__(self, directory: Path, every: int):
+        self.directory = Path(directory).absolute()
+        self.every = every
+        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=KEEP, enable_async_checkpointing=True, create=True))
+
+    def due(self, chunks_done: int) -> bool:
+        return chunks_done % self.every == 0
+
+    def save(self, chunks_done: int, run, meta: dict) -> None:
+        self.manager.save(chunks_done, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(host_copy(run)), meta=ocp.args.JsonSave(meta)))
+
+    def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
+        """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
+        back whole; damaged ones are deleted so that the steps they held can be saved again."""
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                restored = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_run), meta=ocp.args.JsonRestore()))
+            except Exception as e:  # orbax/tensorstore raise many kinds for a damaged file
+                warnings.warn(f"checkpoint {self.directory / str(step)} cannot be read ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); trying an earlier one",
+                              stacklevel=2)
+                self.manager.delete(step)
+                continue
+            return step, restored.state, dict(restored.meta)
+        return None
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)

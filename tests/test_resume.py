@@ -1,0 +1,160 @@
+"""Killed sweeps resume exactly; results are never overwritten by accident; checkpoints round-trip every
+agent's whole state and a damaged one is passed over."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pgjax.registry import AGENT_NAMES
+
+SWEEP = """
+name = "resume"
+seeds = 2
+num_evals = 8
+eval_episodes = 2
+[[run]]
+agent = "ppo"
+env = "gymnax/Pendulum-v1"
+steps = {ppo_steps}
+config = {{ num_envs = 8, rollout_length = 16, num_epochs = 2, num_minibatches = 2 }}
+[[run]]
+agent = "sac"
+env = "gymnax/Pendulum-v1"
+steps = 1200
+config = {{ num_envs = 2, batch_size = 16, warmup_steps = 20, hidden_sizes = [16, 16] }}
+"""
+PPO_ROWS = 2 * 9  # 2 seeds x 9 evaluation points
+
+
+def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
+    path = tmp_path / "resume.toml"
+    path.write_text(SWEEP.format(ppo_steps=ppo_steps))
+    return path
+
+
+def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None) -> subprocess.CompletedProcess | int:
+    """Run the CLI; with kill_at_rows, SIGKILL it once curves.csv holds that many rows (it may hold a few
+    more by then: the kill lands at whatever evaluation point it meets)."""
+    command = [sys.executable, "-m", "pgjax", "--compile-cache", str(cache), *args, "--quiet", "--no-report"]
+    if kill_at_rows is None:
+        return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    out = Path(args[args.index("--out") + 1])
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        rows = (out / "curves.csv").read_text().count("\n") - 1 if (out / "curves.csv").is_file() else 0
+        if rows >= kill_at_rows:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return rows
+        time.sleep(0.01)
+    raise AssertionError(f"the sweep finished before curves.csv reached {kill_at_rows} rows")
+
+
+def without_wall_time(path: Path) -> list[str]:
+    """The file's lines with curves.csv's wall_time_s column (seconds of this machine's clock) removed."""
+    lines = path.read_text().splitlines()
+    if "wall_time_s" not in lines[0]:
+        return lines
+    col = lines[0].split(",").index("wall_time_s")
+    return [",".join(f for i, f in enumerate(line.split(",")) if i != col) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    cache = tmp / "cache"
+    out = tmp / "whole"
+    done = pgjax("sweep", str(sweep_file(tmp)), "--out", str(out), cache=cache)
+    assert done.returncode == 0, done.stderr
+    return tmp, cache, out
+
+
+def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrupted):
+    tmp, cache, whole = uninterrupted
+    sweep, out = str(sweep_file(tmp)), tmp / "killed"
+    first = pgjax("sweep", sweep, "--out", str(out), cache=cache, kill_at_rows=6)  # PPO, 3rd point or later
+    assert first < PPO_ROWS
+    # the second kill lands in the second group, after the first finished: it is skipped on resume
+    second = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
+    assert second < PPO_ROWS + 2 * 13
+    resumed = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache)
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("curves.csv", "metrics.csv"):
+        assert without_wall_time(out / name) == without_wall_time(whole / name), name
+    assert not (out / "checkpoints").exists()  # nothing left to resume once every group finished
+
+
+def test_results_are_never_overwritten_or_resumed_by_another_sweep(uninterrupted):
+    tmp, cache, whole = uninterrupted
+    before = {p.name: p.read_bytes() for p in whole.iterdir() if p.is_file()}
+    refused = pgjax("sweep", str(sweep_file(tmp)), "--out", str(whole), cache=cache)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and "--overwrite" in refused.stderr
+    other = tmp / "other"
+    other.mkdir()
+    changed = pgjax("sweep", str(sweep_file(other, ppo_steps=20_480)), "--out", str(whole), "--resume", cache=cache)
+    assert changed.returncode == 2
+    assert "group 1.configs[0].total_steps: 40960 -> 20480" in changed.stderr
+    assert len(changed.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in whole.iterdir() if p.is_file()} == before
+
+
+def random_like(tree, key):
+    """Every leaf filled with random values of its dtype, so a round trip that drops or mixes up a leaf
+    cannot pass by comparing zeros with zeros."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+
+    def fill(x, k):
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return jax.random.normal(k, x.shape, x.dtype)
+        if x.dtype == jnp.bool_:
+            return jax.random.bernoulli(k, 0.5, x.shape)
+        return jax.random.randint(k, x.shape, 0, 1000).astype(x.dtype)
+
+    return jax.tree.unflatten(treedef, [fill(x, k) for x, k in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize("agent", AGENT_NAMES)
+def test_checkpoint_round_trip_of_every_agents_whole_run_state(agent, tmp_path):
+    from helpers import tiny_trainer
+
+    from pgjax.checkpoint import GroupCheckpoints
+
+    trainer, config = tiny_trainer(agent)
+    shape = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), config)
+    run = random_like(shape, jax.random.PRNGKey(1))
+    checkpoints = GroupCheckpoints(tmp_path, every=1)
+    checkpoints.save(3, run, {"env_steps": 96, "wall_s": 1.5})
+    checkpoints.close()
+    step, restored, meta = GroupCheckpoints(tmp_path, every=1).restore_latest(shape)
+    assert (step, meta) == (3, {"env_steps": 96, "wall_s": 1.5})
+    assert jax.tree.structure(restored) == jax.tree.structure(run)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(run)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_damaged_checkpoint_is_passed_over_for_the_previous_one(tmp_path):
+    from pgjax.checkpoint import GroupCheckpoints
+
+    run = {"params": jnp.arange(1000.0), "step": jnp.array(7)}
+    checkpoints = GroupCheckpoints(tmp_path, every=1)
+    checkpoints.save(1, run, {"env_steps": 10, "wall_s": 1.0})
+    checkpoints.save(2, jax.tree.map(lambda x: x + 1, run), {"env_steps": 20, "wall_s": 2.0})
+    checkpoints.close()
+    for f in (tmp_path / "2").rglob("*"):  # cut every data file of the newest checkpoint short
+        if f.is_file() and f.stat().st_size > 64 and "metadata" not in f.name.lower():
+            f.write_bytes(f.read_bytes()[:32])
+    shape = jax.eval_shape(lambda: run)
+    with pytest.warns(UserWarning, match="cannot be read"):
+        step, restored, meta = GroupCheckpoints(tmp_path, every=1).restore_latest(shape)
+    assert step == 1 and meta["env_steps"] == 10
+    np.testing.assert_array_equal(restored["params"], np.arange(1000.0))
