@@ -90,7 +90,7 @@ def make_brax(task: str, backend: str = DEFAULT_BACKEND, episode_length: int = E
         del key  # the next episode's start comes from the pool
         inner = state.inner
         # Brax tasks take actions in [-1, 1] already; clip what the policy sampled outside.
-        stepped = env.step(inner.state, jnp.clip(action, -1.0, 1.0))
+        stepped = env.step(inner.state, jnp.clip(action, -1.0, 1.0))  # = to_env_units
         t = inner.t + 1
         terminated = stepped.done > 0.5
         truncated = t >= episode_length
@@ -100,5 +100,6 @@ def make_brax(task: str, backend: str = DEFAULT_BACKEND, episode_length: int = E
         inner = inner.replace(state=running, t=jnp.where(done, 0, t), pool_used=inner.pool_used + done)
         return next_state(state, inner, running.obs, stepped.obs, stepped.reward, terminated, truncated)
 
+    bounds = (-1.0,) * int(env.action_size), (1.0,) * int(env.action_size)
     return Env(f"brax/{task}", backend, int(env.observation_size), int(env.action_size),
-               episode_length, reset, step, refresh, REFRESH_EVERY)
+               episode_length, reset, step, refresh, REFRESH_EVERY, *bounds)

@@ -73,6 +73,15 @@ class Env:
     # stepping loops call it once every `refresh_every` steps of each env (0: never needed).
     refresh: Callable[[EnvState], EnvState] | None = dataclasses.field(default=None, repr=False, compare=False)
     refresh_every: int = 0
+    # The env's own action bounds: agents act in [-1, 1], which `step` maps onto [low, high].
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
+
+    def to_env_units(self, action: jax.Array) -> jax.Array:
+        """An agent's action as the env applies it, in the env's own units."""
+        if self.action_low is None:
+            return jnp.clip(action, -1.0, 1.0)
+        return rescale_action(action, jnp.asarray(self.action_low), jnp.asarray(self.action_high))
 
     @property
     def identity(self) -> str:

@@ -1,7 +1,6 @@
 """gymnax adapter (gymnax >= 1.0: step returns terminated and truncated separately)."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from .core import Env, first_state, next_state, rescale_action
@@ -29,4 +28,5 @@ def make_gymnax(task: str) -> Env:
                           info["final_observation"].astype(jnp.float32), reward, terminated, truncated)
 
     return Env(f"gymnax/{task}", "gymnax", obs_size, int(space.shape[0]),
-               int(params.max_steps_in_episode), reset, step)
+               int(params.max_steps_in_episode), reset, step,
+               action_low=tuple(map(float, low)), action_high=tuple(map(float, high)))

@@ -20,3 +20,12 @@ def _one_cpu_device_per_core() -> None:
 
 
 _one_cpu_device_per_core()
+
+
+def __getattr__(name: str):
+    """`pgjax.train` and `pgjax.load` (pgjax.api), imported on first use so `import pgjax` stays light."""
+    if name in ("train", "load", "Trained"):
+        from pgjax import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pgjax' has no attribute {name!r}")

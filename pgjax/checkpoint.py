@@ -62,3 +62,16 @@ class GroupCheckpoints:
     def remove(self) -> None:
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def save_policies(directory: Path, final, best) -> None:
+    """The policy parts (driver.policy_part) of a finished group's runs, final and best-evaluated, with
+    leading [configs, seeds] axes."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(Path(directory).absolute(), {"final": host_copy(final), "best": host_copy(best)})
+
+
+def restore_policies(directory: Path, shape) -> dict:
+    """{"final": ..., "best": ...} laid out as `shape` (one run's policy part with [configs, seeds] axes)."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore(Path(directory).absolute(), {"final": shape, "best": shape})

@@ -82,6 +82,8 @@ class RunState:
     evals_done: jax.Array
     diverged: jax.Array
     metrics: Any  # the agent's training metrics averaged over the last chunk (NaN before any training)
+    best_return: jax.Array  # the best evaluation return so far
+    best_policy: Any  # policy_part of the agent state that scored it
 
 
 @struct.dataclass
@@ -111,6 +113,11 @@ def evaluate(agent: ModuleType, env: Env, agent_state, key: jax.Array, num_episo
     return returns.mean(), returns.std()
 
 
+def policy_part(agent_state):
+    """What `act` reads of an agent's state: all of it but the training envs and the replay buffer."""
+    return agent_state.replace(**{name: None for name in ("env_state", "buffer") if hasattr(agent_state, name)})
+
+
 def all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
@@ -132,13 +139,17 @@ class Trainer:
         state = self.agent.init(agent_key, self.env, config)
         shapes = jax.eval_shape(lambda s: self.agent.iteration(s, self.env, config)[1], state)
         no_metrics = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
-        return RunState(state, eval_key, jnp.zeros((), jnp.int32), ~all_finite(state), no_metrics)
+        return RunState(state, eval_key, jnp.zeros((), jnp.int32), ~all_finite(state), no_metrics,
+                        jnp.asarray(-jnp.inf, jnp.float32), policy_part(state))
 
     def evaluate(self, run: RunState) -> tuple[RunState, CurvePoint]:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
         mean, std = evaluate(self.agent, self.env, run.agent, key, self.eval_episodes)
         point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged, run.metrics)
-        return run.replace(evals_done=run.evals_done + 1), point
+        better = mean > run.best_return  # never a NaN return
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy_part(run.agent), run.best_policy)
+        return run.replace(evals_done=run.evals_done + 1, best_return=jnp.where(better, mean, run.best_return),
+                           best_policy=best), point
 
     def advance(self, run: RunState, config, iterations) -> RunState:
         """`iterations` training iterations (a traced scalar shared by all runs, so chunks of different

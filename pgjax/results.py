@@ -112,6 +112,7 @@ class ResultsFolder:
         self.path = Path(path)
         self.curves, self.metrics, self.runs = (self.path / n for n in ("curves.csv", "metrics.csv", "runs.json"))
         self.checkpoints = self.path / "checkpoints"
+        self.policies = self.path / "policies"
 
     def holds_results(self) -> bool:
         return any(p.exists() for p in (self.curves, self.metrics, self.runs, self.checkpoints))
@@ -125,6 +126,7 @@ class ResultsFolder:
         for p in (self.curves, self.metrics, self.runs):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.checkpoints, ignore_errors=True)
+        shutil.rmtree(self.policies, ignore_errors=True)
 
     def keep_rows(self, keep) -> None:
         """Rewrite curves.csv and metrics.csv with the rows `keep(row)` accepts (atomically; headers

@@ -96,6 +96,7 @@ class GroupResult:
     diverged: np.ndarray  # [configs, seeds]
     devices: int = 1  # how many devices the runs were split over
     metric_rows: list[dict] = dataclasses.field(default_factory=list)
+    run: Any = None  # the final run states (driver.RunState with leading [configs, seeds] axes)
 
     @property
     def steps_per_s(self) -> float:
@@ -247,7 +248,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         reached(j + 1, run, point, wall_before + time.perf_counter() - t0)
     bar.close()
     return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],
-                       finals["diverged"], mesh.size, metrics)
+                       finals["diverged"], mesh.size, metrics, run)
 
 
 def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]:

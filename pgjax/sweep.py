@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pgjax import driver
-from pgjax.checkpoint import GroupCheckpoints
+from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
 from pgjax.results import Interrupted, ResultsFolder, device_info, git_commit, versions
 from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group
@@ -218,9 +218,10 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
 
 
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
-               checkpoint_every: int = 1, resume_hint: str = "") -> list[dict]:
+               checkpoint_every: int = 1, resume_hint: str = "", on_finish=None) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
-    it comes; returns the summaries of all groups, those finished earlier included."""
+    it comes and each finished group's policies; returns the summaries of all groups, those finished
+    earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included."""
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
     folder = ResultsFolder(out)
@@ -247,10 +248,13 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         except KeyboardInterrupt:
             recorder.checkpoints.close()
             raise Interrupted(interrupted_message(folder, runs, group, recorder, resume_hint)) from None
+        save_policies(folder.policies / key, driver.policy_part(result.run.agent), result.run.best_policy)
         runs["groups"].append({"id": key, **result.summary()})
         runs["in_progress"] = None
         folder.write_runs(runs)
         recorder.checkpoints.remove()
+        if on_finish:
+            on_finish(result)
     shutil.rmtree(folder.checkpoints, ignore_errors=True)  # every group finished: nothing left to resume
     return runs["groups"]
 

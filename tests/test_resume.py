@@ -158,3 +158,26 @@ def test_a_damaged_checkpoint_is_passed_over_for_the_previous_one(tmp_path):
         step, restored, meta = GroupCheckpoints(tmp_path, every=1).restore_latest(shape)
     assert step == 1 and meta["env_steps"] == 10
     np.testing.assert_array_equal(restored["params"], np.arange(1000.0))
+
+
+def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path):
+    import pgjax
+    from helpers import TINY
+
+    tiny = {k: v for k, v in TINY["ppo"].items() if k != "total_steps"}
+    trained = pgjax.train("ppo", "gymnax/Pendulum-v1", seeds=[3, 5], steps=4 * 8 * 6, num_evals=3, eval_episodes=2,
+                          out=tmp_path / "run", init_log_std=1.0, **tiny)
+    assert trained.final_returns.shape == (2,)
+    obs = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (256, 3))
+    key = jax.random.PRNGKey(1)
+    for best in (False, True):
+        loaded = pgjax.load(tmp_path / "run", seed=5, best=best)
+        in_memory = trained.policy(5, best=best)
+        for deterministic in (True, False):  # both jitted: eager and jitted differ by float rounding
+            a = jax.jit(lambda o, k: loaded(o, k, deterministic))(obs, key)
+            np.testing.assert_array_equal(a, jax.jit(lambda o, k: in_memory(o, k, deterministic))(obs, key))
+            assert a.shape == (256, 1) and bool(jnp.all((a >= -2.0) & (a <= 2.0)))  # Pendulum's torque range
+    sampled = loaded(obs, key, deterministic=False)
+    assert float(jnp.abs(sampled).max()) > 1.0  # in newtons-metres, not the agent's [-1, 1]
+    with pytest.raises(Exception, match="seeds"):
+        pgjax.load(tmp_path / "run", seed=4)
