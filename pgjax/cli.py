@@ -63,7 +63,7 @@ def _run(args) -> int:
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
     out = Path(args.out) if args.out else RESULTS / name
     _print_results(run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                              _resume_command(args.argv)), out)
+                              _resume_command(args.argv), tensorboard=args.tensorboard), out)
     return 0
 
 
@@ -73,7 +73,7 @@ def _sweep(args) -> int:
     name, groups = load_sweep(args.file, args.matmul_precision)
     out = Path(args.out) if args.out else RESULTS / name
     results = run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                         _resume_command(args.argv))
+                         _resume_command(args.argv), tensorboard=args.tensorboard)
     _print_results(results, out)
     if not args.no_report:
         from pgjax.report import write_report
@@ -107,6 +107,8 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the results in the output folder")
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
                    help="save each group's run state every N evaluation points (default 1)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also stream curves and training metrics to TensorBoard event files in DIR")
 
 
 def compile_cache_dir(option: str | None) -> Path | None:

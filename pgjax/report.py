@@ -125,6 +125,42 @@ def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]
     return path
 
 
+def plot_metrics(env: str, metrics: dict, out: Path, labels: dict[str, str], multi_folder: bool) -> Path | None:
+    """The training metrics of the runs on `env` over training (mean over seeds), one panel per scalar
+    metric, one line per run; vector metrics (expert usage) have their own plot."""
+    runs = [(key, m) for key, m in sorted(metrics.items()) if key[2] == env]
+    names = sorted({n for _, m in runs for n in m if "[" not in n})
+    if not names:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        for (label, agent, _, _, cid), m in runs:
+            if name in m:
+                steps = sorted(m[name])
+                run_name = f"{agent} {labels.get(cid) or ''}".strip() + (f" [{label}]" if multi_folder else "")
+                ax.plot(steps, [np.mean(m[name][s]) for s in steps], label=run_name)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("environment steps", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{env}: training metrics (mean over seeds of each chunk's mean)", fontsize=10)
+    fig.tight_layout()
+    path = out / f"metrics_{env.replace('/', '_')}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def config_labels(folders: list[Path]) -> dict[str, str]:
     """config_id -> the config fields that differ between the configs of its agent on its env (the
     hyperparameters a reader needs to tell two curves apart), e.g. "reward_scale=0.01"."""
@@ -278,6 +314,8 @@ def write_report(folders: list[Path], out: Path) -> Path:
     if metrics:
         lines += ["", "## Training metrics", "", "Averaged over the last chunk of iterations.", ""]
         lines += final_metrics_table(metrics, multi_folder, configs)
+        metric_plots = [p for p in (plot_metrics(env, metrics, out, configs, multi_folder) for env in envs) if p]
+        lines += [""] + [f"![{p.stem}]({p.name})" for p in metric_plots]
     lines += ["", "## Runs", ""]
     lines += metadata_lines(folders, labels)
     path = out / "report.md"

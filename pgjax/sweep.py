@@ -33,6 +33,7 @@ from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
 from pgjax.results import Interrupted, ResultsFolder, device_info, git_commit, versions
 from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group
+from pgjax.tensorboard import TensorBoardStream
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds"}
 TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "matmul_precision", "run", "description"}
@@ -148,8 +149,8 @@ class FolderRecorder(Recorder):
     """One group's evaluation points into the results folder, its run state into checkpoints."""
 
     def __init__(self, folder: ResultsFolder, group: Group, key: str, checkpoint_every: int, resume: bool,
-                 on_point):
-        self.folder, self.key, self.resuming, self.on_point = folder, key, resume, on_point
+                 on_point, stream=None):
+        self.folder, self.key, self.resuming, self.on_point, self.stream = folder, key, resume, on_point, stream
         self.owns = run_owner(group)
         self.checkpoints = GroupCheckpoints(folder.checkpoints / key, checkpoint_every)
         self.chunks_done = -1
@@ -167,6 +168,8 @@ class FolderRecorder(Recorder):
 
     def point(self, chunks_done, rows, metric_rows, run, wall_s, last):
         self.folder.append(rows, metric_rows)
+        if self.stream:
+            self.stream.write(rows, metric_rows)
         self.chunks_done = chunks_done
         self.on_point(self.key, chunks_done)
         if chunks_done and not last and self.checkpoints.due(chunks_done):
@@ -218,16 +221,19 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
 
 
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
-               checkpoint_every: int = 1, resume_hint: str = "", on_finish=None) -> list[dict]:
+               checkpoint_every: int = 1, resume_hint: str = "", on_finish=None,
+               tensorboard: Path | None = None) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
     it comes and each finished group's policies; returns the summaries of all groups, those finished
-    earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included."""
+    earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
+    `tensorboard` streams every point to TensorBoard event files there as well."""
     if checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
     folder = ResultsFolder(out)
     plans = [group_plan(g) for g in groups]
     keys = [group_key(p) for p in plans]
     previous = check_folder(folder, plans, mode, resume_hint)
+    stream = TensorBoardStream(tensorboard) if tensorboard else None
     if previous is None:
         folder.clear()
     done = {g["id"]: g for g in (previous or {}).get("groups", [])}
@@ -242,7 +248,7 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
     for group, key in zip(groups, keys):
         if key in done:
             continue
-        recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point)
+        recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point, stream)
         try:
             result = run_group(group, progress, recorder)
         except KeyboardInterrupt:
@@ -256,6 +262,8 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         if on_finish:
             on_finish(result)
     shutil.rmtree(folder.checkpoints, ignore_errors=True)  # every group finished: nothing left to resume
+    if stream:
+        stream.close()
     return runs["groups"]
 
 

@@ -40,7 +40,7 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     path = tmp_path / "t.toml"
     path.write_text(SWEEP)
     out = tmp_path / "out"
-    assert cli.main(["sweep", str(path), "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["sweep", str(path), "--out", str(out), "--quiet", "--tensorboard", str(tmp_path / "tb")]) == 0
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert set(rows[0]) >= {"agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
                             "eval_return_mean", "eval_return_std", "train_return_mean", "status"}
@@ -67,8 +67,34 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     assert [int(m["env_steps"]) for m in sac_alpha] == sac_steps[1:]
     assert all(0 < float(m["value"]) <= 1.0 for m in sac_alpha)  # α starts at 1 and is averaged per chunk
     assert {"policy_loss", "value_loss", "approx_kl"} <= {m["metric"] for m in metrics if m["agent"] == "ppo"}
-    assert "## Training metrics" in report
+    assert "## Training metrics" in report and "(metrics_gymnax_Pendulum-v1.png)" in report
+    assert (out / "metrics_gymnax_Pendulum-v1.png").stat().st_size > 1000
     assert not list(out.glob("*.tmp"))
+    # the TensorBoard stream holds the same points as the CSVs
+    scalars = tensorboard_scalars(tmp_path / "tb" / good / "seed_0")
+    curve = [(int(r["env_steps"]), float(r["eval_return_mean"])) for r in rows
+             if r["config_id"] == good and r["seed"] == "0"]
+    assert [(s, round(v, 2)) for s, v in scalars["curve/eval_return_mean"]] == [(s, round(v, 2)) for s, v in curve]
+    assert len(scalars["train/approx_kl"]) == len(curve) - 1
+
+
+def tensorboard_scalars(folder) -> dict:
+    """{tag: [(step, value)]} read from the event files' TFRecords with tensorboardX's own Event proto."""
+    import struct as bytes_struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        i = 0
+        while i < len(data):
+            (length,) = bytes_struct.unpack("<Q", data[i:i + 8])
+            event = Event.FromString(data[i + 12:i + 12 + length])
+            i += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out
 
 
 def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
