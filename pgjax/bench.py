@@ -3,14 +3,17 @@
 bare Brax's on hopper. A benchmark, never a test."""
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 import jax
 
-from pgjax.runner import make_group, run_group
+from pgjax.driver import DEFAULT_NUM_EVALS
+from pgjax.runner import compile_group, make_group, prepare, run_group
 
 # The configurations of the issue's targets (2-core CPU: PPO 8 x 1M <= 65 s, SAC 8 x 40k <= 210 s).
 PPO = {"num_envs": 64, "rollout_length": 64, "num_epochs": 10, "num_minibatches": 8, "hidden_sizes": "64,64"}
@@ -50,15 +53,65 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host RSS, KiB on Linux
 
 
-def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
+@contextlib.contextmanager
+def fresh_compile_cache():
+    """A temporary, empty persistent compilation cache: each bench's first compile is cold and its second
+    is loaded from disk, so the line shows what the cache saves a repeated or resumed command."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    with tempfile.TemporaryDirectory() as folder:
+        compilation_cache.reset_cache()
+        compilation_cache.set_cache_dir(folder)
+        try:
+            yield
+        finally:
+            compilation_cache.reset_cache()
+            compilation_cache.set_cache_dir(before)
+
+
+def compile_from_cache_s(group) -> float:
+    """Compile seconds of the group's programs again, with every in-memory cache dropped."""
+    jax.clear_caches()
+    return compile_group(*prepare(group), group.matmul_precision).seconds
+
+
+def bench_group(agent: str, overrides: dict, seeds: int, steps: int, num_evals: int):
     (group,) = make_group(agent, "gymnax/Pendulum-v1", None, list(range(seeds)), [{**overrides, "total_steps": steps}],
-                          num_evals=NUM_EVALS[agent], eval_episodes=8)
+                          num_evals=num_evals, eval_episodes=8)
+    return group
+
+
+def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
+    group = bench_group(agent, overrides, seeds, steps, NUM_EVALS[agent])
     result = run_group(group, progress=False)
     return {"agent": agent, "env": group.env, "seeds": seeds, "steps_per_seed": result.env_steps,
-            "compile_s": round(result.compile_s, 2), "run_s": round(result.run_s, 2),
+            "compile_s": round(result.compile_s, 2), "compile_from_cache_s": round(compile_from_cache_s(group), 2),
+            "run_s": round(result.run_s, 2),
             "env_steps_per_s": round(result.steps_per_s), "peak_memory_mb": round(peak_memory_mb()),
             "final_return": round(float(result.final_returns.mean()), 1),
             "device": f"{jax.devices()[0].device_kind} x{result.devices}", "jax": jax.__version__}
+
+
+def bench_checkpoints(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
+    """Run time without and with what a sweep does at each of the default number of evaluation points
+    (rows appended, the whole run state checkpointed every point)."""
+    from pgjax.results import ResultsFolder
+    from pgjax.sweep import FolderRecorder, group_key, group_plan
+
+    group = bench_group(agent, overrides, seeds, steps, DEFAULT_NUM_EVALS)
+    plain = run_group(group, progress=False).run_s
+    with tempfile.TemporaryDirectory() as folder:
+        recorder = FolderRecorder(ResultsFolder(Path(folder)), group, group_key(group_plan(group)), 1, False,
+                                  lambda *_: None)
+        checkpointed = run_group(group, progress=False, recorder=recorder).run_s
+        recorder.checkpoints.close()
+        size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+    return {"bench": "checkpoint_overhead", "agent": agent, "seeds": seeds, "steps_per_seed": steps,
+            "evaluation_points": DEFAULT_NUM_EVALS + 1, "run_s": round(plain, 2),
+            "run_s_checkpointed": round(checkpointed, 2), "overhead": round(checkpointed / plain - 1, 4),
+            "checkpoint_mb": round(size / 2**20, 1), "device": f"{jax.devices()[0].device_kind}",
+            "jax": jax.__version__}
 
 
 def _timed(fn, key) -> tuple[float, float]:
@@ -115,10 +168,14 @@ def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1
 
 def main(args) -> int:
     rows = []
-    for agent, (overrides, budget) in BENCHES.items():
-        if args.only in (None, agent):
-            rows.append(bench_one(agent, overrides, args.seeds, getattr(args, budget)))
-            print(json.dumps(rows[-1]), flush=True)
+    with fresh_compile_cache():
+        for agent, (overrides, budget) in BENCHES.items():
+            if args.only in (None, agent):
+                rows.append(bench_one(agent, overrides, args.seeds, getattr(args, budget)))
+                print(json.dumps(rows[-1]), flush=True)
+                if args.checkpoint_overhead:
+                    rows.append(bench_checkpoints(agent, overrides, args.seeds, getattr(args, budget)))
+                    print(json.dumps(rows[-1]), flush=True)
     if args.only in (None, "brax"):
         rows.append(bench_brax_stepping())
         print(json.dumps(rows[-1]), flush=True)

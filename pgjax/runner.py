@@ -198,20 +198,24 @@ class Recorder:
         """Evaluation point `chunks_done` (0: right after init) was reached with these rows."""
 
 
+def prepare(group: Group) -> tuple[driver.Trainer, jax.Array, Any, Mesh]:
+    """What compile_group needs for a group: its trainer, seed keys, stacked configs and device mesh."""
+    agent = get_agent(group.agent)
+    schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
+    trainer = driver.Trainer(agent, make_env(group.env, group.backend), schedule, group.eval_episodes)
+    return (trainer, driver.seed_keys(group.seeds), driver.stack_configs(group.configs),
+            runs_mesh(len(group.configs), len(group.seeds)))
+
+
 def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None) -> GroupResult:
     """Run a group chunk by chunk; `recorder` receives each evaluation point and may hand back a saved
     state to continue from. The result's rows are the points run by this call."""
     recorder = recorder or Recorder()
-    agent = get_agent(group.agent)
-    env = make_env(group.env, group.backend)
-    schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
+    trainer, keys, configs, mesh = prepare(group)
+    schedule = trainer.schedule
     note = schedule.note(group.num_evals)
     if note:
         print(f"pgjax: note: {group.agent} on {group.env}: {note}", file=sys.stderr)
-    trainer = driver.Trainer(agent, env, schedule, group.eval_episodes)
-    keys = driver.seed_keys(group.seeds)
-    configs = driver.stack_configs(group.configs)
-    mesh = runs_mesh(len(group.configs), len(group.seeds))
     fns = compile_group(trainer, keys, configs, mesh, group.matmul_precision)
 
     n_runs = len(group.configs) * len(group.seeds)
