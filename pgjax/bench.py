@@ -93,22 +93,24 @@ def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
             "device": f"{jax.devices()[0].device_kind} x{result.devices}", "jax": jax.__version__}
 
 
-def bench_checkpoints(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
-    """Run time without and with what a sweep does at each of the default number of evaluation points
-    (rows appended, the whole run state checkpointed every point)."""
+def bench_checkpoints(agent: str, overrides: dict, seeds: int, steps: int, every: int | None) -> dict:
+    """Run time without and with what a sweep does at the default number of evaluation points: rows
+    appended at every point, the whole run state checkpointed at the default interval (`every`
+    None) or every point (1)."""
     from pgjax.results import ResultsFolder
     from pgjax.sweep import FolderRecorder, group_key, group_plan
 
     group = bench_group(agent, overrides, seeds, steps, DEFAULT_NUM_EVALS)
     plain = run_group(group, progress=False).run_s
     with tempfile.TemporaryDirectory() as folder:
-        recorder = FolderRecorder(ResultsFolder(Path(folder)), group, group_key(group_plan(group)), 1, False,
+        recorder = FolderRecorder(ResultsFolder(Path(folder)), group, group_key(group_plan(group)), every, False,
                                   lambda *_: None)
         checkpointed = run_group(group, progress=False, recorder=recorder).run_s
         recorder.checkpoints.close()
         size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
     return {"bench": "checkpoint_overhead", "agent": agent, "seeds": seeds, "steps_per_seed": steps,
-            "evaluation_points": DEFAULT_NUM_EVALS + 1, "run_s": round(plain, 2),
+            "evaluation_points": DEFAULT_NUM_EVALS + 1, "checkpoint_every": every or "default (60 s)",
+            "checkpoints_saved": recorder.checkpoints.saves, "run_s": round(plain, 2),
             "run_s_checkpointed": round(checkpointed, 2), "overhead": round(checkpointed / plain - 1, 4),
             "checkpoint_mb": round(size / 2**20, 1), "device": f"{jax.devices()[0].device_kind}",
             "jax": jax.__version__}
@@ -173,8 +175,8 @@ def main(args) -> int:
             if args.only in (None, agent):
                 rows.append(bench_one(agent, overrides, args.seeds, getattr(args, budget)))
                 print(json.dumps(rows[-1]), flush=True)
-                if args.checkpoint_overhead:
-                    rows.append(bench_checkpoints(agent, overrides, args.seeds, getattr(args, budget)))
+                for every in ([None, 1] if args.checkpoint_overhead else []):
+                    rows.append(bench_checkpoints(agent, overrides, args.seeds, getattr(args, budget), every))
                     print(json.dumps(rows[-1]), flush=True)
     if args.only in (None, "brax"):
         rows.append(bench_brax_stepping())

@@ -105,8 +105,9 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
                    help="continue the results in the output folder from their last checkpoints (finished groups "
                         "are skipped; curves are bit-identical to an uninterrupted run on the same machine)")
     p.add_argument("--overwrite", action="store_true", help="replace the results in the output folder")
-    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
-                   help="save each group's run state every N evaluation points (default 1)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save each group's run state every N evaluation points (default: at the first "
+                        "evaluation point a minute or more after the previous save)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also stream curves and training metrics to TensorBoard event files in DIR")
 

@@ -148,7 +148,7 @@ def plan_differences(old: list[dict], new: list[dict]) -> list[str]:
 class FolderRecorder(Recorder):
     """One group's evaluation points into the results folder, its run state into checkpoints."""
 
-    def __init__(self, folder: ResultsFolder, group: Group, key: str, checkpoint_every: int, resume: bool,
+    def __init__(self, folder: ResultsFolder, group: Group, key: str, checkpoint_every: int | None, resume: bool,
                  on_point, stream=None):
         self.folder, self.key, self.resuming, self.on_point, self.stream = folder, key, resume, on_point, stream
         self.owns = run_owner(group)
@@ -172,7 +172,7 @@ class FolderRecorder(Recorder):
             self.stream.write(rows, metric_rows)
         self.chunks_done = chunks_done
         self.on_point(self.key, chunks_done)
-        if chunks_done and not last and self.checkpoints.due(chunks_done):
+        if chunks_done and not last and self.checkpoints.due(chunks_done, wall_s):
             self.checkpoints.save(chunks_done, run, {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s})
 
 
@@ -221,13 +221,13 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
 
 
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
-               checkpoint_every: int = 1, resume_hint: str = "", on_finish=None,
+               checkpoint_every: int | None = None, resume_hint: str = "", on_finish=None,
                tensorboard: Path | None = None) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
     it comes and each finished group's policies; returns the summaries of all groups, those finished
     earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
     `tensorboard` streams every point to TensorBoard event files there as well."""
-    if checkpoint_every < 1:
+    if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
     folder = ResultsFolder(out)
     plans = [group_plan(g) for g in groups]

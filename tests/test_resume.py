@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import jax
@@ -43,7 +42,8 @@ def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
 def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None) -> subprocess.CompletedProcess | int:
     """Run the CLI; with kill_at_rows, SIGKILL it once curves.csv holds that many rows (it may hold a few
     more by then: the kill lands at whatever evaluation point it meets)."""
-    command = [sys.executable, "-m", "pgjax", "--compile-cache", str(cache), *args, "--quiet", "--no-report"]
+    command = [sys.executable, "-m", "pgjax", "--compile-cache", str(cache), *args, "--quiet", "--no-report",
+               "--checkpoint-every", "1"]
     if kill_at_rows is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=900)
     out = Path(args[args.index("--out") + 1])
