@@ -39,21 +39,20 @@ def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
     return path
 
 
-def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None) -> subprocess.CompletedProcess | int:
-    """Run the CLI; with kill_at_rows, SIGKILL it once curves.csv holds that many rows (it may hold a few
-    more by then: the kill lands at whatever evaluation point it meets)."""
+def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None, sig=signal.SIGKILL):
+    """Run the CLI; with kill_at_rows, send `sig` once curves.csv holds that many rows (it may hold a few
+    more by then: the kill lands at whatever evaluation point it meets) and return (rows, stderr)."""
     command = [sys.executable, "-m", "pgjax", "--compile-cache", str(cache), *args, "--quiet", "--no-report",
                "--checkpoint-every", "1"]
     if kill_at_rows is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=900)
     out = Path(args[args.index("--out") + 1])
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while proc.poll() is None:
         rows = (out / "curves.csv").read_text().count("\n") - 1 if (out / "curves.csv").is_file() else 0
         if rows >= kill_at_rows:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return rows
+            os.kill(proc.pid, sig)
+            return rows, proc.communicate(timeout=300)[1]
         time.sleep(0.01)
     raise AssertionError(f"the sweep finished before curves.csv reached {kill_at_rows} rows")
 
@@ -80,11 +79,16 @@ def uninterrupted(tmp_path_factory):
 def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrupted):
     tmp, cache, whole = uninterrupted
     sweep, out = str(sweep_file(tmp)), tmp / "killed"
-    first = pgjax("sweep", sweep, "--out", str(out), cache=cache, kill_at_rows=6)  # PPO, 3rd point or later
-    assert first < PPO_ROWS
-    # the second kill lands in the second group, after the first finished: it is skipped on resume
-    second = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
-    assert second < PPO_ROWS + 2 * 13
+    first, _ = pgjax("sweep", sweep, "--out", str(out), cache=cache, kill_at_rows=6)  # PPO, 3rd point or later
+    assert first < PPO_ROWS - 4
+    # Ctrl-C later in the same group: the message says what is on disk and how to go on
+    second, message = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=first + 2,
+                            sig=signal.SIGINT)
+    assert second < PPO_ROWS
+    assert "interrupted" in message and "0 group(s) finished" in message and "--resume" in message, message
+    # the third kill lands in the second group, after the first finished: it is skipped on resume
+    third, _ = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
+    assert third < PPO_ROWS + 2 * 13
     resumed = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache)
     assert resumed.returncode == 0, resumed.stderr
     for name in ("curves.csv", "metrics.csv"):
