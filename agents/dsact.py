@@ -48,7 +48,7 @@ class Config(offpolicy.Config):
     alpha_lr: float = hyper(3e-4)
     tau_b: float = hyper(0.005)
     epsilon: float = hyper(0.1)  # ε of the adjusted gradient's denominators and of ω = b² + ε
-    init_log_alpha: float = hyper(1.0)  # α₀ = e
+    init_log_alpha: float = hyper(1.0)  # log of the initial temperature α₀ (1: α₀ = e)
     target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
 
     def problems(self) -> list[str]:

@@ -39,7 +39,7 @@ class Config(offpolicy.Config):
     deterministic_explore: bool = static(False)  # the reference acts with tanh(μ) after warm-up
     actor_lr: float = hyper(3e-4)
     critic_lr: float = hyper(3e-4)  # of the twin Q and of V (one optimiser, as the reference)
-    entropy_coef: float = hyper(0.2)  # λ
+    entropy_coef: float = hyper(0.2)  # λ, the entropy coefficient (fixed)
     kl_coef: float = hyper(1.0)  # 1/t_k, the Bregman coefficient
     tsallis_q: float = hyper(1.0)  # q′ ∈ [1, 2]; the entropic index is 2 − q′
     gaussian_reg: float = hyper(1e-3)  # weight of mean μ² + mean (log σ)²

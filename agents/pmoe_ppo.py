@@ -33,7 +33,7 @@ class Config(ppo.Config):
     rollout_length: int = static(32)
     num_minibatches: int = static(32)
     anneal_lr: bool = static(False)
-    num_experts: int = static(5)  # K
+    num_experts: int = static(5)  # K, Gaussian experts in the mixture policy
     q_hidden_sizes: tuple[int, ...] = static((64, 64, 64))
     eval_expert: str = static("best_q")  # deterministic evaluation, see pgjax.mixture.EXPERT_CHOICES
 

@@ -26,6 +26,31 @@ def _list(args) -> int:
     return 0
 
 
+def _config(args) -> int:
+    from pgjax.config import describe_fields
+    from pgjax.names import check_agent
+    from pgjax.registry import get_agent
+
+    check_agent(args.agent)
+    rows = describe_fields(get_agent(args.agent).Config)
+    shown = [{**r, "default": _toml_value(r["default"])} for r in rows]
+    widths = {k: max(len(k), *(len(str(r[k])) for r in shown)) for k in ("field", "default", "type", "kind")}
+    print("  ".join(k.ljust(widths[k]) for k in widths) + "  meaning")
+    for r in shown:
+        print("  ".join(str(r[k]).ljust(widths[k]) for k in widths) + "  " + r["meaning"])
+    print("\nSet with --set FIELD=VALUE (TOML values: lr=1e-3, hidden_sizes=[64, 64], anneal_lr=false) or a "
+          "sweep file's config/grid; a grid over float fields is one compiled program.")
+    return 0
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return repr(value) if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _print_results(summaries: list[dict], out: Path) -> None:
     for s in summaries:
         print(f"{s['agent']:>5} {s['env']:<28} {len(s['config_ids'])} config(s) x {len(s['seeds'])} seed(s): "
@@ -64,22 +89,27 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else RESULTS / name
     _print_results(run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
                               _resume_command(args.argv), tensorboard=args.tensorboard), out)
+    _write_report(args, out)
     return 0
 
 
 def _sweep(args) -> int:
-    from pgjax.sweep import load_sweep, run_groups
+    from pgjax.sweep import load_scores, load_sweep, run_groups
 
     name, groups = load_sweep(args.file, args.matmul_precision)
     out = Path(args.out) if args.out else RESULTS / name
     results = run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                         _resume_command(args.argv), tensorboard=args.tensorboard)
+                         _resume_command(args.argv), tensorboard=args.tensorboard, scores=load_scores(args.file))
     _print_results(results, out)
+    _write_report(args, out)
+    return 0
+
+
+def _write_report(args, out: Path) -> None:
     if not args.no_report:
         from pgjax.report import write_report
 
         print(f"wrote {write_report([out], out)}")
-    return 0
 
 
 def _report(args) -> int:
@@ -136,10 +166,16 @@ def use_compile_cache(folder: Path | None) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgjax", description=__doc__)
+    from pgjax import __version__
+
+    p.add_argument("--version", action="version", version=f"pgjax {__version__}")
     p.add_argument("--compile-cache", default=None, metavar="DIR|off",
                    help="persistent XLA compilation cache (default $PGJAX_COMPILE_CACHE or ~/.cache/pgjax/xla)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list agents and environments").set_defaults(func=_list)
+    c = sub.add_parser("config", help="every config field of an agent: default, type, float or static, meaning")
+    c.add_argument("agent")
+    c.set_defaults(func=_config)
 
     r = sub.add_parser("run", help="train one agent on one environment over several seeds")
     r.add_argument("agent")
@@ -153,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default=None, help="results folder name")
     r.add_argument("--out", default=None, help="results folder (default results/<name>)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-report", action="store_true", help="skip report.md and the plots")
     r.add_argument("--matmul-precision", default="highest", metavar="P",
                    help="float32 matmul precision: highest (default; true float32), high, tensorfloat32, default, ...")
     _add_write_options(r)
@@ -196,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.argv = argv
     try:
-        if args.func is not _list:
+        if args.func not in (_list, _config):
             use_compile_cache(compile_cache_dir(args.compile_cache))
         return args.func(args)
     except ConfigError as e:

@@ -51,6 +51,8 @@ def _coerce(value: Any, typ, where: str) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = [value]  # --set hidden_sizes=64: one layer
         if not isinstance(value, (list, tuple)) or not value:
             raise ConfigError(f"{where} must be a list of integers like 64,64 (got {value!r})")
         return tuple(_coerce(v, int, where) for v in value)
@@ -85,6 +87,79 @@ def _coerce(value: Any, typ, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {typ}")
 
 
+# One-line meanings of the fields many agents share; a field's own comment in its agent's Config
+# (what `pgjax config` shows first) says more where an agent gives it a particular sense.
+FIELD_MEANINGS = {
+    "total_steps": "env steps per run (set with --steps or a sweep's steps)",
+    "num_envs": "parallel training envs",
+    "rollout_length": "steps of every env per on-policy iteration",
+    "num_epochs": "passes over each rollout batch",
+    "num_minibatches": "minibatches per epoch",
+    "hidden_sizes": "hidden layer widths of the networks",
+    "q_hidden_sizes": "hidden layer widths of the Q network",
+    "iqn_hidden_sizes": "hidden layer widths of the implicit quantile network",
+    "distill_hidden_sizes": "hidden layer widths of the distillation head f_psi",
+    "activation": "hidden-layer activation (tanh, relu, gelu, ...)",
+    "lr": "Adam learning rate",
+    "actor_lr": "Adam learning rate of the actor",
+    "critic_lr": "Adam learning rate of the critics",
+    "value_lr": "Adam learning rate of the value network",
+    "alpha_lr": "Adam learning rate of the temperature",
+    "iqn_lr": "Adam learning rate of the implicit quantile network",
+    "anneal_lr": "anneal the learning rate linearly to 0 over the run",
+    "gamma": "discount factor",
+    "gae_lambda": "GAE lambda",
+    "clip_eps": "PPO's probability-ratio clip",
+    "clip_value_loss": "clip the value loss around the old predictions (PPO's value clipping)",
+    "value_clip": "clip range of the value loss around the old predictions",
+    "ent_coef": "entropy bonus coefficient",
+    "vf_coef": "value loss coefficient",
+    "max_grad_norm": "global gradient-norm clip",
+    "init_log_std": "initial log standard deviation of the Gaussian policy",
+    "normalize_observations": "normalise observations with running statistics",
+    "scale_rewards": "scale rewards by the running std of the discounted return",
+    "standardize_batch_rewards": "standardise each sampled batch's rewards",
+    "reward_scale": "multiply rewards by this before learning",
+    "batch_size": "replay samples per gradient step",
+    "buffer_size": "replay capacity (transitions)",
+    "gradient_steps": "gradient steps per env step of every env",
+    "warmup_steps": "env steps collected before the first gradient step",
+    "random_warmup": "act uniformly at random during warm-up",
+    "tau": "Polyak coefficient of the target networks",
+    "tau_b": "averaging rate of the running critic std b",
+    "delay_update": "gradient steps between actor and target updates",
+    "init_alpha": "initial entropy temperature alpha",
+    "target_entropy_scale": "target entropy = -scale * action dimensions",
+    "hessian_num_envs": "envs of the second batch, at the interpolated parameters",
+    "iqn_batch_size": "replay samples per IQN step",
+    "num_cosines": "cosines embedding each quantile level tau",
+    "kappa": "Huber threshold of the quantile loss",
+    "value_source": "what replaces V_theta after the switch: distilled (V_psi) or iqn_mean (the naive ablation)",
+}
+
+
+def field_meaning(config_cls, name: str) -> str:
+    """A field's comment in its Config's source, else its shared meaning."""
+    import inspect
+    import re
+
+    match = re.search(rf"^\s+{name}\s*:[^#\n]*#\s*(.+)$", inspect.getsource(config_cls), re.M)
+    return match.group(1).strip() if match else FIELD_MEANINGS.get(name, "")
+
+
+def describe_fields(config_cls) -> list[dict]:
+    """Every field of a Config: name, default, type, whether it is a float (a vmapped leaf: a sweep over
+    it is one compiled program) or static (one program per value), and its meaning."""
+    hints = typing.get_type_hints(config_cls)
+    return [{"field": f.name, "default": f.default, "type": _type_name(hints[f.name]),
+             "kind": "static" if is_static(f) else "float (vmappable)", "meaning": field_meaning(config_cls, f.name)}
+            for f in dataclasses.fields(config_cls)]
+
+
+def _type_name(typ) -> str:
+    return "list of int" if typing.get_origin(typ) is tuple else getattr(typ, "__name__", str(typ))
+
+
 def check_field_name(config_cls, name: str, agent: str) -> dataclasses.Field:
     known = fields(config_cls)
     if name not in known:
@@ -95,17 +170,25 @@ def check_field_name(config_cls, name: str, agent: str) -> dataclasses.Field:
 
 def coerce_value(config_cls, name: str, value: Any, agent: str) -> Any:
     check_field_name(config_cls, name, agent)
-    return _coerce(value, _field_type(config_cls, name), f"{agent} config field {name!r}")
+    typ = _field_type(config_cls, name)
+    return _coerce(value, typ, f"{agent} config field {name!r} ({_type_name(typ)})")
 
 
-def parse_assignments(items: Iterable[str]) -> dict[str, str]:
-    """`["lr=3e-4", "hidden_sizes=64,64"]` -> dict; the values stay strings until coerced."""
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """`["lr=3e-4", "hidden_sizes=[64, 64]", "anneal_lr=false", "activation=relu"]` -> dict: a value is
+    read as TOML, as in sweep files, and kept as the string it is when it is not TOML (`relu`, `64,64`);
+    the field's type is checked when the config is built."""
+    import tomllib
+
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set takes field=value (got {item!r})")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
+        key, value = (part.strip() for part in item.split("=", 1))
+        try:
+            out[key] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
     return out
 
 

@@ -55,12 +55,17 @@ class Schedule:
         """Env steps consumed at each evaluation point (point 0 is right after init)."""
         return self.warmup_steps + self.steps_per_iteration * self.iterations_before(np.arange(self.num_chunks + 1))
 
-    def note(self, num_evals: int) -> str | None:
+    def note(self, num_evals: int, asked_steps: int | None = None) -> str | None:
         """What runs instead of what was asked, in one line (None when it is what was asked)."""
-        if self.num_chunks == num_evals:
-            return None
-        return (f"num_evals = {num_evals} exceeds the {self.num_iterations} iteration(s) the budget holds; "
-                f"writing {self.num_chunks + 1} evaluation points (one after every iteration)")
+        notes = []
+        if asked_steps is not None and self.total_steps != asked_steps:
+            notes.append(f"{asked_steps:,} steps is not a whole number of iterations ({self.steps_per_iteration:,} "
+                         f"env steps each{f' after {self.warmup_steps:,} of warm-up' if self.warmup_steps else ''}); "
+                         f"running {self.total_steps:,}")
+        if self.num_chunks != num_evals:
+            notes.append(f"num_evals = {num_evals} exceeds the {self.num_iterations} iteration(s) the budget holds; "
+                         f"writing {self.num_chunks + 1} evaluation points (one after every iteration)")
+        return "; ".join(notes) or None
 
 
 def make_schedule(agent: ModuleType, config, num_evals: int = DEFAULT_NUM_EVALS) -> Schedule:

@@ -4,53 +4,13 @@ versions' results can be compared side by side."""
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from pgjax import aggregate
 from pgjax.results import read_curves, read_metrics, write_atomic
-
-BOOTSTRAP_SAMPLES = 2000
-CONFIDENCE = 0.95
-
-
-def iqm(x: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% (Agarwal et al. 2021)."""
-    return float(stats.trim_mean(x, 0.25))
-
-
-def bootstrap_ci(x: np.ndarray, statistic, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic` over seeds."""
-    if len(x) < 2:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    samples = x[rng.integers(0, len(x), size=(BOOTSTRAP_SAMPLES, len(x)))]
-    values = np.array([statistic(s) for s in samples])
-    lo, hi = np.quantile(values, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    return float(lo), float(hi)
-
-
-def mean_band(curves: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds (axis 0) with a bootstrap 95% band at every evaluation point; diverged runs
-    are NaN and left out (an all-NaN point stays NaN, hence the silenced warnings)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return _mean_band(curves, seed)
-
-
-def _mean_band(curves: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mean = np.nanmean(curves, 0)
-    if curves.shape[0] < 2:
-        return mean, mean, mean
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, curves.shape[0], size=(BOOTSTRAP_SAMPLES, curves.shape[0]))
-    boot = np.nanmean(curves[idx], axis=1)
-    lo, hi = np.nanquantile(boot, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=0)
-    return mean, lo, hi
 
 
 def load_runs(folders: list[Path]) -> dict:
@@ -209,8 +169,8 @@ def final_table(runs: dict, multi_folder: bool, labels: dict[str, str]) -> list[
         final = returns[:, -1]
         final = final[np.isfinite(final)]
         if len(final):
-            mean, mid = f"{final.mean():.1f}", f"{iqm(final):.1f}"
-            lo, hi = bootstrap_ci(final, iqm)
+            point, lo, hi = aggregate.task_iqm(final)
+            mean, mid = f"{final.mean():.1f}", f"{point:.1f}"
             ci = f"[{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else "n/a"
         else:
             mean = mid = ci = "n/a"
@@ -256,8 +216,8 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[s
     num_panels = max(panel_of) + 1
     fig, axes = plt.subplots(1, num_panels, figsize=(6.4 * num_panels, 4.2), dpi=110, sharey=True, squeeze=False)
     for (steps, returns, name), panel in zip(series, panel_of):
-        mean, lo, hi = mean_band(returns)
-        line, = axes[0, panel].plot(steps, mean, label=name)
+        mid, lo, hi = aggregate.iqm_curve(returns)
+        line, = axes[0, panel].plot(steps, mid, label=name)
         axes[0, panel].fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     backends = sorted({k[3] for k in runs if k[2] == env})
     fig.suptitle(f"{env} ({', '.join(backends)})")
@@ -265,9 +225,148 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[s
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0, 0].set_ylabel("evaluation return (mean, 95% bootstrap CI)")
+    axes[0, 0].set_ylabel("evaluation return (IQM over seeds, 95% bootstrap CI)")
     fig.tight_layout()
     path = out / f"curves_{env.replace('/', '_')}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_scores(folders: list[Path]) -> dict:
+    """The score normalisation the folders' sweep files gave (runs.json "scores")."""
+    scores: dict = {}
+    for folder in folders:
+        path = folder / "runs.json"
+        if path.is_file():
+            scores.update(json.loads(path.read_text()).get("scores") or {})
+    return scores
+
+
+def method_finals(runs: dict, labels: dict[str, str], multi_folder: bool) -> dict[str, dict[str, np.ndarray]]:
+    """{method: {env: final return per seed}}: a method is an agent (with its config's distinguishing
+    fields where it ran several configs on one env, and its folder when comparing folders); a
+    diverged run's final return is NaN."""
+    per_env = defaultdict(set)
+    for (label, agent, env, _, cid) in runs:
+        per_env[(label, agent, env)].add(cid)
+    several = {(label, agent) for (label, agent, _), ids in per_env.items() if len(ids) > 1}
+    finals: dict = defaultdict(dict)
+    for (label, agent, env, _, cid), per_seed in sorted(runs.items()):
+        name = agent + (f" {labels.get(cid) or cid}" if (label, agent) in several else "")
+        name += f" [{label}]" if multi_folder else ""
+        finals[name][env] = run_curves(per_seed)[1][:, -1]
+    return finals
+
+
+def aggregate_section(runs: dict, scores: dict, out: Path, labels: dict[str, str], multi_folder: bool) -> list[str]:
+    """Normalised scores across the tasks that have a score normalisation: IQM and optimality gap with
+    stratified-bootstrap CIs, performance profiles and probabilities of improvement (rliable)."""
+    finals = method_finals(runs, labels, multi_folder)
+    tasks = sorted(t for t in scores if all(t in per_task for per_task in finals.values()))
+    left_out = sorted({t for per_task in finals.values() for t in per_task} - set(tasks))
+    if not tasks or len(finals) < 1:
+        return []
+    # a diverged run failed: it scores as the random policy
+    finals = {m: {t: np.nan_to_num(per_task[t], nan=scores[t]["random"]) for t in tasks} for m, per_task in finals.items()}
+    matrices = aggregate.score_matrices(finals, scores, tasks)
+    estimates = aggregate.iqm_and_optimality_gap(matrices)
+    runs_per_task = {m: x.shape[0] for m, x in matrices.items()}
+    lines = ["", "## Aggregate over tasks", "",
+             f"Final returns normalised per task (a uniform random policy = 0, the reference = 1) on {len(tasks)} "
+             f"task(s): {', '.join(tasks)}. IQM and optimality gap (the mean shortfall below 1) across runs x "
+             f"tasks with stratified-bootstrap 95% CIs ({aggregate.REPS} resamples), computed with rliable. A "
+             "diverged run scores 0." + (f" Tasks without a score normalisation, or not run by every method, "
+                                         f"are left out: {', '.join(left_out)}." if left_out else ""), ""]
+    few = sorted(m for m, n in runs_per_task.items() if n < aggregate.FEW_SEEDS)
+    if few:
+        lines += [f"**Fewer than {aggregate.FEW_SEEDS} runs per task** for {', '.join(few)}: their intervals rest "
+                  "on too few seeds to be trusted.", ""]
+    lines += ["| method | runs per task | IQM | IQM 95% CI | optimality gap | gap 95% CI |", "|---|---|---|---|---|---|"]
+    for m in sorted(estimates, key=lambda m: -estimates[m]["IQM"][0]):
+        (iqm_, lo, hi), (gap, glo, ghi) = estimates[m]["IQM"], estimates[m]["optimality gap"]
+        lines.append(f"| {m} | {runs_per_task[m]} | {iqm_:.3f} | [{lo:.3f}, {hi:.3f}] | {gap:.3f} | [{glo:.3f}, {ghi:.3f}] |")
+    lines += ["", "| task | random policy (0) | reference (1) | reference source |", "|---|---|---|---|"]
+    lines += [f"| {t} | {scores[t]['random']:g} | {scores[t]['reference']:g} | {scores[t].get('source', '')} |"
+              for t in tasks]
+    plots = [plot_aggregate(estimates, out)]
+    taus = np.linspace(0.0, max(1.0, max(float(x.max()) for x in matrices.values())), 41)
+    plots.append(plot_profiles(aggregate.performance_profiles(matrices, taus), taus, out))
+    if len(matrices) > 1:
+        improvement = aggregate.probability_of_improvement(matrices)
+        plots.append(plot_improvement(improvement, sorted(matrices), out))
+        lines += ["", "Probability of improvement P(row > column): the chance that a run of the row method on a "
+                  "random task scores above one of the column method (rliable; 95% CIs in the plot's data)."]
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
+    write_atomic(out / "aggregate.json", json.dumps({
+        "tasks": tasks, "scores": {t: scores[t] for t in tasks}, "estimates": estimates,
+        "runs_per_task": runs_per_task,
+        "probability_of_improvement": {f"{x} > {y}": v for (x, y), v in
+                                       (improvement.items() if len(matrices) > 1 else [])}}, indent=1) + "\n")
+    return lines
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_aggregate(estimates: dict, out: Path) -> Path:
+    plt = _pyplot()
+    methods = sorted(estimates, key=lambda m: estimates[m]["IQM"][0])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(methods) + 1.5), dpi=110, sharey=True)
+    for ax, stat in zip(axes, ("IQM", "optimality gap")):
+        values = np.array([estimates[m][stat] for m in methods])
+        ax.barh(methods, values[:, 0], xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]], capsize=3,
+                color="tab:blue", alpha=0.7)
+        ax.set_title(f"{stat} of normalised score (95% CI)", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    path = out / "aggregate.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_profiles(profiles: tuple, taus: np.ndarray, out: Path) -> Path:
+    plt = _pyplot()
+    points, intervals = profiles
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for m in sorted(points):
+        line, = ax.plot(taus, points[m], label=m)
+        ax.fill_between(taus, intervals[m][0], intervals[m][1], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("normalised score τ")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_title("performance profiles (95% CI)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "performance_profiles.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_improvement(improvement: dict, methods: list[str], out: Path) -> Path:
+    plt = _pyplot()
+    matrix = np.full((len(methods), len(methods)), np.nan)
+    for (x, y), (p, _, _) in improvement.items():
+        matrix[methods.index(x), methods.index(y)] = p
+    fig, ax = plt.subplots(figsize=(1.0 * len(methods) + 2.5, 0.8 * len(methods) + 1.5), dpi=110)
+    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="RdBu")
+    for i, j in np.ndindex(matrix.shape):
+        if np.isfinite(matrix[i, j]):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.set_title("P(row > column)", fontsize=10)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    path = out / "probability_of_improvement.png"
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -303,8 +402,10 @@ def write_report(folders: list[Path], out: Path) -> Path:
              "## Final evaluation return", "",
              "Return of the deterministic policy at the last evaluation point, over seeds; "
              "IQM = interquartile mean, with a percentile bootstrap 95% interval "
-             f"({BOOTSTRAP_SAMPLES} resamples of the seeds). Diverged runs are left out of the statistics.", ""]
+             f"({aggregate.REPS} resamples of the seeds, rliable); the curves show the same statistic. "
+             "Diverged runs are left out of the statistics.", ""]
     lines += final_table(runs, multi_folder, configs)
+    lines += aggregate_section(runs, read_scores(folders), out, configs, multi_folder)
     lines += ["", "## Learning curves", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     metrics = load_metrics(folders)

@@ -213,7 +213,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     recorder = recorder or Recorder()
     trainer, keys, configs, mesh = prepare(group)
     schedule = trainer.schedule
-    note = schedule.note(group.num_evals)
+    note = schedule.note(group.num_evals, group.configs[0].total_steps)
     if note:
         print(f"pgjax: note: {group.agent} on {group.env}: {note}", file=sys.stderr)
     fns = compile_group(trainer, keys, configs, mesh, group.matmul_precision)

@@ -36,7 +36,7 @@ from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, 
 from pgjax.tensorboard import TensorBoardStream
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds"}
-TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "matmul_precision", "run", "description"}
+TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "matmul_precision", "run", "description", "scores"}
 
 
 def seeds_from(value: Any, where: str) -> list[int]:
@@ -59,18 +59,40 @@ def grid_points(grid: dict, where: str) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[str, list[Group]]:
-    """Parse and validate a sweep file; raises ConfigError with a one-line reason. A matmul_precision
-    given here overrides the file's."""
-    path = Path(path)
+def read_sweep_file(path: Path) -> dict:
     try:
-        spec = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"sweep file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read sweep file {str(path)!r}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"sweep file {str(path)!r} is not valid TOML: {e}") from None
+
+
+def load_scores(path: str | Path) -> dict[str, dict]:
+    """The sweep file's score normalisation, `[scores."env"]` tables of `random` (a uniform random
+    policy's return: score 0) and `reference` (a documented return: score 1) with their `source`."""
+    scores = read_sweep_file(Path(path)).get("scores", {})
+    if not isinstance(scores, dict):
+        raise ConfigError(f"{path}: scores must be a table of [scores.\"env\"] tables")
+    for env, s in scores.items():
+        where = f"{path}: scores.{env!r}"
+        if not isinstance(s, dict) or set(s) - {"random", "reference", "source"} or not {"random", "reference"} <= set(s):
+            raise ConfigError(f"{where} needs random and reference (numbers) and may give a source")
+        if not all(isinstance(s[k], (int, float)) and not isinstance(s[k], bool) for k in ("random", "reference")):
+            raise ConfigError(f"{where}: random and reference must be numbers")
+        if s["random"] == s["reference"]:
+            raise ConfigError(f"{where}: reference must differ from random")
+    return scores
+
+
+def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[str, list[Group]]:
+    """Parse and validate a sweep file; raises ConfigError with a one-line reason. A matmul_precision
+    given here overrides the file's."""
+    path = Path(path)
+    spec = read_sweep_file(path)
+    load_scores(path)
     unknown = set(spec) - TOP_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (allowed: {sorted(TOP_KEYS)})")
@@ -200,7 +222,8 @@ def check_folder(folder: ResultsFolder, plans: list[dict], mode: str, resume_hin
     return runs
 
 
-def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, previous: dict | None) -> dict:
+def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, previous: dict | None,
+             scores: dict) -> dict:
     configs = {}
     for plan in plans:
         for cid, c in zip(plan["config_ids"], plan["configs"]):
@@ -217,16 +240,18 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
         "in_progress": None,
         "plan": plans,
         "configs": configs,
+        "scores": scores,
     }
 
 
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
                checkpoint_every: int | None = None, resume_hint: str = "", on_finish=None,
-               tensorboard: Path | None = None) -> list[dict]:
+               tensorboard: Path | None = None, scores: dict | None = None) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
     it comes and each finished group's policies; returns the summaries of all groups, those finished
     earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
-    `tensorboard` streams every point to TensorBoard event files there as well."""
+    `tensorboard` streams every point to TensorBoard event files there as well; `scores` (the sweep
+    file's score normalisation) goes into runs.json for the report."""
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
     folder = ResultsFolder(out)
@@ -238,7 +263,7 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         folder.clear()
     done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
-    runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous)
+    runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous, scores or {})
     folder.write_runs(runs)
 
     def on_point(key, chunks_done):

@@ -38,8 +38,8 @@ MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set"
     (["run", "ppo", "gymnax/Pendulum-v2", "--steps", "1000"], "did you mean gymnax/Pendulum-v1"),
     (["run", "sac", "hopper", "--steps", "1000"], "did you mean brax/hopper"),
     (RUN + ["--set", "lrr=1e-3"], "did you mean 'lr'"),
-    (RUN + ["--set", "lr=fast"], "'lr' must be a number"),
-    (RUN + ["--set", "num_envs=2.5"], "'num_envs' must be an integer"),
+    (RUN + ["--set", "lr=fast"], "'lr' (float) must be a number"),
+    (RUN + ["--set", "num_envs=2.5"], "'num_envs' (int) must be an integer"),
     (RUN + ["--set", "lr=-3e-4"], "lr must be > 0"),
     (RUN + ["--set", "num_minibatches=7"], "must be divisible by num_minibatches"),
     (RUN + ["--seeds", "0"], "--seeds must be >= 1"),
@@ -71,7 +71,7 @@ MDPO_OFF = ["run", "mdpo_off", "gymnax/Pendulum-v1", "--steps", "20000", "--set"
     (MDPO_ON + ["--set", "sgd_steps=0"], "sgd_steps must be > 0"),
     (MDPO_ON + ["--set", "value_clip=-0.1"], "value_clip must be > 0"),
     (PMOE_SAC + ["--set", "num_experts=0"], "num_experts must be > 0"),
-    (PMOE_SAC + ["--set", "num_experts=2.5"], "'num_experts' must be an integer"),
+    (PMOE_SAC + ["--set", "num_experts=2.5"], "'num_experts' (int) must be an integer"),
     (PMOE_SAC + ["--set", "eval_expert=best"], "eval_expert must be one of best_q, argmax, sample"),
     (PMOE_SAC + ["--set", "target_expert=max"], "target_expert must be one of sample, argmax_q"),
     (PMOE_PPO + ["--set", "num_experts=-1"], "num_experts must be > 0"),
@@ -137,3 +137,45 @@ def test_list_prints_agents_and_envs(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"))
     assert "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out
+
+
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow",
+                                   "nharpg"])
+def test_config_lists_exactly_the_agents_fields_with_kind_and_meaning(agent, capsys):
+    import dataclasses
+
+    from pgjax.registry import get_agent
+
+    assert cli.main(["config", agent]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table, meaning_at = lines[1:lines.index("")], lines[0].index("meaning")
+    config = get_agent(agent).Config
+    assert [line.split()[0] for line in table] == [f.name for f in dataclasses.fields(config)]
+    for line, field in zip(table, dataclasses.fields(config)):
+        static = not field.metadata.get("pytree_node", True)
+        assert ("static" in line) == static and ("float (vmappable)" in line) == (not static)
+        assert len(line[meaning_at:].strip()) > 3  # a meaning
+
+
+def test_set_takes_toml_values_and_names_the_type_of_an_ill_typed_one(capsys):
+    from pgjax.agents import ppo
+    from pgjax.config import build, parse_assignments
+
+    config = build(ppo.Config, parse_assignments(["hidden_sizes=[32, 16]", "anneal_lr=false", "lr=1e-3",
+                                                  "activation=relu", "num_envs=8"]), "ppo")
+    assert (config.hidden_sizes, config.anneal_lr, config.lr, config.activation) == ((32, 16), False, 1e-3, "relu")
+    assert build(ppo.Config, parse_assignments(["hidden_sizes=64,64"]), "ppo").hidden_sizes == (64, 64)
+    err = error_of(capsys, RUN + ["--set", 'hidden_sizes=[64, "wide"]'])
+    assert "'hidden_sizes' (list of int)" in err
+    err = error_of(capsys, RUN + ["--set", "lr=[0.1]"])
+    assert "'lr' (float)" in err
+    err = error_of(capsys, RUN + ["--set", "anneal_lr=3"])
+    assert "'anneal_lr' (bool)" in err
+
+
+def test_version(capsys):
+    from pgjax import __version__
+
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"pgjax {__version__}"

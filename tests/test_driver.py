@@ -100,6 +100,8 @@ def test_runner_writes_k_plus_one_points_within_budget_or_says_what_it_writes(ca
                           eval_episodes=2)
     rows = run_group(group, progress=False).rows
     assert [r["env_steps"] for r in rows] == [20, 30, 40, 50, 60]  # 61 is not a whole iteration of 2 envs
+    assert "61 steps is not a whole number of iterations (2 env steps each after 20 of warm-up); running 60" in \
+        capsys.readouterr().err
     (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 26}], num_evals=5,
                           eval_episodes=2)
     rows = run_group(group, progress=False).rows
