@@ -110,13 +110,14 @@ def performance_profiles(matrices: Mapping[str, np.ndarray], taus: np.ndarray, r
 def probability_of_improvement(matrices: Mapping[str, np.ndarray], reps: int = REPS) -> dict[tuple, tuple]:
     """{(x, y): (P(X > Y), low, high)} for every ordered pair of agents."""
     library, metrics = rliable()
-    pairs = {f"{x},{y}": (matrices[x], matrices[y]) for x, y in itertools.permutations(matrices, 2)}
+    ordered = list(itertools.permutations(matrices, 2))  # method names may hold any character: index them
+    pairs = {str(i): (matrices[x], matrices[y]) for i, (x, y) in enumerate(ordered)}
     if not pairs:
         return {}
     points, intervals = _estimates(library, pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]),
                                    reps)
-    return {tuple(k.split(",")): (float(points[k][0]), float(intervals[k][0, 0]), float(intervals[k][1, 0]))
-            for k in pairs}
+    return {pair: (float(points[str(i)][0]), float(intervals[str(i)][0, 0]), float(intervals[str(i)][1, 0]))
+            for i, pair in enumerate(ordered)}
 
 
 def task_iqm(returns: np.ndarray, reps: int = REPS) -> tuple[float, float, float]:

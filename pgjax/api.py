@@ -54,7 +54,8 @@ def train(agent: str, env: str, seeds: int | list[int] = 1, steps: int = 100_000
           out: str | Path | None = None, overwrite: bool = False, progress: bool = False, **config) -> Trained:
     """Train `agent` on `env` for `steps` env steps per seed, all seeds vmapped in one compiled program;
     `config` sets the agent's Config fields. With `out`, the results folder is kept there (curves,
-    metrics, runs.json, policies) exactly as `pgjax run` writes it."""
+    metrics, runs.json, policies) as `pgjax run` writes it, without the report (`pgjax report`
+    writes it); an `out` that holds results is refused unless `overwrite`."""
     from pgjax.runner import make_group
     from pgjax.sweep import run_groups
 

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from pgjax.config import ConfigError
+
 KEEP = 2
 # By default a group's state is saved at the first evaluation point a minute or more after the previous
 # save: a killed run loses at most about a minute plus a chunk, and a sweep of 20 points a few
@@ -29,6 +31,14 @@ def host_copy(tree):
     return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
 
 
+def check_layout(tree, abstract) -> None:
+    """orbax restores the shapes it stored whatever the target says: a state written by code whose
+    shapes differ must not pass for this code's."""
+    for got, want in zip(jax.tree.leaves(tree), jax.tree.leaves(abstract)):
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ValueError(f"stored {got.dtype}{list(got.shape)} where this code has {want.dtype}{list(want.shape)}")
+
+
 class GroupCheckpoints:
     def __init__(self, directory: Path, every: int | None = None):
         """Save every `every` evaluation points, or (None) a minute or more after the previous save."""
@@ -36,6 +46,7 @@ class GroupCheckpoints:
         self.every = every
         self.last_wall_s = 0.0
         self.saves = 0
+        self.closed = False
         self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
             max_to_keep=KEEP, enable_async_checkpointing=True, create=True))
 
@@ -52,24 +63,37 @@ class GroupCheckpoints:
 
     def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
         """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
-        back whole; damaged ones are deleted so that the steps they held can be saved again."""
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        back whole, or None when there is none. One that does not is moved aside to damaged-<step>
+        (kept for inspection; the step can be saved again); when checkpoints exist and none reads back,
+        the group is not silently started over: that is an error."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        failures = []
+        for step in steps:
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_run), meta=ocp.args.JsonRestore()))
+                check_layout(restored.state, abstract_run)
             except Exception as e:  # orbax/tensorstore raise many kinds for a damaged file
-                warnings.warn(f"checkpoint {self.directory / str(step)} cannot be read ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); trying an earlier one",
-                              stacklevel=2)
-                self.manager.delete(step)
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                warnings.warn(f"checkpoint {self.directory / str(step)} cannot be read ({reason}); moved to "
+                              f"damaged-{step}, trying an earlier one", stacklevel=2)
+                (self.directory / str(step)).rename(self.directory / f"damaged-{step}-{len(failures)}")
+                self.manager.reload()
+                failures.append(reason)
                 continue
             self.last_wall_s = restored.meta["wall_s"]
             return step, restored.state, dict(restored.meta)
+        if failures:
+            raise ConfigError(f"no checkpoint in {self.directory} could be restored (the newest: {failures[0]}); "
+                              "if the code changed since they were written, resume with that version, or start "
+                              "over with --overwrite")
         return None
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        if not self.closed:
+            self.manager.wait_until_finished()
+            self.manager.close()
+            self.closed = True
 
     def remove(self) -> None:
         self.close()
@@ -78,7 +102,9 @@ class GroupCheckpoints:
 
 def save_policies(directory: Path, final, best) -> None:
     """The policy parts (driver.policy_part) of a finished group's runs, final and best-evaluated, with
-    leading [configs, seeds] axes."""
+    leading [configs, seeds] axes. What is there already was left by an attempt that stopped before the
+    group was marked finished, so it is replaced."""
+    shutil.rmtree(directory, ignore_errors=True)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(Path(directory).absolute(), {"final": host_copy(final), "best": host_copy(best)})
 

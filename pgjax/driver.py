@@ -151,7 +151,7 @@ class Trainer:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
         mean, std = evaluate(self.agent, self.env, run.agent, key, self.eval_episodes)
         point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged, run.metrics)
-        better = mean > run.best_return  # never a NaN return
+        better = (mean > run.best_return) & ~run.diverged  # False for a NaN mean: best_return stays a number
         best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy_part(run.agent), run.best_policy)
         return run.replace(evals_done=run.evals_done + 1, best_return=jnp.where(better, mean, run.best_return),
                            best_policy=best), point

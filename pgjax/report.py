@@ -247,13 +247,15 @@ def method_finals(runs: dict, labels: dict[str, str], multi_folder: bool) -> dic
     """{method: {env: final return per seed}}: a method is an agent (with its config's distinguishing
     fields where it ran several configs on one env, and its folder when comparing folders); a
     diverged run's final return is NaN."""
-    per_env = defaultdict(set)
-    for (label, agent, env, _, cid) in runs:
+    per_env, backends = defaultdict(set), defaultdict(set)
+    for (label, agent, env, backend, cid) in runs:
         per_env[(label, agent, env)].add(cid)
+        backends[(label, agent, env)].add(backend)
     several = {(label, agent) for (label, agent, _), ids in per_env.items() if len(ids) > 1}
     finals: dict = defaultdict(dict)
-    for (label, agent, env, _, cid), per_seed in sorted(runs.items()):
-        name = agent + (f" {labels.get(cid) or cid}" if (label, agent) in several else "")
+    for (label, agent, env, backend, cid), per_seed in sorted(runs.items()):
+        name = agent + (f" {labels.get(cid)}" if (label, agent) in several and labels.get(cid) else "")
+        name += f" ({backend})" if len(backends[(label, agent, env)]) > 1 else ""
         name += f" [{label}]" if multi_folder else ""
         finals[name][env] = run_curves(per_seed)[1][:, -1]
     return finals
@@ -265,8 +267,10 @@ def aggregate_section(runs: dict, scores: dict, out: Path, labels: dict[str, str
     finals = method_finals(runs, labels, multi_folder)
     tasks = sorted(t for t in scores if all(t in per_task for per_task in finals.values()))
     left_out = sorted({t for per_task in finals.values() for t in per_task} - set(tasks))
-    if not tasks or len(finals) < 1:
-        return []
+    if not tasks:
+        return ["", "## Aggregate over tasks", "",
+                f"Not computed: no task with a score normalisation ({', '.join(sorted(scores))}) was run by every "
+                f"method ({', '.join(sorted(finals))})."] if scores else []
     # a diverged run failed: it scores as the random policy
     finals = {m: {t: np.nan_to_num(per_task[t], nan=scores[t]["random"]) for t in tasks} for m, per_task in finals.items()}
     matrices = aggregate.score_matrices(finals, scores, tasks)
@@ -402,7 +406,8 @@ def write_report(folders: list[Path], out: Path) -> Path:
              "## Final evaluation return", "",
              "Return of the deterministic policy at the last evaluation point, over seeds; "
              "IQM = interquartile mean, with a percentile bootstrap 95% interval "
-             f"({aggregate.REPS} resamples of the seeds, rliable); the curves show the same statistic. "
+             f"({aggregate.REPS} resamples of the seeds, rliable); the curves show the same statistic (their "
+             f"bands from {aggregate.REPS // 2} resamples). "
              "Diverged runs are left out of the statistics.", ""]
     lines += final_table(runs, multi_folder, configs)
     lines += aggregate_section(runs, read_scores(folders), out, configs, multi_folder)

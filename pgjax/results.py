@@ -25,6 +25,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it the file
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -115,7 +117,7 @@ class ResultsFolder:
         self.policies = self.path / "policies"
 
     def holds_results(self) -> bool:
-        return any(p.exists() for p in (self.curves, self.metrics, self.runs, self.checkpoints))
+        return any(p.exists() for p in (self.curves, self.metrics, self.runs, self.checkpoints, self.policies))
 
     def read_runs(self) -> dict | None:
         return json.loads(self.runs.read_text()) if self.runs.is_file() else None
@@ -127,6 +129,12 @@ class ResultsFolder:
             p.unlink(missing_ok=True)
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         shutil.rmtree(self.policies, ignore_errors=True)
+
+    def start(self) -> None:
+        """Headers for the CSVs rows are appended to, where they do not exist yet."""
+        for path, columns in ((self.curves, CURVE_COLUMNS), (self.metrics, METRIC_COLUMNS)):
+            if not path.is_file():
+                write_atomic(path, tidy_csv([], columns))
 
     def keep_rows(self, keep) -> None:
         """Rewrite curves.csv and metrics.csv with the rows `keep(row)` accepts (atomically; headers

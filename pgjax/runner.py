@@ -223,8 +223,8 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     rows: list[dict] = []
     metrics: list[dict] = []
     bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
-    t0 = time.perf_counter()
     resumed = recorder.resume(fns.run_shape)
+    t0 = time.perf_counter()
 
     def reached(chunks_done: int, run, point, wall_s: float) -> None:
         point = jax.device_get(point)  # one host sync per evaluation point, never per step

@@ -25,8 +25,11 @@ import itertools
 import json
 import shutil
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
+
+import jax
 
 from pgjax import driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
@@ -133,6 +136,14 @@ def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[s
                                  num_evals, eval_episodes, str(precision))
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+    seen: dict = {}
+    for i, g in enumerate(groups):
+        for cid in g.config_ids:
+            for seed in g.seeds:
+                if (cid, seed) in seen:
+                    raise ConfigError(f"{path}: {g.agent} on {g.env} with config {cid} and seed {seed} is planned twice "
+                                      f"(groups {seen[(cid, seed)] + 1} and {i + 1}); a run's results would collide")
+                seen[(cid, seed)] = i
     return name, groups
 
 
@@ -178,13 +189,19 @@ class FolderRecorder(Recorder):
         self.chunks_done = -1
 
     def resume(self, run_shape):
-        restored = self.checkpoints.restore_latest(run_shape) if self.resuming else None
+        if not self.resuming:
+            return None
+        restored = self.checkpoints.restore_latest(run_shape)
         last_steps = restored[2]["env_steps"] if restored else -1
         # rows of points reached after the last checkpoint are run again, so they go
         self.folder.keep_rows(lambda row: not self.owns(row) or int(row["env_steps"]) <= last_steps)
         if restored is None:
             return None
         chunks_done, run, meta = restored
+        if meta.get("devices") != jax.device_count():
+            warnings.warn(f"{self.key} was checkpointed with {meta.get('devices')} device(s) and resumes on "
+                          f"{jax.device_count()}: the curves from here on will not be bit-identical to an "
+                          "uninterrupted run (the runs are split over the devices differently)", stacklevel=2)
         self.chunks_done = chunks_done
         return chunks_done, run, meta["wall_s"]
 
@@ -195,7 +212,8 @@ class FolderRecorder(Recorder):
         self.chunks_done = chunks_done
         self.on_point(self.key, chunks_done)
         if chunks_done and not last and self.checkpoints.due(chunks_done, wall_s):
-            self.checkpoints.save(chunks_done, run, {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s})
+            self.checkpoints.save(chunks_done, run, {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s,
+                                                     "devices": jax.device_count()})
 
 
 def run_owner(group: Group):
@@ -261,6 +279,7 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
     stream = TensorBoardStream(tensorboard) if tensorboard else None
     if previous is None:
         folder.clear()
+    folder.start()
     done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
     runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous, scores or {})
@@ -276,16 +295,18 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point, stream)
         try:
             result = run_group(group, progress, recorder)
+            save_policies(folder.policies / key, driver.policy_part(result.run.agent), result.run.best_policy)
+            runs["groups"].append({"id": key, **result.summary()})
+            runs["in_progress"] = None
+            folder.write_runs(runs)
         except KeyboardInterrupt:
-            recorder.checkpoints.close()
             raise Interrupted(interrupted_message(folder, runs, group, recorder, resume_hint)) from None
-        save_policies(folder.policies / key, driver.policy_part(result.run.agent), result.run.best_policy)
-        runs["groups"].append({"id": key, **result.summary()})
-        runs["in_progress"] = None
-        folder.write_runs(runs)
+        finally:
+            recorder.checkpoints.close()
         recorder.checkpoints.remove()
         if on_finish:
             on_finish(result)
+        del result  # the final run states: not held on the device while the next group runs
     shutil.rmtree(folder.checkpoints, ignore_errors=True)  # every group finished: nothing left to resume
     if stream:
         stream.close()
@@ -294,8 +315,7 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
 
 def interrupted_message(folder: ResultsFolder, runs: dict, group: Group, recorder: FolderRecorder, hint: str) -> str:
     finished = len(runs["groups"])
-    at = (f"{group.agent} on {group.env} stopped after evaluation point {recorder.chunks_done} of "
-          f"{group.num_evals}" if recorder.chunks_done >= 0 else f"{group.agent} on {group.env} had not reached "
-          "its first evaluation point")
+    at = (f"{group.agent} on {group.env} stopped after evaluation point {recorder.chunks_done}"
+          if recorder.chunks_done >= 0 else f"{group.agent} on {group.env} had not reached its first evaluation point")
     return (f"interrupted: {folder.curves} and {folder.metrics} hold every evaluation point reached "
-            f"({finished} group(s) finished; {at}); continue with: {hint}")
+            f"({finished} group(s) finished; {at}); a resume continues each group from its last checkpoint: {hint}")

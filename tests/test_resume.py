@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pgjax.config import ConfigError
 from pgjax.registry import AGENT_NAMES
 
 SWEEP = """
@@ -39,11 +40,11 @@ def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
     return path
 
 
-def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None, sig=signal.SIGKILL):
+def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None, sig=signal.SIGKILL, every: str | None = "1"):
     """Run the CLI; with kill_at_rows, send `sig` once curves.csv holds that many rows (it may hold a few
     more by then: the kill lands at whatever evaluation point it meets) and return (rows, stderr)."""
     command = [sys.executable, "-m", "pgjax", "--compile-cache", str(cache), *args, "--quiet", "--no-report",
-               "--checkpoint-every", "1"]
+               *(["--checkpoint-every", every] if every else [])]
     if kill_at_rows is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=900)
     out = Path(args[args.index("--out") + 1])
@@ -89,7 +90,7 @@ def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrup
     # the third kill lands in the second group, after the first finished: it is skipped on resume
     third, _ = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
     assert third < PPO_ROWS + 2 * 13
-    resumed = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache)
+    resumed = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, every=None)  # the default interval
     assert resumed.returncode == 0, resumed.stderr
     for name in ("curves.csv", "metrics.csv"):
         assert without_wall_time(out / name) == without_wall_time(whole / name), name
@@ -162,6 +163,15 @@ def test_a_damaged_checkpoint_is_passed_over_for_the_previous_one(tmp_path):
         step, restored, meta = GroupCheckpoints(tmp_path, every=1).restore_latest(shape)
     assert step == 1 and meta["env_steps"] == 10
     np.testing.assert_array_equal(restored["params"], np.arange(1000.0))
+    # checkpoints that exist but none of which reads back: an error, never a silent start from scratch
+    other = tmp_path / "other"
+    checkpoints = GroupCheckpoints(other, every=1)
+    checkpoints.save(1, run, {"env_steps": 10, "wall_s": 1.0})
+    checkpoints.close()
+    wrong_shape = jax.eval_shape(lambda: {"params": jnp.arange(10.0), "step": jnp.array(7)})
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="no checkpoint .* could be restored"):
+        GroupCheckpoints(other, every=1).restore_latest(wrong_shape)
+    assert (other / "damaged-1-0").is_dir()  # kept for inspection
 
 
 def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path):
