@@ -47,22 +47,25 @@ def final_metrics_table(metrics: dict, multi_folder: bool, labels: dict[str, str
     return lines
 
 
+def panel_grid(count: int, max_cols: int, panel_size: tuple[float, float], dpi: int):
+    """(pyplot, figure, axes) with `count` panels in rows of at most `max_cols`; spare panels hidden."""
+    plt = _pyplot()
+    cols = min(max_cols, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), dpi=dpi,
+                             squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.axis("off")
+    return plt, fig, axes
+
+
 def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]) -> Path | None:
     """Mixture-of-experts runs on `env`: each expert's share of k* over training (mean over seeds), one
     panel per run, with the gate's entropy dashed on the right axis. None when no run has experts."""
     runs = [(key, m) for key, m in sorted(metrics.items()) if key[2] == env and "expert_usage[0]" in m]
     if not runs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(3, len(runs))
-    rows = -(-len(runs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), dpi=110, squeeze=False)
-    for ax in axes.flat[len(runs):]:
-        ax.axis("off")
+    plt, fig, axes = panel_grid(len(runs), 3, (4.4, 3.3), 110)
     for ax, ((label, agent, _, _, cid), m) in zip(axes.flat, runs):
         experts = sorted((n for n in m if n.startswith("expert_usage[")), key=lambda n: int(n[13:-1]))
         for name in experts:
@@ -92,16 +95,7 @@ def plot_metrics(env: str, metrics: dict, out: Path, labels: dict[str, str], mul
     names = sorted({n for _, m in runs for n in m if "[" not in n})
     if not names:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(4, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), dpi=100, squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
+    plt, fig, axes = panel_grid(len(names), 4, (4.0, 3.0), 100)
     for ax, name in zip(axes.flat, names):
         for (label, agent, _, _, cid), m in runs:
             if name in m:
@@ -195,10 +189,7 @@ def budget_panels(budgets: list[int]) -> list[int]:
 
 
 def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[str, str]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     configs_per_agent = defaultdict(set)  # on this env
     for (label, agent, e, backend, cid) in runs:
