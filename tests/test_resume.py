@@ -82,14 +82,9 @@ def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrup
     sweep, out = str(sweep_file(tmp)), tmp / "killed"
     first, _ = pgjax("sweep", sweep, "--out", str(out), cache=cache, kill_at_rows=6)  # PPO, 3rd point or later
     assert first < PPO_ROWS - 4
-    # Ctrl-C later in the same group: the message says what is on disk and how to go on
-    second, message = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=first + 2,
-                            sig=signal.SIGINT)
-    assert second < PPO_ROWS
-    assert "interrupted" in message and "0 group(s) finished" in message and "--resume" in message, message
-    # the third kill lands in the second group, after the first finished: it is skipped on resume
-    third, _ = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
-    assert third < PPO_ROWS + 2 * 13
+    # the second kill lands in the second group, after the first finished: it is skipped on resume
+    second, _ = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
+    assert second < PPO_ROWS + 2 * 13
     resumed = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, every=None)  # the default interval
     assert resumed.returncode == 0, resumed.stderr
     for name in ("curves.csv", "metrics.csv"):
@@ -109,6 +104,33 @@ def test_results_are_never_overwritten_or_resumed_by_another_sweep(uninterrupted
     assert "group 1.configs[0].total_steps: 40960 -> 20480" in changed.stderr
     assert len(changed.stderr.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in whole.iterdir() if p.is_file()} == before
+
+
+def test_an_interrupt_says_what_was_written_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (a KeyboardInterrupt) at evaluation point 2 of the first group: the message is the truth."""
+    from helpers import TINY
+
+    from pgjax import cli
+    from pgjax.sweep import FolderRecorder
+
+    original = FolderRecorder.point
+
+    def interrupt_at_point_2(self, chunks_done, *args):
+        original(self, chunks_done, *args)
+        if chunks_done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FolderRecorder, "point", interrupt_at_point_2)
+    tiny = {k: v for k, v in TINY["ppo"].items() if k != "total_steps"}
+    out = tmp_path / "run"
+    argv = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "192", "--num-evals", "3", "--quiet", "--out", str(out),
+            "--checkpoint-every", "1", *[a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]]
+    assert cli.main(argv) == 130
+    message = capsys.readouterr().err
+    assert "interrupted" in message and "0 group(s) finished" in message
+    assert "stopped after evaluation point 2" in message and message.strip().endswith("--resume")
+    rows = (out / "curves.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3  # header and points 0, 1 and 2 of the one seed
 
 
 def random_like(tree, key):
