@@ -47,6 +47,13 @@ def final_metrics_table(metrics: dict, multi_folder: bool, labels: dict[str, str
     return lines
 
 
+def save_figure(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def panel_grid(count: int, max_cols: int, panel_size: tuple[float, float], dpi: int):
     """(pyplot, figure, axes) with `count` panels in rows of at most `max_cols`; spare panels hidden."""
     plt = _pyplot()
@@ -81,11 +88,7 @@ def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"{env}: expert usage (dashed: gate entropy, right axis)", fontsize=10)
-    fig.tight_layout()
-    path = out / f"experts_{env.replace('/', '_')}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out / f"experts_{env.replace('/', '_')}.png")
 
 
 def plot_metrics(env: str, metrics: dict, out: Path, labels: dict[str, str], multi_folder: bool) -> Path | None:
@@ -108,11 +111,7 @@ def plot_metrics(env: str, metrics: dict, out: Path, labels: dict[str, str], mul
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.suptitle(f"{env}: training metrics (mean over seeds of each chunk's mean)", fontsize=10)
-    fig.tight_layout()
-    path = out / f"metrics_{env.replace('/', '_')}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out / f"metrics_{env.replace('/', '_')}.png")
 
 
 def config_labels(folders: list[Path]) -> dict[str, str]:
@@ -217,11 +216,7 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0, 0].set_ylabel("evaluation return (IQM over seeds, 95% bootstrap CI)")
-    fig.tight_layout()
-    path = out / f"curves_{env.replace('/', '_')}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out / f"curves_{env.replace('/', '_')}.png")
 
 
 def read_scores(folders: list[Path]) -> dict:
@@ -320,11 +315,7 @@ def plot_aggregate(estimates: dict, out: Path) -> Path:
                 color="tab:blue", alpha=0.7)
         ax.set_title(f"{stat} of normalised score (95% CI)", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    path = out / "aggregate.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out / "aggregate.png")
 
 
 def plot_profiles(profiles: tuple, taus: np.ndarray, out: Path) -> Path:
@@ -339,11 +330,7 @@ def plot_profiles(profiles: tuple, taus: np.ndarray, out: Path) -> Path:
     ax.set_title("performance profiles (95% CI)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "performance_profiles.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out / "performance_profiles.png")
 
 
 def plot_improvement(improvement: dict, methods: list[str], out: Path) -> Path:
@@ -360,11 +347,7 @@ def plot_improvement(improvement: dict, methods: list[str], out: Path) -> Path:
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
     ax.set_title("P(row > column)", fontsize=10)
     fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    path = out / "probability_of_improvement.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, out / "probability_of_improvement.png")
 
 
 def metadata_lines(folders: list[Path], labels: list[str]) -> list[str]:
