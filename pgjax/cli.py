@@ -51,6 +51,26 @@ def _toml_value(value) -> str:
     return repr(value) if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _baseline(args) -> int:
+    import jax
+    import numpy as np
+
+    from pgjax.driver import uniform_random_returns
+    from pgjax.envs import make
+
+    if args.episodes < 2:
+        raise ConfigError(f"--episodes must be >= 2 (got {args.episodes})")
+    env = make(args.env, args.backend)
+    returns = np.asarray(jax.jit(uniform_random_returns, static_argnums=(0, 2))(
+        env, jax.random.PRNGKey(args.seed), args.episodes))
+    half_width = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns))
+    print(f"{args.env}{f' ({args.backend})' if args.backend else ''}: uniform random actions, {len(returns)} "
+          f"episodes: mean return {returns.mean():.4g} ± {half_width:.2g} (95% CI), std {returns.std(ddof=1):.4g}")
+    print(f'[scores."{args.env}"]\nrandom = {returns.mean():.4g}  # pgjax baseline {args.env} '
+          f"--episodes {args.episodes} --seed {args.seed}" + (f" --backend {args.backend}" if args.backend else ""))
+    return 0
+
+
 def _print_results(summaries: list[dict], out: Path) -> None:
     for s in summaries:
         print(f"{s['agent']:>5} {s['env']:<28} {len(s['config_ids'])} config(s) x {len(s['seeds'])} seed(s): "
@@ -176,6 +196,14 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="every config field of an agent: default, type, float or static, meaning")
     c.add_argument("agent")
     c.set_defaults(func=_config)
+
+    bl = sub.add_parser("baseline", help="a uniform random policy's mean return on an environment (a task's "
+                        "score 0 in a sweep file's [scores])")
+    bl.add_argument("env")
+    bl.add_argument("--backend", default=None, help="brax physics backend")
+    bl.add_argument("--episodes", type=int, default=256)
+    bl.add_argument("--seed", type=int, default=0)
+    bl.set_defaults(func=_baseline)
 
     r = sub.add_parser("run", help="train one agent on one environment over several seeds")
     r.add_argument("agent")

@@ -100,22 +100,35 @@ class CurvePoint:
     metrics: Any
 
 
-def evaluate(agent: ModuleType, env: Env, agent_state, key: jax.Array, num_episodes: int):
-    """Return of the deterministic policy on `num_episodes` fresh episodes (first episode of each env)."""
+def episode_returns(env: Env, act, key: jax.Array, num_episodes: int) -> jax.Array:
+    """Undiscounted return of `act(obs, key)` on `num_episodes` fresh episodes (the first of each env)."""
     reset_key, run_key = jax.random.split(key)
     env_state = batch_reset(env, reset_key, num_episodes)
 
     def body(carry, k):
         state, total, alive = carry
         act_key, step_key = jax.random.split(k)
-        action = agent.act(agent_state, state.obs, act_key, True)
-        state = batch_step(env, state, action, step_key)
+        state = batch_step(env, state, act(state.obs, act_key), step_key)
         total = total + jnp.where(alive, state.reward, 0.0)
         return (state, total, alive & ~state.done), None
 
     init = (env_state, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
     (_, returns, _), _ = jax.lax.scan(body, init, jax.random.split(run_key, env.max_episode_steps))
+    return returns
+
+
+def evaluate(agent: ModuleType, env: Env, agent_state, key: jax.Array, num_episodes: int):
+    """Mean and std of the deterministic policy's return on `num_episodes` fresh episodes."""
+    returns = episode_returns(env, lambda obs, k: agent.act(agent_state, obs, k, True), key, num_episodes)
     return returns.mean(), returns.std()
+
+
+def uniform_random_returns(env: Env, key: jax.Array, num_episodes: int) -> jax.Array:
+    """Returns of uniform random actions in [-1, 1]: a task's score 0 in the aggregate statistics."""
+    def act(obs, k):
+        return jax.random.uniform(k, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
+
+    return episode_returns(env, act, key, num_episodes)
 
 
 def policy_part(agent_state):
