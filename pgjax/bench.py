@@ -4,7 +4,10 @@ bare Brax's on hopper. A benchmark, never a test."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
+import os
+import re
 import resource
 import tempfile
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 import jax
 
 from pgjax.driver import DEFAULT_NUM_EVALS
+from pgjax.results import append_durably, device_info, git_commit, versions
 from pgjax.runner import compile_group, make_group, prepare, run_group
 
 # The configurations of the issue's targets (2-core CPU: PPO 8 x 1M <= 65 s, SAC 8 x 40k <= 210 s).
@@ -168,6 +172,21 @@ def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1
             "device": f"{device.device_kind} x1", "jax": jax.__version__}
 
 
+def record_file(folder: Path) -> Path:
+    """One JSON-lines file per kind of machine, e.g. results/bench/cpu-2core.jsonl, nvidia-h200-x1.jsonl."""
+    device = device_info()
+    if device["platform"] == "cpu":
+        return folder / f"cpu-{os.cpu_count()}core.jsonl"
+    kind = re.sub(r"[^a-z0-9]+", "-", device["kind"].lower()).strip("-")
+    return folder / f"{kind}-x{device['count']}.jsonl"
+
+
+def provenance() -> dict:
+    """What makes a figure comparable: when, on what, with which code and libraries."""
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+            "device": device_info(), "versions": versions()}
+
+
 def main(args) -> int:
     rows = []
     with fresh_compile_cache():
@@ -183,4 +202,10 @@ def main(args) -> int:
         print(json.dumps(rows[-1]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    if args.record != "off":
+        path = record_file(Path(args.record))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = provenance()
+        append_durably(path, "".join(json.dumps({**row, **stamp}) + "\n" for row in rows))
+        print(f"appended {len(rows)} row(s) to {path}")
     return 0

@@ -247,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--sac-steps", type=int, default=40_000,
                    help="env steps of the SAC, DSAC-T, MDPO-off and PMOE-SAC benches")
     b.add_argument("--out", default=None, help="also write the figures as JSON here")
+    b.add_argument("--record", default="results/bench", metavar="DIR|off",
+                   help="append the figures, with date, commit, device and versions, to DIR/<machine kind>.jsonl "
+                        "(default results/bench; off: do not)")
     b.add_argument("--checkpoint-overhead", action="store_true",
                    help="also time each bench with a sweep's checkpoints and row writes at every one of the "
                         "default number of evaluation points")

@@ -219,14 +219,20 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[s
     return save_figure(plt, fig, out / f"curves_{env.replace('/', '_')}.png")
 
 
-def read_scores(folders: list[Path]) -> dict:
-    """The score normalisation the folders' sweep files gave (runs.json "scores")."""
+def read_scores(folders: list[Path]) -> tuple[dict, list[str]]:
+    """The score normalisation the folders' sweep files gave (runs.json "scores"), the first folder's
+    where they disagree, and a sentence for each task they disagree on."""
     scores: dict = {}
+    disagreements = []
     for folder in folders:
         path = folder / "runs.json"
-        if path.is_file():
-            scores.update(json.loads(path.read_text()).get("scores") or {})
-    return scores
+        for task, s in (json.loads(path.read_text()).get("scores") or {} if path.is_file() else {}).items():
+            kept = scores.setdefault(task, s)
+            if (kept["random"], kept["reference"]) != (s["random"], s["reference"]):
+                disagreements.append(f"{folder} normalises {task} with random {s['random']:g} and reference "
+                                     f"{s['reference']:g}; the first folder's {kept['random']:g} and "
+                                     f"{kept['reference']:g} are used.")
+    return scores, disagreements
 
 
 def method_finals(runs: dict, labels: dict[str, str], multi_folder: bool) -> dict[str, dict[str, np.ndarray]]:
@@ -367,6 +373,52 @@ def metadata_lines(folders: list[Path], labels: list[str]) -> list[str]:
     return lines
 
 
+def group_speeds(folders: list[Path], labels: list[str]) -> dict[tuple[str, str], float]:
+    """{(folder label, config_id): env steps per second of the group that ran it}."""
+    speeds = {}
+    for folder, label in zip(folders, labels):
+        path = folder / "runs.json"
+        for g in json.loads(path.read_text()).get("groups", []) if path.is_file() else []:
+            speeds.update({(label, cid): g["steps_per_s"] for cid in g.get("config_ids", [])})
+    return speeds
+
+
+def final_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of b minus mean of a, and the half-width of its 95% interval (normal approximation)."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    spread = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if min(len(a), len(b)) > 1 else np.nan
+    return float(b.mean() - a.mean()), float(1.96 * spread)
+
+
+def comparison_section(runs: dict, folders: list[Path], labels: list[str], configs: dict[str, str]) -> list[str]:
+    """Every folder against the first, run by run (same agent, env, backend and config): whether the
+    curves are identical, the final returns' difference, and the speed ratio."""
+    speeds = group_speeds(folders, labels)
+    lines = ["", f"## Against {labels[0]}", "",
+             f"Runs of the same agent, env, backend and config in {labels[0]} and another folder. identical: every "
+             "seed's evaluation returns equal bit for bit (the same code, seeds and device give this); difference: "
+             "mean final return minus the first folder's, with a 95% interval (normal approximation over seeds); "
+             "speed: env steps per second relative to the first folder.", "",
+             "| agent | env | config | results | seeds | identical | final mean | first's | difference | speed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    compared = 0
+    for (label, agent, env, backend, cid), per_seed in sorted(runs.items()):
+        first = runs.get((labels[0], agent, env, backend, cid))
+        if label == labels[0] or first is None:
+            continue
+        steps_a, a, seeds_a, _ = run_curves(first)
+        steps_b, b, seeds_b, _ = run_curves(per_seed)
+        identical = seeds_a == seeds_b and np.array_equal(steps_a, steps_b) and np.array_equal(a, b, equal_nan=True)
+        diff, half = final_difference(a[:, -1], b[:, -1])
+        ratio = speeds.get((label, cid), np.nan) / speeds.get((labels[0], cid), np.nan)
+        lines.append(f"| {agent} | {env} | {configs.get(cid) or cid} | {label} | {len(seeds_b)} vs {len(seeds_a)} | "
+                     f"{'yes' if identical else 'no'} | {np.nanmean(b[:, -1]):.1f} | {np.nanmean(a[:, -1]):.1f} | "
+                     f"{diff:+.1f} ± {half:.1f} | {f'{ratio:.2f}x' if np.isfinite(ratio) else 'n/a'} |")
+        compared += 1
+    return lines if compared else lines[:3] + ["No run of another folder has the same agent, env, backend and "
+                                               f"config as one in {labels[0]}."]
+
+
 def write_report(folders: list[Path], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -384,7 +436,11 @@ def write_report(folders: list[Path], out: Path) -> Path:
              f"bands from {aggregate.REPS // 2} resamples). "
              "Diverged runs are left out of the statistics.", ""]
     lines += final_table(runs, multi_folder, configs)
-    lines += aggregate_section(runs, read_scores(folders), out, configs, multi_folder)
+    if multi_folder:
+        lines += comparison_section(runs, folders, labels, configs)
+    scores, disagreements = read_scores(folders)
+    lines += aggregate_section(runs, scores, out, configs, multi_folder)
+    lines += [""] + disagreements if disagreements else []
     lines += ["", "## Learning curves", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     metrics = load_metrics(folders)

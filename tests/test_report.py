@@ -3,6 +3,7 @@ agents named (never by config hash) in every legend."""
 import csv
 import json
 import re
+import shutil
 
 import matplotlib
 import numpy as np
@@ -74,3 +75,36 @@ def test_report_says_when_intervals_rest_on_fewer_than_5_seeds(tmp_path):
     fixture_folder(tmp_path / "r", seeds=3)
     report = write_report([tmp_path / "r"], tmp_path / "r").read_text()
     assert "**Fewer than 5 runs per task** for ppo, sac" in report
+
+
+def shift_returns(folder, agent, env, by):
+    with open(folder / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        if (r["agent"], r["env"]) == (agent, env):
+            r["eval_return_mean"] = str(float(r["eval_return_mean"]) + by)
+    with open(folder / "curves.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_report_of_two_folders_compares_them_run_by_run(tmp_path):
+    fixture_folder(tmp_path / "a", seeds=6)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shift_returns(tmp_path / "b", "sac", "gymnax/Pendulum-v1", 50.0)
+    runs = json.loads((tmp_path / "b" / "runs.json").read_text())
+    runs["scores"]["brax/inverted_pendulum"]["reference"] = 900.0
+    (tmp_path / "b" / "runs.json").write_text(json.dumps(runs))
+    report = write_report([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp").read_text()
+    against = report.split("## Against a")[1].split("\n## ")[0]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in against.splitlines()
+            if line.startswith("| ppo") or line.startswith("| sac")}
+    assert len(rows) == 4
+    assert "| yes |" in rows[("ppo", "gymnax/Pendulum-v1")] and "| yes |" in rows[("sac", "brax/inverted_pendulum")]
+    assert "| no |" in rows[("sac", "gymnax/Pendulum-v1")] and "| +50.0 ± " in rows[("sac", "gymnax/Pendulum-v1")]
+    assert "| +0.0 ± " in rows[("ppo", "brax/inverted_pendulum")]
+    data = json.loads((tmp_path / "cmp" / "aggregate.json").read_text())
+    assert set(data["estimates"]) == {"ppo [a]", "ppo [b]", "sac [a]", "sac [b]"}
+    assert data["scores"]["brax/inverted_pendulum"]["reference"] == 1000.0  # the first folder's
+    assert "normalises brax/inverted_pendulum with random 30 and reference 900" in report
