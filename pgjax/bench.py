@@ -97,6 +97,28 @@ def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
             "device": f"{jax.devices()[0].device_kind} x{result.devices}", "jax": jax.__version__}
 
 
+def device_counts(available: int) -> list[int]:
+    """1, 2, 4, ... up to what there is, and all of them."""
+    return sorted({2**i for i in range(available.bit_length()) if 2**i <= available} | {available})
+
+
+def bench_scaling(seeds: int, steps: int) -> list[dict]:
+    """The PPO bench's group on 1, 2, 4, ... of this process's devices: seconds and env steps/s per count
+    (the runs never communicate, so the ideal is linear)."""
+    group = bench_group("ppo", PPO, seeds, steps, NUM_EVALS["ppo"])
+    rows = []
+    for count in device_counts(len(jax.local_devices())):
+        result = run_group(group, progress=False, devices=jax.local_devices()[:count])
+        rows.append({"bench": "scaling", "agent": "ppo", "env": group.env, "seeds": seeds,
+                     "steps_per_seed": result.env_steps, "devices_asked": count, "devices_used": result.devices,
+                     "compile_s": round(result.compile_s, 2), "run_s": round(result.run_s, 2),
+                     "env_steps_per_s": round(result.steps_per_s),
+                     "speedup": round(result.steps_per_s / rows[0]["env_steps_per_s"], 3) if rows else 1.0,
+                     "device": jax.devices()[0].device_kind})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def bench_checkpoints(agent: str, overrides: dict, seeds: int, steps: int, every: int | None) -> dict:
     """Run time without and with what a sweep does at the default number of evaluation points: rows
     appended at every point, the whole run state checkpointed at the default interval (`every`
@@ -184,10 +206,13 @@ def record_file(folder: Path) -> Path:
 def provenance() -> dict:
     """What makes a figure comparable: when, on what, with which code and libraries."""
     return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-            "device": device_info(), "versions": versions()}
+            "machine": device_info(), "versions": versions()}
 
 
 def main(args) -> int:
+    if args.scaling:
+        rows = bench_scaling(args.seeds, args.ppo_steps)
+        return record(rows, args)
     rows = []
     with fresh_compile_cache():
         for agent, (overrides, budget) in BENCHES.items():
@@ -200,6 +225,10 @@ def main(args) -> int:
     if args.only in (None, "brax"):
         rows.append(bench_brax_stepping())
         print(json.dumps(rows[-1]), flush=True)
+    return record(rows, args)
+
+
+def record(rows: list[dict], args) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     if args.record != "off":

@@ -13,9 +13,10 @@ import warnings
 from pathlib import Path
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from pgjax import distributed
 from pgjax.config import ConfigError
 
 KEEP = 2
@@ -25,10 +26,12 @@ KEEP = 2
 DEFAULT_SECONDS = 60.0
 
 
-def host_copy(tree):
-    """A numpy copy of every leaf: the runner donates the device buffers to the next chunk while orbax
-    is still writing, so the writer must own its bytes."""
-    return jax.tree.map(lambda x: np.array(x, copy=True), jax.device_get(tree))
+@jax.jit
+def detached_copy(tree):
+    """A copy on the same devices and shardings: the runner donates the run state's buffers to the next
+    chunk while orbax is still writing, so the writer must own its own (on every process, for the shards
+    that process holds)."""
+    return jax.tree.map(jnp.copy, tree)
 
 
 def check_layout(tree, abstract) -> None:
@@ -59,7 +62,7 @@ class GroupCheckpoints:
         self.last_wall_s = meta["wall_s"]
         self.saves += 1
         self.manager.save(chunks_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(host_copy(run)), meta=ocp.args.JsonSave(meta)))
+            state=ocp.args.StandardSave(detached_copy(run)), meta=ocp.args.JsonSave(meta)))
 
     def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
         """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
@@ -77,7 +80,8 @@ class GroupCheckpoints:
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                 warnings.warn(f"checkpoint {self.directory / str(step)} cannot be read ({reason}); moved to "
                               f"damaged-{step}, trying an earlier one", stacklevel=2)
-                (self.directory / str(step)).rename(self.directory / f"damaged-{step}-{len(failures)}")
+                if distributed.is_writer():  # every process meets the same damage; one moves it
+                    (self.directory / str(step)).rename(self.directory / f"damaged-{step}-{len(failures)}")
                 self.manager.reload()
                 failures.append(reason)
                 continue
@@ -100,16 +104,23 @@ class GroupCheckpoints:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def this_process_alone() -> ocp.StandardCheckpointer:
+    """A checkpointer that waits for no other process: policies are gathered and written by process 0."""
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}))
+
+
 def save_policies(directory: Path, final, best) -> None:
     """The policy parts (driver.policy_part) of a finished group's runs, final and best-evaluated, with
-    leading [configs, seeds] axes. What is there already was left by an attempt that stopped before the
-    group was marked finished, so it is replaced."""
+    leading [configs, seeds] axes, as host (numpy) arrays. What is there already was left by an attempt
+    that stopped before the group was marked finished, so it is replaced."""
     shutil.rmtree(directory, ignore_errors=True)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(Path(directory).absolute(), {"final": host_copy(final), "best": host_copy(best)})
+    with this_process_alone() as checkpointer:
+        checkpointer.save(Path(directory).absolute(), {"final": final, "best": best})
 
 
 def restore_policies(directory: Path, shape) -> dict:
     """{"final": ..., "best": ...} laid out as `shape` (one run's policy part with [configs, seeds] axes)."""
-    with ocp.StandardCheckpointer() as checkpointer:
+    with this_process_alone() as checkpointer:
         return checkpointer.restore(Path(directory).absolute(), {"final": shape, "best": shape})

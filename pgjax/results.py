@@ -108,10 +108,12 @@ class Interrupted(Exception):
 
 class ResultsFolder:
     """A results folder written as runs progress: curve and metric rows appended at every evaluation
-    point, runs.json replaced atomically, group checkpoints under checkpoints/."""
+    point, runs.json replaced atomically, group checkpoints under checkpoints/. With several processes
+    only one writes (`writes`); the others' writes do nothing."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, writes: bool = True):
         self.path = Path(path)
+        self.writes = writes
         self.curves, self.metrics, self.runs = (self.path / n for n in ("curves.csv", "metrics.csv", "runs.json"))
         self.checkpoints = self.path / "checkpoints"
         self.policies = self.path / "policies"
@@ -123,6 +125,8 @@ class ResultsFolder:
         return json.loads(self.runs.read_text()) if self.runs.is_file() else None
 
     def clear(self) -> None:
+        if not self.writes:
+            return
         import shutil
 
         for p in (self.curves, self.metrics, self.runs):
@@ -132,6 +136,8 @@ class ResultsFolder:
 
     def start(self) -> None:
         """Headers for the CSVs rows are appended to, where they do not exist yet."""
+        if not self.writes:
+            return
         for path, columns in ((self.curves, CURVE_COLUMNS), (self.metrics, METRIC_COLUMNS)):
             if not path.is_file():
                 write_atomic(path, tidy_csv([], columns))
@@ -139,14 +145,20 @@ class ResultsFolder:
     def keep_rows(self, keep) -> None:
         """Rewrite curves.csv and metrics.csv with the rows `keep(row)` accepts (atomically; headers
         only when there are none yet)."""
+        if not self.writes:
+            return
         for path, columns in ((self.curves, CURVE_COLUMNS), (self.metrics, METRIC_COLUMNS)):
             rows = read_curves(path) if path.is_file() else []
             write_atomic(path, tidy_csv([r for r in rows if keep(r)], columns))
 
     def append(self, rows: list[dict], metric_rows: list[dict]) -> None:
+        if not self.writes:
+            return
         append_durably(self.curves, tidy_csv(rows, CURVE_COLUMNS, header=False))
         if metric_rows:
             append_durably(self.metrics, tidy_csv(metric_rows, METRIC_COLUMNS, header=False))
 
     def write_runs(self, runs: dict) -> None:
+        if not self.writes:
+            return
         write_atomic(self.runs, json.dumps(runs, indent=2, sort_keys=False) + "\n")

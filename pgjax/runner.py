@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from pgjax import driver
+from pgjax import distributed, driver
 from pgjax.config import ConfigError, build, is_static, to_dict
 from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
@@ -140,12 +140,18 @@ def largest_divisor(n: int, at_most: int) -> int:
 
 
 def runs_mesh(num_configs: int, num_seeds: int, devices=None) -> Mesh:
-    """The local devices a group runs on, as a (configs, seeds) grid: seeds are split evenly over as
-    many devices as divide their number, then configs over what is left. Runs never communicate, so
-    each device simply runs its share of the vmapped batch."""
-    devices = jax.local_devices() if devices is None else devices
+    """The devices a group runs on, as a (configs, seeds) grid: seeds are split evenly over as many
+    devices as divide their number, then configs over what is left. Runs never communicate, so each
+    device simply runs its share of the vmapped batch. Several processes (jax.distributed) share one
+    global grid, which must then hold every process's devices: an uneven split is refused."""
+    devices = jax.devices() if devices is None else devices
     per_seeds = largest_divisor(num_seeds, len(devices))
     per_configs = largest_divisor(num_configs, len(devices) // per_seeds)
+    if jax.process_count() > 1 and per_configs * per_seeds != len(devices):
+        raise ConfigError(
+            f"{num_configs} config(s) x {num_seeds} seed(s) cannot be split evenly over the {len(devices)} devices "
+            f"of {jax.process_count()} processes (every process must hold a share); use a number of seeds that "
+            f"{len(devices)} divides, or configs x seeds that tile {len(devices)} devices")
     grid = np.array(devices[:per_configs * per_seeds]).reshape(per_configs, per_seeds)
     return Mesh(grid, ("configs", "seeds"))
 
@@ -159,6 +165,17 @@ class Compiled:
     evaluate: Any  # runs -> (runs, curve point); donates its input
     seconds: float
     run_shape: Any  # the runs' shapes, dtypes and shardings (what a checkpoint restores into)
+    seed_sharding: NamedSharding
+    config_sharding: NamedSharding
+    shared_sharding: NamedSharding
+
+    def inputs(self, keys, configs):
+        """Seed keys and configs laid out as the programs take them (on every process's devices)."""
+        return (distributed.to_global(keys, self.seed_sharding),
+                distributed.to_global(configs, self.config_sharding))
+
+    def iterations(self, n: int):
+        return distributed.to_global(np.int32(n), self.shared_sharding)
 
 
 def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
@@ -182,7 +199,7 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
                     evaluate.lower(run_shape).compile())
     seconds = time.perf_counter() - t0
     laid_out = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), run_shape)
-    return Compiled(*compiled, seconds, laid_out)
+    return Compiled(*compiled, seconds, laid_out, sharding("seeds"), per_config, shared)
 
 
 class Recorder:
@@ -198,20 +215,21 @@ class Recorder:
         """Evaluation point `chunks_done` (0: right after init) was reached with these rows."""
 
 
-def prepare(group: Group) -> tuple[driver.Trainer, jax.Array, Any, Mesh]:
-    """What compile_group needs for a group: its trainer, seed keys, stacked configs and device mesh."""
+def prepare(group: Group, devices=None) -> tuple[driver.Trainer, jax.Array, Any, Mesh]:
+    """What compile_group needs for a group: its trainer, seed keys, stacked configs and device mesh (over
+    `devices`, by default all)."""
     agent = get_agent(group.agent)
     schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
     trainer = driver.Trainer(agent, make_env(group.env, group.backend), schedule, group.eval_episodes)
     return (trainer, driver.seed_keys(group.seeds), driver.stack_configs(group.configs),
-            runs_mesh(len(group.configs), len(group.seeds)))
+            runs_mesh(len(group.configs), len(group.seeds), devices))
 
 
-def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None) -> GroupResult:
-    """Run a group chunk by chunk; `recorder` receives each evaluation point and may hand back a saved
-    state to continue from. The result's rows are the points run by this call."""
+def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None, devices=None) -> GroupResult:
+    """Run a group chunk by chunk (on `devices`, by default all); `recorder` receives each evaluation point
+    and may hand back a saved state to continue from. The result's rows are the points run by this call."""
     recorder = recorder or Recorder()
-    trainer, keys, configs, mesh = prepare(group)
+    trainer, keys, configs, mesh = prepare(group, devices)
     schedule = trainer.schedule
     note = schedule.note(group.num_evals, group.configs[0].total_steps)
     if note:
@@ -222,12 +240,12 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     eval_steps = schedule.eval_steps()
     rows: list[dict] = []
     metrics: list[dict] = []
-    bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress)
+    bar = Progress(schedule.total_steps * n_runs, f"{group.agent} {group.env}", progress and distributed.is_writer())
     resumed = recorder.resume(fns.run_shape)
     t0 = time.perf_counter()
 
     def reached(chunks_done: int, run, point, wall_s: float) -> None:
-        point = jax.device_get(point)  # one host sync per evaluation point, never per step
+        point = distributed.to_host(point)  # one host sync per evaluation point, never per step
         new_rows = point_rows(group, int(eval_steps[chunks_done]), point, wall_s)
         new_metrics = point_metric_rows(group, int(eval_steps[chunks_done]), point.metrics) if chunks_done else []
         rows.extend(new_rows)
@@ -239,6 +257,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         finals.update(returns=point.eval_return_mean, diverged=point.diverged, wall_s=wall_s)
 
     finals: dict = {}
+    keys, configs = fns.inputs(keys, configs)
     if resumed is None:
         start, wall_before = 1, 0.0
         run, point = fns.evaluate(fns.init(keys, configs))
@@ -248,7 +267,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         start = chunks_done + 1
         bar.update(int(eval_steps[chunks_done]) * n_runs, float("nan"), 0.0)
     for j in range(start - 1, schedule.num_chunks):
-        run, point = fns.evaluate(fns.advance(run, configs, np.int32(schedule.chunk_iterations(j))))
+        run, point = fns.evaluate(fns.advance(run, configs, fns.iterations(schedule.chunk_iterations(j))))
         reached(j + 1, run, point, wall_before + time.perf_counter() - t0)
     bar.close()
     return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],

@@ -31,11 +31,11 @@ from typing import Any
 
 import jax
 
-from pgjax import driver
+from pgjax import distributed, driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
 from pgjax.results import Interrupted, ResultsFolder, device_info, git_commit, versions
-from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group
+from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group, runs_mesh
 from pgjax.tensorboard import TensorBoardStream
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds"}
@@ -272,14 +272,17 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
     file's score normalisation) goes into runs.json for the report."""
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
-    folder = ResultsFolder(out)
+    folder = ResultsFolder(out, writes=distributed.is_writer())
     plans = [group_plan(g) for g in groups]
     keys = [group_key(p) for p in plans]
     previous = check_folder(folder, plans, mode, resume_hint)
-    stream = TensorBoardStream(tensorboard) if tensorboard else None
+    for g in groups:  # every group's split over the devices is possible, before anything is written
+        runs_mesh(len(g.configs), len(g.seeds))
+    stream = TensorBoardStream(tensorboard) if tensorboard and folder.writes else None
     if previous is None:
         folder.clear()
     folder.start()
+    distributed.barrier("results folder ready")  # no process creates checkpoints before it is cleared
     done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
     runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous, scores or {})
@@ -295,7 +298,9 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point, stream)
         try:
             result = run_group(group, progress, recorder)
-            save_policies(folder.policies / key, driver.policy_part(result.run.agent), result.run.best_policy)
+            policies = distributed.to_host((driver.policy_part(result.run.agent), result.run.best_policy))
+            if folder.writes:
+                save_policies(folder.policies / key, *policies)
             runs["groups"].append({"id": key, **result.summary()})
             runs["in_progress"] = None
             folder.write_runs(runs)
@@ -303,11 +308,13 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
             raise Interrupted(interrupted_message(folder, runs, group, recorder, resume_hint)) from None
         finally:
             recorder.checkpoints.close()
-        recorder.checkpoints.remove()
+        if folder.writes:
+            recorder.checkpoints.remove()
         if on_finish:
             on_finish(result)
         del result  # the final run states: not held on the device while the next group runs
-    shutil.rmtree(folder.checkpoints, ignore_errors=True)  # every group finished: nothing left to resume
+    if folder.writes:
+        shutil.rmtree(folder.checkpoints, ignore_errors=True)  # every group finished: nothing left to resume
     if stream:
         stream.close()
     return runs["groups"]

@@ -4,7 +4,9 @@ import os
 # leave the user's cache (and the test process's jax config) alone. Subprocess tests pass their own.
 os.environ.setdefault("PGJAX_COMPILE_CACHE", "off")
 
-import pgjax  # noqa: E402,F401  (asks for one CPU device per core before jax initialises its backend)
 import jax  # noqa: E402
+
+# Two CPU devices, as the CLI gives a 2-core machine: the tests check runs sharded over both.
+jax.config.update("jax_num_cpu_devices", 2)
 
 jax.config.update("jax_enable_x64", False)

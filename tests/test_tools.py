@@ -41,5 +41,5 @@ def test_bench_appends_its_figures_with_commit_device_and_versions(tmp_path, mon
     assert path.name == bench.record_file(tmp_path).name
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 2 and all(r["agent"] == "sac" and r["run_s"] == 1.5 for r in rows)
-    assert {"date", "commit", "device", "versions"} <= set(rows[0])
-    assert rows[0]["device"]["platform"] == "cpu" and rows[0]["versions"]["jax"]
+    assert {"date", "commit", "machine", "versions"} <= set(rows[0])
+    assert rows[0]["machine"]["platform"] == "cpu" and rows[0]["versions"]["jax"]

@@ -1,0 +1,73 @@
+"""One sweep over many devices and hosts with JAX's own distributed runtime.
+
+Every process runs the same sweep: the same groups, compiled for the same global mesh of all processes'
+devices, each process computing the runs on its own devices. Runs never communicate; the processes meet
+only to gather each evaluation point's returns (and a finished group's policies) on process 0, which
+alone writes curves, metrics, runs.json, policies and reports. Checkpoints go through orbax, each process
+writing its own shards, so a resume needs the results folder on a filesystem every host sees.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from pgjax.config import ConfigError
+
+# Cluster environments in which jax.distributed.initialize() finds every setting itself: the CLI starts
+# the runtime there without being asked (a single-task job is left alone).
+CLUSTER_SIZE_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+
+
+def launched_by_cluster() -> bool:
+    sizes = [os.environ.get(name) for name in CLUSTER_SIZE_VARIABLES]
+    return any(s and s.isdigit() and int(s) > 1 for s in sizes) or "JAX_COORDINATOR_ADDRESS" in os.environ
+
+
+def start(coordinator: str | None, num_processes: int | None, process_id: int | None, detect: bool) -> None:
+    """jax.distributed.initialize with the given settings, or with what the cluster sets (SLURM, Open MPI,
+    Cloud TPU, JAX_COORDINATOR_ADDRESS) when `detect` or when a multi-task job launched us."""
+    explicit = [coordinator, num_processes, process_id]
+    if any(v is not None for v in explicit) and None in explicit:
+        raise ConfigError("--coordinator, --num-processes and --process-id go together (or give none and let "
+                          "--distributed detect them from SLURM, Open MPI or a Cloud TPU)")
+    if num_processes is not None and not 0 <= process_id < num_processes:
+        raise ConfigError(f"--process-id must be in 0..{num_processes - 1} (got {process_id})")
+    if coordinator is not None and ":" not in coordinator:
+        raise ConfigError(f"--coordinator must be HOST:PORT (got {coordinator!r})")
+    if coordinator is None and not (detect or launched_by_cluster()):
+        return
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"cannot start JAX's distributed runtime: {str(e).splitlines()[0]}") from None
+
+
+def is_writer() -> bool:
+    """Process 0 writes the results; the others compute their share and write nothing but checkpoint shards."""
+    return jax.process_index() == 0
+
+
+def multi_process() -> bool:
+    return jax.process_count() > 1
+
+
+def to_global(tree, sharding):
+    """Host values every process holds alike, laid out on a (possibly multi-process) sharding."""
+    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding,
+                                                               lambda index: np.asarray(x)[index]), tree)
+
+
+def to_host(tree):
+    """Every process's copy of the whole tree in numpy: a gather across processes where the arrays span
+    several (every process must call it), a plain device-to-host copy otherwise."""
+    return multihost_utils.process_allgather(tree, tiled=True) if multi_process() else jax.device_get(tree)
+
+
+def barrier(name: str) -> None:
+    """Every process waits here for the others (nothing to wait for with one)."""
+    if multi_process():
+        multihost_utils.sync_global_devices(name)
