@@ -8,6 +8,7 @@ writing its own shards, so a resume needs the results folder on a filesystem eve
 """
 from __future__ import annotations
 
+import itertools
 import os
 
 import jax
@@ -64,10 +65,21 @@ def to_global(tree, sharding):
 def to_host(tree):
     """Every process's copy of the whole tree in numpy: a gather across processes where the arrays span
     several (every process must call it), a plain device-to-host copy otherwise."""
-    return multihost_utils.process_allgather(tree, tiled=True) if multi_process() else jax.device_get(tree)
+    if not multi_process():
+        return jax.device_get(tree)
+    jax.block_until_ready(tree)
+    barrier("gather")  # gloo gave up on a peer ~30 s late here (at its first collective); a barrier waits
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+_barriers = itertools.count()
+BARRIER_TIMEOUT_S = 24 * 3600  # a process may be a long chunk or compile behind the others
 
 
 def barrier(name: str) -> None:
-    """Every process waits here for the others (nothing to wait for with one)."""
+    """Every process waits here for the others (nothing to wait for with one): a barrier of the
+    coordination service, with no device collective, so a process that is minutes behind is waited for."""
     if multi_process():
-        multihost_utils.sync_global_devices(name)
+        from orbax.checkpoint import multihost
+
+        multihost.get_barrier_sync_fn()(key=f"pgjax-{next(_barriers)}-{name}", timeout_ms=BARRIER_TIMEOUT_S * 1000)

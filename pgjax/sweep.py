@@ -278,6 +278,7 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
     previous = check_folder(folder, plans, mode, resume_hint)
     for g in groups:  # every group's split over the devices is possible, before anything is written
         runs_mesh(len(g.configs), len(g.seeds))
+    distributed.barrier("results folder checked")  # every process sees the folder before process 0 changes it
     stream = TensorBoardStream(tensorboard) if tensorboard and folder.writes else None
     if previous is None:
         folder.clear()
