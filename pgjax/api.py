@@ -55,7 +55,9 @@ def train(agent: str, env: str, seeds: int | list[int] = 1, steps: int = 100_000
     """Train `agent` on `env` for `steps` env steps per seed, all seeds vmapped in one compiled program;
     `config` sets the agent's Config fields. With `out`, the results folder is kept there (curves,
     metrics, runs.json, policies) as `pgjax run` writes it, without the report (`pgjax report`
-    writes it); an `out` that holds results is refused unless `overwrite`."""
+    writes it); an `out` that holds results is refused unless `overwrite`. Runs are split over JAX's
+    devices as this program has them: on a CPU, one device unless you asked JAX for more before it
+    started (`jax.config.update("jax_num_cpu_devices", n)`; the command line takes one per core)."""
     from pgjax.runner import make_group
     from pgjax.sweep import run_groups
 

@@ -198,7 +198,7 @@ def record_file(folder: Path) -> Path:
     """One JSON-lines file per kind of machine, e.g. results/bench/cpu-2core.jsonl, nvidia-h200-x1.jsonl."""
     device = device_info()
     if device["platform"] == "cpu":
-        return folder / f"cpu-{os.cpu_count()}core.jsonl"
+        return folder / f"cpu-{len(os.sched_getaffinity(0))}core.jsonl"
     kind = re.sub(r"[^a-z0-9]+", "-", device["kind"].lower()).strip("-")
     return folder / f"{kind}-x{device['count']}.jsonl"
 

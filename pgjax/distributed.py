@@ -2,9 +2,10 @@
 
 Every process runs the same sweep: the same groups, compiled for the same global mesh of all processes'
 devices, each process computing the runs on its own devices. Runs never communicate; the processes meet
-only to gather each evaluation point's returns (and a finished group's policies) on process 0, which
-alone writes curves, metrics, runs.json, policies and reports. Checkpoints go through orbax, each process
-writing its own shards, so a resume needs the results folder on a filesystem every host sees.
+at barriers and to all-gather each evaluation point's returns (and a finished group's policies), and
+process 0 alone writes curves, metrics, runs.json, policies and reports. Checkpoints go through orbax,
+each process writing its own shards into a folder process 0 creates and finalises, so any sweep that
+checkpoints needs its results folder on a filesystem every host sees.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from pgjax.config import ConfigError
 
 # Cluster environments in which jax.distributed.initialize() finds every setting itself: the CLI starts
 # the runtime there without being asked (a single-task job is left alone).
-CLUSTER_SIZE_VARIABLES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+# SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: only `srun` starts the tasks of a step; a batch script or an
+# salloc shell with several tasks allocated still runs pgjax once.
+CLUSTER_SIZE_VARIABLES = ("SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE")
 
 
 def launched_by_cluster() -> bool:
@@ -34,6 +37,8 @@ def start(coordinator: str | None, num_processes: int | None, process_id: int | 
     if any(v is not None for v in explicit) and None in explicit:
         raise ConfigError("--coordinator, --num-processes and --process-id go together (or give none and let "
                           "--distributed detect them from SLURM, Open MPI or a Cloud TPU)")
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1 (got {num_processes})")
     if num_processes is not None and not 0 <= process_id < num_processes:
         raise ConfigError(f"--process-id must be in 0..{num_processes - 1} (got {process_id})")
     if coordinator is not None and ":" not in coordinator:
@@ -70,6 +75,13 @@ def to_host(tree):
     jax.block_until_ready(tree)
     barrier("gather")  # gloo gave up on a peer ~30 s late here (at its first collective); a barrier waits
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def same_as_writer(flag: bool) -> bool:
+    """Process 0's value of a decision every process must take alike (every process must call it)."""
+    if not multi_process():
+        return flag
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
 
 _barriers = itertools.count()

@@ -396,7 +396,7 @@ def comparison_section(runs: dict, folders: list[Path], labels: list[str], confi
     speeds = group_speeds(folders, labels)
     lines = ["", f"## Against {labels[0]}", "",
              f"Runs of the same agent, env, backend and config in {labels[0]} and another folder. identical: every "
-             "seed's evaluation returns equal bit for bit (the same code, seeds and device give this); difference: "
+             "seed's curve equal as stored (6 significant digits; the same code, seeds and devices give this); difference: "
              "mean final return minus the first folder's, with a 95% interval (normal approximation over seeds); "
              "speed: env steps per second relative to the first folder.", "",
              "| agent | env | config | results | seeds | identical | final mean | first's | difference | speed |",

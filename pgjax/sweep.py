@@ -211,7 +211,8 @@ class FolderRecorder(Recorder):
             self.stream.write(rows, metric_rows)
         self.chunks_done = chunks_done
         self.on_point(self.key, chunks_done)
-        if chunks_done and not last and self.checkpoints.due(chunks_done, wall_s):
+        # process 0's clock decides for all: orbax's save is collective, and each process's wall time differs
+        if chunks_done and not last and distributed.same_as_writer(self.checkpoints.due(chunks_done, wall_s)):
             self.checkpoints.save(chunks_done, run, {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s,
                                                      "devices": jax.device_count()})
 

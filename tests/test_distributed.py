@@ -2,17 +2,17 @@
 as one process with the same devices and as one device alone; only process 0 writes; `import pgjax`
 leaves JAX's devices alone."""
 import csv
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
 from pgjax.config import ConfigError
-from pgjax.runner import runs_mesh
+from pgjax.runner import split_over_processes
 
 SWEEP = """
 name = "distributed"
@@ -54,15 +54,42 @@ def numbers(rows: list[tuple]) -> np.ndarray:
     return np.array([[float(r[6]), float(r[8])] for r in rows])
 
 
+# Runs pgjax with an audit hook that logs every file a process creates, changes or removes in the results
+# folder through Python (orbax's tensorstore writes checkpoint shards below Python: checkpoints/ only).
+AUDITED = """
+import os, runpy, sys
+out, log = os.path.abspath(sys.argv[1]), open(sys.argv[2], "w", buffering=1)
+CHANGES = {"os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate"}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def hook(event, args):
+    if not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    if (event == "open" and isinstance(args[2], int) and args[2] & WRITE_FLAGS) or event in CHANGES:
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if path == out or path.startswith(out + os.sep):
+            log.write(f"{event} {os.path.relpath(path, out)}\\n")
+
+
+sys.addaudithook(hook)
+sys.argv = ["pgjax", *sys.argv[3:]]
+runpy.run_module("pgjax", run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
-    """The sweep on two processes with one CPU device each, each told a results folder of its own."""
+    """The sweep on two processes with one CPU device each, sharing one results folder and checkpointing
+    at every evaluation point; each process's file changes in that folder logged."""
     tmp = tmp_path_factory.mktemp("distributed")
     sweep = tmp / "sweep.toml"
     sweep.write_text(SWEEP)
     address = f"localhost:{free_port()}"
-    procs = [subprocess.Popen(sweep_command(sweep, tmp / f"out{i}", "--cpu-devices", "1", "--coordinator", address,
-                                            "--num-processes", "2", "--process-id", str(i)),
+    procs = [subprocess.Popen([sys.executable, "-c", AUDITED, str(tmp / "out"), str(tmp / f"changes{i}.log"),
+                               *sweep_command(sweep, tmp / "out", "--cpu-devices", "1", "--coordinator", address,
+                                              "--num-processes", "2", "--process-id", str(i),
+                                              "--checkpoint-every", "1")[3:]],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outputs):
@@ -75,7 +102,7 @@ def test_two_processes_give_the_curves_of_one_process_with_two_devices_and_of_on
     seeds, XLA compiles the batch of two differently and rounds differently (README: what reproduces bit
     for bit), so there the curves agree exactly at the start and to rounding drift after."""
     sweep, tmp = two_processes
-    distributed = curves(tmp / "out0")
+    distributed = curves(tmp / "out")
     assert len(distributed) == 2 * 2 * 4  # 2 groups x 2 seeds x 4 evaluation points
     alone = {}
     for devices in ("2", "1"):
@@ -90,18 +117,23 @@ def test_two_processes_give_the_curves_of_one_process_with_two_devices_and_of_on
     np.testing.assert_allclose(numbers(alone["1"]), numbers(distributed), rtol=1e-3)
 
 
-def test_only_process_0_writes_results(two_processes):
+def test_only_process_0_writes_results_and_both_write_checkpoints(two_processes):
     _, tmp = two_processes
-    assert {p.name for p in (tmp / "out0").iterdir()} >= {"curves.csv", "metrics.csv", "runs.json", "policies"}
-    assert not (tmp / "out1").exists()
+    changes = [[line.split(" ", 1) for line in (tmp / f"changes{i}.log").read_text().splitlines()] for i in range(2)]
+    written = {path for _, path in changes[0]}
+    assert {"curves.csv", "metrics.csv", "runs.json"} <= written  # the hook sees process 0's writes
+    assert any(p.startswith("checkpoints" + os.sep) for p in written)  # checkpoints were saved (and removed)
+    assert any(p.startswith("policies" + os.sep) for p in written)
+    assert not [path for _, path in changes[1] if path.split(os.sep)[0] != "checkpoints"], changes[1]
 
 
-def test_an_uneven_split_over_processes_is_refused_before_compiling(monkeypatch):
-    devices = jax.devices()[:2]
-    monkeypatch.setattr(jax, "process_count", lambda: 2)
-    with pytest.raises(ConfigError, match="3 seed\\(s\\) cannot be split evenly over the 2 devices of 2 processes"):
-        runs_mesh(1, 3, devices)
-    assert runs_mesh(2, 3, devices).devices.shape == (2, 1)  # configs take the split the seeds cannot
+def test_runs_are_split_evenly_over_processes_or_refused_before_compiling():
+    assert split_over_processes(1, 2, processes=2, local_devices=1) == (1, 2, 1)
+    assert split_over_processes(1, 16, processes=4, local_devices=8) == (1, 16, 4)  # 16 of the 32 devices
+    assert split_over_processes(2, 6, processes=2, local_devices=2) == (2, 2, 2)  # configs take what seeds cannot
+    assert split_over_processes(1, 6, processes=2, local_devices=2) == (1, 2, 1)
+    with pytest.raises(ConfigError, match="1 config\\(s\\) x 3 seed\\(s\\) cannot be split evenly over 2 processes"):
+        split_over_processes(1, 3, processes=2, local_devices=4)
 
 
 @pytest.mark.parametrize("env", [{}, {"JAX_NUM_CPU_DEVICES": "3"}])
@@ -109,10 +141,12 @@ def test_import_pgjax_leaves_jax_devices_as_jax_has_them(env):
     import os
 
     def devices(code):
-        run = subprocess.run([sys.executable, "-c", code + "; import jax; print(len(jax.devices()))"],
+        run = subprocess.run([sys.executable, "-c", code + "; import jax; print(len(jax.devices('cpu')))"],
                              capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
         assert run.returncode == 0, run.stderr
         return int(run.stdout.split()[-1])
 
     alone = devices("pass")
-    assert devices("import pgjax, pgjax.api, pgjax.runner, pgjax.sweep") == alone == int(env.get("JAX_NUM_CPU_DEVICES", 1))
+    assert devices("import pgjax, pgjax.api, pgjax.runner, pgjax.sweep") == alone
+    if env:
+        assert alone == 3

@@ -9,18 +9,23 @@ import pytest
 
 from pgjax import bench, cli
 
-SUITE = Path(__file__).resolve().parents[1] / "sweeps" / "suite_cpu.toml"
+SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
 
-def stored_baselines():
+def stored_baselines(suite: str):
     """(env, stored value, the command's arguments) for each `random = X  # pgjax baseline ...` line."""
-    text = SUITE.read_text()
+    text = (SWEEPS / suite).read_text()
     found = re.findall(r'\[scores\."([^"]+)"\]\nrandom = (\S+)\s+# pgjax (baseline .+)', text)
     assert len(found) == len(tomllib.loads(text)["scores"])  # every task says how its value was measured
     return found
 
 
-@pytest.mark.parametrize("env,stored,command", [b for b in stored_baselines() if b[0].startswith("gymnax/")])
+@pytest.mark.parametrize("suite", ["suite_cpu.toml", "suite_gpu.toml"])
+def test_every_suite_task_says_how_its_random_score_was_measured(suite):
+    assert all(f"baseline {env} " in command for env, _, command in stored_baselines(suite))
+
+
+@pytest.mark.parametrize("env,stored,command", [b for b in stored_baselines("suite_cpu.toml") if b[0].startswith("gymnax/")])
 def test_suite_random_scores_are_what_their_baseline_command_prints(capsys, env, stored, command):
     assert cli.main(["--compile-cache", "off", *command.split()]) == 0
     printed = tomllib.loads(capsys.readouterr().out.split("\n", 1)[1])["scores"][env]["random"]
