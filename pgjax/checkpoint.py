@@ -34,6 +34,21 @@ def detached_copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
+def without_empty_arrays(tree):
+    """orbax cannot store a zero-size array (MJX's `data.act` of a model without actuator state is one):
+    None in its place. A tree without any is stored exactly as before."""
+    return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
+
+
+def with_empty_arrays(restored, abstract):
+    """`restored` with each None that stood for a zero-size array of `abstract` made again, laid out as there."""
+    def fill(want, got):
+        if got is not None:
+            return got
+        return jax.jit(lambda: jnp.zeros(want.shape, want.dtype), out_shardings=want.sharding)()
+    return jax.tree.map(fill, abstract, restored)
+
+
 def check_layout(tree, abstract) -> None:
     """orbax restores the shapes it stored whatever the target says: a state written by code whose
     shapes differ must not pass for this code's."""
@@ -62,7 +77,7 @@ class GroupCheckpoints:
         self.last_wall_s = meta["wall_s"]
         self.saves += 1
         self.manager.save(chunks_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(detached_copy(run)), meta=ocp.args.JsonSave(meta)))
+            state=ocp.args.StandardSave(without_empty_arrays(detached_copy(run))), meta=ocp.args.JsonSave(meta)))
 
     def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
         """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
@@ -74,8 +89,9 @@ class GroupCheckpoints:
         for step in steps:
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_run), meta=ocp.args.JsonRestore()))
-                check_layout(restored.state, abstract_run)
+                    state=ocp.args.StandardRestore(without_empty_arrays(abstract_run)), meta=ocp.args.JsonRestore()))
+                state = with_empty_arrays(restored.state, abstract_run)
+                check_layout(state, abstract_run)
             except Exception as e:  # orbax/tensorstore raise many kinds for a damaged file
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                 warnings.warn(f"checkpoint {self.directory / str(step)} cannot be read ({reason}); moved to "
@@ -86,7 +102,7 @@ class GroupCheckpoints:
                 failures.append(reason)
                 continue
             self.last_wall_s = restored.meta["wall_s"]
-            return step, restored.state, dict(restored.meta)
+            return step, state, dict(restored.meta)
         if failures:
             raise ConfigError(f"no checkpoint in {self.directory} could be restored (the newest: {failures[0]}); "
                               "if the code changed since they were written, resume with that version, or start "
