@@ -76,10 +76,13 @@ class Env:
     # The env's own action bounds: agents act in [-1, 1], which `step` maps onto [low, high].
     action_low: tuple[float, ...] | None = None
     action_high: tuple[float, ...] | None = None
+    # What else fixes the env's dynamics (episode length, action repeat, ...), recorded in runs.json.
+    details: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def to_env_units(self, action: jax.Array) -> jax.Array:
         """An agent's action as the env applies it, in the env's own units."""
-        if self.action_low is None:
+        unit_bounds = self.action_low is None or (set(self.action_low) == {-1.0} and set(self.action_high) == {1.0})
+        if unit_bounds:  # clipping alone, so that no rounding of a rescale changes the action
             return jnp.clip(action, -1.0, 1.0)
         return rescale_action(action, jnp.asarray(self.action_low), jnp.asarray(self.action_high))
 

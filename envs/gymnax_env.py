@@ -29,4 +29,5 @@ def make_gymnax(task: str) -> Env:
 
     return Env(f"gymnax/{task}", "gymnax", obs_size, int(space.shape[0]),
                int(params.max_steps_in_episode), reset, step,
-               action_low=tuple(map(float, low)), action_high=tuple(map(float, high)))
+               action_low=tuple(map(float, low)), action_high=tuple(map(float, high)),
+               details={"episode_length": int(params.max_steps_in_episode)})

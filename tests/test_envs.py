@@ -83,7 +83,7 @@ def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
     """Every episode of every env starts from its own random state, also past the reset pool's size
     (the rollout refills the pools every REFRESH_EVERY steps)."""
     from pgjax.envs import batch_reset
-    from pgjax.envs.brax_env import POOL_SIZE, REFRESH_EVERY
+    from pgjax.envs.pooled import POOL_SIZE, REFRESH_EVERY
     from pgjax.rollout import rollout
 
     env = make_brax("inverted_pendulum", "spring", episode_length=5)
