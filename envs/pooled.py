@@ -44,6 +44,9 @@ def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode
                action_low: tuple[float, ...], action_high: tuple[float, ...], details: dict) -> Env:
     """An `Env` over `inner_reset(key) -> s` and `inner_step(s, env_action) -> s`, where `s.done` is the
     task's own termination; `details` are recorded with a run's results."""
+    # jitted so that JAX traces each once, however many places call them (a reset runs one state and a
+    # vmapped pool; MJX's functions take tens of seconds to trace); inside a jitted loop they are inlined
+    inner_reset, inner_step = jax.jit(inner_reset), jax.jit(inner_step)
 
     def fresh_pool(key):
         return jax.vmap(inner_reset)(jax.random.split(key, POOL_SIZE))

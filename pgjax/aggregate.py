@@ -49,6 +49,17 @@ def rliable():
     return library, metrics
 
 
+# The DeepMind Control Suite's own scale (per-step rewards in [0, 1] over 1000-step episodes): every dmc/
+# task is normalised on it, whatever a sweep file says, so DMC scores read as the field reads them.
+DMC_SCALE = {"random": 0.0, "reference": 1000.0,
+             "source": "DMC's own scale: returns lie in [0, 1000] (0 = no reward, 1000 = perfect)"}
+
+
+def with_dmc_scale(scores: Mapping[str, Mapping], envs) -> dict:
+    """`scores` with DMC's scale for every dmc/ task among `envs`."""
+    return {**scores, **{e: DMC_SCALE for e in envs if e.startswith("dmc/")}}
+
+
 def normalize(returns, random: float, reference: float) -> np.ndarray:
     """(return − random) / (reference − random): the random policy scores 0, the reference 1."""
     if reference == random:

@@ -152,23 +152,13 @@ def _timed(fn, key) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
-def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1000) -> dict:
-    """Uniform random actions in `num_envs` envs for `steps` steps: our adapter (time limit, separate
-    terminated/truncated, final_obs, a fresh random start per episode from the reset pool) against
-    bare Brax with its own training wrappers (EpisodeWrapper + AutoResetWrapper, which restarts every
-    episode from one cached first state), same backend, one device."""
-    import warnings
-
-    from pgjax.envs import batch_reset, make
+def compare_stepping(ours, bare, num_envs: int, steps: int, bare_name: str) -> dict:
+    """Uniform random actions in `num_envs` envs for `steps` steps, timed apart from compilation, through our
+    adapter `ours` (time limit, separate terminated/truncated, final_obs, a fresh random start per episode
+    from the reset pool) and through `bare`, the same simulator in its own training wrappers (vmapped,
+    episode time limit, auto-reset to one cached first state), on one device."""
+    from pgjax.envs import batch_reset
     from pgjax.rollout import rollout, uniform_policy
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from brax import envs as brax_envs
-        from brax.envs.wrappers.training import wrap
-
-        ours = make(f"brax/{task}")
-        bare = wrap(brax_envs.get_environment(task, backend=ours.backend), episode_length=ours.max_episode_steps)
 
     def run_ours(key):
         state = batch_reset(ours, key, num_envs)
@@ -188,10 +178,40 @@ def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1
         key = jax.device_put(jax.random.PRNGKey(0), device)
         (c_bare, r_bare), (c_ours, r_ours) = _timed(run_bare, key), _timed(run_ours, key)
     total = num_envs * steps
-    return {"bench": "brax_stepping", "env": f"brax/{task}", "backend": ours.backend, "num_envs": num_envs,
-            "steps": steps, "bare_brax_steps_per_s": round(total / r_bare), "pgjax_steps_per_s": round(total / r_ours),
+    return {"env": ours.name, "backend": ours.backend, "num_envs": num_envs, "steps": steps,
+            f"bare_{bare_name}_steps_per_s": round(total / r_bare), "pgjax_steps_per_s": round(total / r_ours),
             "pgjax_over_bare": round(r_bare / r_ours, 3), "compile_s": [round(c_bare, 2), round(c_ours, 2)],
             "device": f"{device.device_kind} x1", "jax": jax.__version__}
+
+
+def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1000) -> dict:
+    """Our brax adapter against bare Brax in its EpisodeWrapper + AutoResetWrapper, same backend."""
+    import warnings
+
+    from pgjax.envs import make
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from brax import envs as brax_envs
+        from brax.envs.wrappers.training import wrap
+
+        ours = make(f"brax/{task}")
+        bare = wrap(brax_envs.get_environment(task, backend=ours.backend), episode_length=ours.max_episode_steps)
+    return {"bench": "brax_stepping", **compare_stepping(ours, bare, num_envs, steps, "brax")}
+
+
+def bench_dmc_stepping(task: str = "CheetahRun", num_envs: int = 64, steps: int = 1000) -> dict:
+    """Our dmc adapter against Playground's environment in Playground's own training wrapper
+    (`wrap_for_brax_training`, what Brax's trainers step), same physics implementation."""
+    from mujoco_playground import wrapper
+
+    from pgjax.envs import make
+    from pgjax.envs.dmc_env import load_playground
+
+    ours = make(f"dmc/{task}")
+    env, config = load_playground(task, ours.backend)
+    bare = wrapper.wrap_for_brax_training(env, episode_length=config.episode_length, action_repeat=config.action_repeat)
+    return {"bench": "dmc_stepping", **compare_stepping(ours, bare, num_envs, steps, "playground")}
 
 
 def record_file(folder: Path) -> Path:
@@ -222,9 +242,10 @@ def main(args) -> int:
                 for every in ([None, 1] if args.checkpoint_overhead else []):
                     rows.append(bench_checkpoints(agent, overrides, args.seeds, getattr(args, budget), every))
                     print(json.dumps(rows[-1]), flush=True)
-    if args.only in (None, "brax"):
-        rows.append(bench_brax_stepping())
-        print(json.dumps(rows[-1]), flush=True)
+    for family, stepping in (("brax", bench_brax_stepping), ("dmc", bench_dmc_stepping)):
+        if args.only in (None, family):
+            rows.append(stepping())
+            print(json.dumps(rows[-1]), flush=True)
     return record(rows, args)
 
 

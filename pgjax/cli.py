@@ -14,15 +14,17 @@ RESULTS = Path("results")
 
 
 def _list(args) -> int:
-    from pgjax.envs import BRAX_BACKENDS, ENV_NAMES
+    from pgjax.envs import ENV_NAMES, FAMILY_BACKENDS, default_backend, family, unavailable_reason
 
     print("agents:")
     for name in AGENT_NAMES:
         print(f"  {name}")
-    print("environments:")
+    print("environments (backends, the default first; dmc/ returns lie in [0, 1000]):")
     for name in ENV_NAMES:
-        print(f"  {name}")
-    print(f"brax backends (--backend): {', '.join(BRAX_BACKENDS)}")
+        first = default_backend(name)
+        backends = [first] + [b for b in FAMILY_BACKENDS[family(name)] if b != first]
+        shown = [b + (" (not installed)" if unavailable_reason(name, b) else "") for b in backends]
+        print(f"  {name:40s} {', '.join(shown)}")
     return 0
 
 
@@ -107,6 +109,10 @@ def _run(args) -> int:
     if "total_steps" in overrides:
         raise ConfigError("set the budget with --steps, not --set total_steps=...")
     overrides["total_steps"] = args.steps
+    if args.preset:
+        from pgjax.presets import preset_overrides
+
+        overrides = {**preset_overrides(args.preset, args.agent, args.env, args.steps), **overrides}
     groups = make_group(args.agent, args.env, args.backend, list(range(args.seeds)), [overrides],
                         args.num_evals, args.eval_episodes, args.matmul_precision)
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
@@ -251,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     bl = sub.add_parser("baseline", help="a uniform random policy's mean return on an environment (a task's "
                         "score 0 in a sweep file's [scores])")
     bl.add_argument("env")
-    bl.add_argument("--backend", default=None, help="brax physics backend")
+    bl.add_argument("--backend", default=None, help="physics backend (brax's, or Playground's for dmc/)")
     bl.add_argument("--episodes", type=int, default=256)
     bl.add_argument("--seed", type=int, default=0)
     _add_device_options(bl, processes=False)
@@ -263,7 +269,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1), vmapped together")
     r.add_argument("--steps", type=int, required=True, help="env steps per run")
     r.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override")
-    r.add_argument("--backend", default=None, help="brax physics backend")
+    r.add_argument("--backend", default=None, help="physics backend (brax's, or Playground's for dmc/)")
+    r.add_argument("--preset", default=None, metavar="NAME",
+                   help="named hyperparameters under the --set overrides (playground: Playground's tuned Brax "
+                        "PPO/SAC parameters for a dmc/ task)")
     r.add_argument("--num-evals", type=int, default=20)
     r.add_argument("--eval-episodes", type=int, default=8)
     r.add_argument("--name", default=None, help="results folder name")
@@ -294,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time every agent on gymnax Pendulum (compile, run, steps/s, memory) and "
                        "the Brax adapter beside bare Brax on hopper")
-    b.add_argument("--only", choices=[*AGENT_NAMES, "brax"], default=None)
+    b.add_argument("--only", choices=[*AGENT_NAMES, "brax", "dmc"], default=None)
     b.add_argument("--seeds", type=int, default=8)
     b.add_argument("--ppo-steps", type=int, default=1_000_000,
                    help="env steps of the on-policy agents' benches")

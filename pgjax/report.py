@@ -269,7 +269,8 @@ def aggregate_section(runs: dict, scores: dict, out: Path, labels: dict[str, str
     estimates = aggregate.iqm_and_optimality_gap(matrices)
     runs_per_task = {m: x.shape[0] for m, x in matrices.items()}
     lines = ["", "## Aggregate over tasks", "",
-             f"Final returns normalised per task (a uniform random policy = 0, the reference = 1) on {len(tasks)} "
+             f"Final returns normalised per task (a uniform random policy = 0, the reference = 1; dmc/ tasks on DMC's "
+             f"own scale, 0 and 1000) on {len(tasks)} "
              f"task(s): {', '.join(tasks)}. IQM and optimality gap (the mean shortfall below 1) across runs x "
              f"tasks with stratified-bootstrap 95% CIs ({aggregate.REPS} resamples), computed with rliable. A "
              "diverged run scores 0." + (f" Tasks without a score normalisation, or not run by every method, "
@@ -439,6 +440,7 @@ def write_report(folders: list[Path], out: Path) -> Path:
     if multi_folder:
         lines += comparison_section(runs, folders, labels, configs)
     scores, disagreements = read_scores(folders)
+    scores = aggregate.with_dmc_scale(scores, envs)
     lines += aggregate_section(runs, scores, out, configs, multi_folder)
     lines += [""] + disagreements if disagreements else []
     lines += ["", "## Learning curves", ""]

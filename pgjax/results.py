@@ -14,7 +14,8 @@ from pathlib import Path
 CURVE_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
                  "eval_return_mean", "eval_return_std", "train_return_mean", "status"]
 METRIC_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "metric", "value"]
-VERSIONED = ["jax", "jaxlib", "flax", "optax", "brax", "gymnax", "chex", "flashbax", "pgjax"]
+VERSIONED = ["jax", "jaxlib", "flax", "optax", "brax", "gymnax", "playground", "mujoco", "mujoco-mjx", "chex", "flashbax",
+             "pgjax"]
 
 
 def write_atomic(path: Path, text: str) -> None:

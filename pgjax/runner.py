@@ -97,6 +97,7 @@ class GroupResult:
     devices: int = 1  # how many devices the runs were split over
     metric_rows: list[dict] = dataclasses.field(default_factory=list)
     run: Any = None  # the final run states (driver.RunState with leading [configs, seeds] axes)
+    env_details: dict = dataclasses.field(default_factory=dict)  # episode length, action repeat, ...
 
     @property
     def steps_per_s(self) -> float:
@@ -106,7 +107,7 @@ class GroupResult:
     def summary(self) -> dict:
         g = self.group
         return {"agent": g.agent, "env": g.env, "backend": g.backend, "seeds": g.seeds,
-                "config_ids": g.config_ids, "env_steps_per_run": self.env_steps,
+                "config_ids": g.config_ids, "env_details": self.env_details, "env_steps_per_run": self.env_steps,
                 "compile_s": round(self.compile_s, 3), "run_s": round(self.run_s, 3),
                 "steps_per_s": round(self.steps_per_s, 1), "devices": self.devices,
                 "matmul_precision": g.matmul_precision,
@@ -196,6 +197,15 @@ class Compiled:
         return distributed.to_global(np.int32(n), self.shared_sharding)
 
 
+def jitted_init(trainer: driver.Trainer, mesh: Mesh):
+    """The runs' initialisation (seed keys, stacked configs) -> run states, laid out on `mesh`."""
+    def sharding(*axes):
+        return NamedSharding(mesh, PartitionSpec(*axes))
+
+    return jax.jit(driver.over_seeds_and_configs(trainer.init, False),
+                   in_shardings=(sharding("seeds"), sharding("configs")), out_shardings=sharding("configs", "seeds"))
+
+
 def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
     """Compile init, advance and evaluate for the runs laid out on `mesh` with the chosen float32 matmul
     precision, timing compilation apart."""
@@ -203,8 +213,7 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
         return NamedSharding(mesh, PartitionSpec(*axes))
 
     runs, per_config, shared = sharding("configs", "seeds"), sharding("configs"), sharding()
-    init = jax.jit(driver.over_seeds_and_configs(trainer.init, False),
-                   in_shardings=(sharding("seeds"), per_config), out_shardings=runs)
+    init = jitted_init(trainer, mesh)
     advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True),
                       in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
     evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
@@ -289,7 +298,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         reached(j + 1, run, point, wall_before + time.perf_counter() - t0)
     bar.close()
     return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],
-                       finals["diverged"], mesh.size, metrics, run)
+                       finals["diverged"], mesh.size, metrics, run, dict(trainer.env.details))
 
 
 def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]:

@@ -34,11 +34,12 @@ import jax
 from pgjax import distributed, driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
+from pgjax.presets import preset_overrides
 from pgjax.results import Interrupted, ResultsFolder, device_info, git_commit, versions
 from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group, runs_mesh
 from pgjax.tensorboard import TensorBoardStream
 
-RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds"}
+RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds", "preset"}
 TOP_KEYS = {"name", "seeds", "num_evals", "eval_episodes", "matmul_precision", "run", "description", "scores"}
 
 
@@ -87,6 +88,9 @@ def load_scores(path: str | Path) -> dict[str, dict]:
             raise ConfigError(f"{where}: random and reference must be numbers")
         if s["random"] == s["reference"]:
             raise ConfigError(f"{where}: reference must differ from random")
+        if env.startswith("dmc/"):
+            raise ConfigError(f"{where}: dmc/ tasks are always normalised on DMC's own scale (0 and 1000); "
+                              "remove this table")
     return scores
 
 
@@ -129,9 +133,12 @@ def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[s
             raise ConfigError(f"{where}: config and grid must be tables")
         if "total_steps" in fixed or "total_steps" in grid:
             raise ConfigError(f"{where}: set the budget with steps, not total_steps")
-        overrides = [{**fixed, **point, "total_steps": steps} for point in grid_points(grid, where)]
         seeds = seeds_from(run["seeds"], where) if "seeds" in run else default_seeds
+        points = grid_points(grid, where)
         try:
+            preset = preset_overrides(str(run["preset"]), str(run["agent"]), str(run["env"]), steps) \
+                if "preset" in run else {}
+            overrides = [{**preset, **fixed, **point, "total_steps": steps} for point in points]
             groups += make_group(str(run["agent"]), str(run["env"]), run.get("backend"), seeds, overrides,
                                  num_evals, eval_episodes, str(precision))
         except ConfigError as e:
@@ -234,7 +241,9 @@ def check_folder(folder: ResultsFolder, plans: list[dict], mode: str, resume_hin
     if runs is None or "plan" not in runs:
         raise ConfigError(f"{folder.path} holds results without a resumable plan (written before resume "
                           f"existed or damaged); write elsewhere with --out or replace them with --overwrite")
-    differences = plan_differences(runs["plan"], plans)
+    # a sweep file that only appends groups (a suite extended by new tasks) continues: its first groups
+    # are the ones that wrote these results
+    differences = plan_differences(runs["plan"], plans[:len(runs["plan"])] if len(plans) > len(runs["plan"]) else plans)
     if differences:
         raise ConfigError(f"cannot resume {folder.path}: the sweep differs from the one that wrote it: "
                           + "; ".join(differences))

@@ -8,7 +8,7 @@ from pgjax.envs.brax_env import make_brax
 from pgjax.rollout import env_step
 
 
-def run_steps(env, n, action_value, num_envs=2, key=0):
+def run_steps(env, n, action_value, num_envs=2, key=0, compiler_options=None):
     from pgjax.envs import batch_reset, batch_step
 
     def go(k):
@@ -19,7 +19,7 @@ def run_steps(env, n, action_value, num_envs=2, key=0):
             return s, s
         return jax.lax.scan(body, state, jax.random.split(k, n))[1]
 
-    return jax.jit(go)(jax.random.PRNGKey(key))
+    return jax.jit(go, compiler_options=compiler_options)(jax.random.PRNGKey(key))
 
 
 def test_gymnax_pendulum_truncates_at_time_limit_with_true_final_obs():

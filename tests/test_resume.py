@@ -149,13 +149,14 @@ def random_like(tree, key):
     return jax.tree.unflatten(treedef, [fill(x, k) for x, k in zip(leaves, keys)])
 
 
-@pytest.mark.parametrize("agent", AGENT_NAMES)
-def test_checkpoint_round_trip_of_every_agents_whole_run_state(agent, tmp_path):
+@pytest.mark.parametrize("agent,env", [(a, "gymnax/Pendulum-v1") for a in AGENT_NAMES]
+                         + [("ppo", "dmc/CartpoleBalance"), ("sac", "dmc/CheetahRun")])  # MJX: zero-size leaves
+def test_checkpoint_round_trip_of_every_agents_whole_run_state(agent, env, tmp_path):
     from helpers import tiny_trainer
 
     from pgjax.checkpoint import GroupCheckpoints
 
-    trainer, config = tiny_trainer(agent)
+    trainer, config = tiny_trainer(agent, env)
     shape = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), config)
     run = random_like(shape, jax.random.PRNGKey(1))
     checkpoints = GroupCheckpoints(tmp_path, every=1)
@@ -217,3 +218,24 @@ def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path):
     assert float(jnp.abs(sampled).max()) > 1.0  # in newtons-metres, not the agent's [-1, 1]
     with pytest.raises(Exception, match="seeds"):
         pgjax.load(tmp_path / "run", seed=4)
+
+
+def test_a_sweep_extended_by_new_groups_resumes_and_a_shortened_one_does_not(uninterrupted, tmp_path):
+    """Adding tasks to a suite's file continues its results (only the new groups run); dropping or
+    changing a group that wrote them is refused."""
+    import json
+    import shutil
+
+    from pgjax.results import ResultsFolder
+    from pgjax.sweep import check_folder
+
+    _, _, whole = uninterrupted
+    folder = tmp_path / "copy"
+    shutil.copytree(whole, folder, ignore=shutil.ignore_patterns("checkpoints", "policies"))
+    plans = json.loads((folder / "runs.json").read_text())["plan"]
+    extra = {**plans[1], "env": "brax/inverted_pendulum"}
+    assert check_folder(ResultsFolder(folder), plans + [extra], "resume", "hint")["plan"] == plans
+    with pytest.raises(ConfigError, match="number of groups: 2 -> 1"):
+        check_folder(ResultsFolder(folder), plans[:1], "resume", "hint")
+    with pytest.raises(ConfigError, match="group 2.env"):
+        check_folder(ResultsFolder(folder), [plans[0], extra, plans[1]], "resume", "hint")

@@ -56,6 +56,7 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     assert runs["device"]["kind"] and runs["device"]["count"] >= 1 and ppo["matmul_precision"] == "highest"
     assert runs["git_commit"] and ppo["compile_s"] > 0 and ppo["run_s"] > 0 and ppo["steps_per_s"] > 0
     assert runs["configs"][good]["config"]["init_log_std"] == 0.0
+    assert ppo["env_details"] == {"episode_length": 200}  # what fixes the env's dynamics, with each group
     report = (out / "report.md").read_text()
     assert "| ppo | gymnax/Pendulum-v1 |" in report and "IQM" in report
     assert "| init_log_std=1000 |" in report  # configs are told apart by the field that differs

@@ -1,0 +1,147 @@
+"""The DeepMind Control Suite through MuJoCo Playground: every task under jit and vmap, DMC's reward
+scale, Playground's episode length, truncation with final_obs, vmapped seeds, and clear errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pgjax import aggregate
+from pgjax.config import ConfigError
+from pgjax.envs import DMC_TASKS, ENV_NAMES, make
+from pgjax.names import check_env
+from helpers import tiny_trainer
+from test_envs import run_steps
+
+
+# MJX programs are large: XLA:CPU's optimising backend takes most of a task's minute or two here. These tests
+# check what the adapter computes, not how fast, so they compile without it (the same operations, ~2-3x
+# less compile time).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def playground_config(task):
+    from mujoco_playground._src import dm_control_suite
+
+    return dm_control_suite.get_default_config(task)
+
+
+def test_every_playground_dmc_task_is_offered():
+    from mujoco_playground._src import dm_control_suite
+
+    assert set(DMC_TASKS) == set(dm_control_suite.ALL_ENVS)
+    assert all(f"dmc/{t}" in ENV_NAMES for t in DMC_TASKS)
+
+
+@pytest.mark.parametrize("task", DMC_TASKS)
+def test_every_dmc_task_resets_and_steps_under_jit_and_vmap(task):
+    env = make(f"dmc/{task}")
+    config = playground_config(task)
+    assert env.backend == "jax"
+    assert env.details["action_repeat"] == config.action_repeat
+    assert env.max_episode_steps == env.details["episode_length"] == config.episode_length // config.action_repeat
+
+    def random_steps(key):
+        # two resets, each a vmapped pool of Playground resets, stacked: JAX traces Playground's reset once
+        # (a vmap of the pooled reset would batch its loops twice over, the longest part of the test)
+        state = jax.tree.map(lambda *x: jnp.stack(x), *[env.reset(k) for k in jax.random.split(key, 2)])
+
+        def body(s, k):
+            action = jax.random.uniform(k, (2, env.action_size), minval=-1.0, maxval=1.0)
+            s = jax.vmap(env.step)(s, action, jax.random.split(k, 2))
+            return s, (s.obs, s.reward, s.terminated)
+        return jax.lax.scan(body, state, jax.random.split(key, 4))[1]
+
+    obs, reward, terminated = jax.jit(random_steps, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
+    assert obs.shape == (4, 2, env.obs_size) and np.all(np.isfinite(obs))
+    # DMC's convention: every control step's reward lies in [0, 1]
+    assert np.all(reward >= 0.0) and np.all(reward <= 1.0 * env.details["action_repeat"])
+    assert not np.asarray(terminated).any()
+
+
+def test_dmc_truncates_at_playgrounds_episode_length_with_the_last_observation():
+    env = make("dmc/CartpoleBalance")
+    traj = run_steps(env, env.max_episode_steps + 1, 0.0, compiler_options=FAST_COMPILE)
+    trunc = np.asarray(traj.truncated)
+    assert trunc[env.max_episode_steps - 1].all() and trunc.sum() == 2
+    assert not np.asarray(traj.terminated).any()
+    last = env.max_episode_steps - 1
+    assert not np.allclose(traj.final_obs[last], traj.obs[last])  # obs is already the next episode's
+    np.testing.assert_allclose(traj.final_obs[last - 1], traj.obs[last - 1])
+    # doing nothing keeps the pole up for a while: a return between the random policy's and 1000
+    returns = np.asarray(traj.stats.last_return[last])
+    np.testing.assert_allclose(returns, np.asarray(traj.reward[:env.max_episode_steps]).sum(0), rtol=1e-4)
+    assert np.all((returns > 500) & (returns < 1000))
+
+
+def test_dmc_seed_in_vmapped_batch_equals_seed_alone():
+    from pgjax import driver
+
+    trainer, config = tiny_trainer("ppo", "dmc/CartpoleBalance", num_evals=2)
+    keys = driver.seed_keys([0, 1])
+    _, batched = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)), compiler_options=FAST_COMPILE)(keys, config)
+    train_alone = jax.jit(trainer.train, compiler_options=FAST_COMPILE)
+    for i in range(2):
+        _, alone = train_alone(jax.random.PRNGKey(i), config)
+        np.testing.assert_allclose(batched.eval_return_mean[i], alone.eval_return_mean, rtol=1e-4, atol=1e-3)
+
+
+def test_dmc_bad_input_is_refused_in_one_line_before_anything_is_built():
+    with pytest.raises(ConfigError, match="did you mean dmc/CheetahRun"):
+        check_env("dmc/CheetaRun")
+    with pytest.raises(ConfigError, match="unknown backend 'mjx' for dmc/CheetahRun; choose one of jax, warp"):
+        check_env("dmc/CheetahRun", "mjx")
+    try:
+        import mujoco_warp  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="backend 'warp' for dmc/CheetahRun needs mujoco-warp.*available: jax"):
+            check_env("dmc/CheetahRun", "warp")
+    assert check_env("dmc/CheetahRun") == ("dmc/CheetahRun", "jax")
+
+
+def test_dmc_tasks_are_normalised_on_dmcs_own_scale(tmp_path):
+    from pgjax.sweep import load_scores
+
+    scores = aggregate.with_dmc_scale({"gymnax/Pendulum-v1": {"random": -1224.0, "reference": -157.0}},
+                                      ["dmc/CheetahRun", "gymnax/Pendulum-v1"])
+    assert scores["gymnax/Pendulum-v1"]["random"] == -1224.0
+    s = scores["dmc/CheetahRun"]
+    np.testing.assert_allclose(aggregate.normalize([0.0, 500.0, 1000.0], s["random"], s["reference"]), [0, 0.5, 1])
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('[[run]]\nagent = "ppo"\nenv = "dmc/CheetahRun"\nsteps = 1000\n'
+                     '[scores."dmc/CheetahRun"]\nrandom = 1.0\nreference = 900.0\n')
+    with pytest.raises(ConfigError, match="DMC's own scale"):
+        load_scores(sweep)
+
+
+def test_playground_preset_maps_playgrounds_tuned_parameters_and_set_overrides_it(tmp_path):
+    from mujoco_playground.config import dm_control_suite_params as params
+
+    from pgjax.sweep import load_sweep
+
+    brax_ppo = params.brax_ppo_config("CartpoleSwingup")
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('[[run]]\nagent = "ppo"\nenv = "dmc/CartpoleSwingup"\nsteps = 2_000_000\npreset = "playground"\n'
+                     'config = { ent_coef = 0.0 }\n'
+                     '[[run]]\nagent = "sac"\nenv = "dmc/CartpoleSwingup"\nsteps = 100_000\npreset = "playground"\n')
+    _, (ppo, sac) = load_sweep(sweep)
+    (p,), (s,) = ppo.configs, sac.configs
+    assert (p.num_envs, p.num_epochs, p.num_minibatches) == (brax_ppo.num_envs, brax_ppo.num_updates_per_batch,
+                                                             brax_ppo.num_minibatches)
+    # the env steps of one Brax PPO update: batch_size x num_minibatches trajectories of unroll_length
+    assert p.num_envs * p.rollout_length == brax_ppo.batch_size * brax_ppo.num_minibatches * brax_ppo.unroll_length
+    assert (p.gamma, p.lr, p.anneal_lr, p.ent_coef) == (brax_ppo.discounting, brax_ppo.learning_rate, False, 0.0)
+    brax_sac = params.brax_sac_config("CartpoleSwingup")
+    assert (s.num_envs, s.gradient_steps, s.batch_size, s.warmup_steps) == (
+        brax_sac.num_envs, brax_sac.grad_updates_per_step, brax_sac.batch_size, brax_sac.min_replay_size)
+    assert s.actor_lr == s.critic_lr == s.alpha_lr == brax_sac.learning_rate and s.buffer_size == 100_000
+
+
+def test_a_misspelt_or_misplaced_preset_is_refused_in_one_line(capsys):
+    from pgjax import cli
+
+    for preset, agent, env, words in [("playgrnd", "ppo", "dmc/CartpoleBalance", "did you mean playground"),
+                                      ("playground", "dsact", "dmc/CartpoleBalance", "for ppo and sac on dmc/ tasks"),
+                                      ("playground", "ppo", "brax/hopper", "for ppo and sac on dmc/ tasks")]:
+        assert cli.main(["run", agent, env, "--steps", "1000", "--preset", preset, "--out", "unused"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1
