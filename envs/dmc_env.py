@@ -104,4 +104,9 @@ def make_dmc(task: str, backend: str = DEFAULT_BACKEND) -> Env:
                       reset, step, low, high,
                       {"episode_length": episode_length, "action_repeat": action_repeat,
                        "ctrl_dt": float(config.ctrl_dt), "sim_dt": float(config.sim_dt),
-                       "source": "mujoco_playground dm_control_suite.get_default_config"})
+                       "source": "mujoco_playground dm_control_suite.get_default_config"},
+                      # A DMC episode never ends before its time limit, so an env refilled at least once per
+                      # episode needs one fresh state; a pool of 8 refilled every 32 steps made 250 resets
+                      # per episode, and some tasks' resets run hundreds of physics steps (CheetahRun settles
+                      # for 200): stepping CheetahRun ran at 0.03x Playground's own wrapper.
+                      pool_size=1, refresh_every=episode_length)

@@ -41,15 +41,17 @@ def _select(done, on_done, otherwise):
 
 def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode_length: int,
                inner_reset: Callable[[jax.Array], Any], inner_step: Callable[[Any, jax.Array], Any],
-               action_low: tuple[float, ...], action_high: tuple[float, ...], details: dict) -> Env:
+               action_low: tuple[float, ...], action_high: tuple[float, ...], details: dict,
+               pool_size: int = POOL_SIZE, refresh_every: int = REFRESH_EVERY) -> Env:
     """An `Env` over `inner_reset(key) -> s` and `inner_step(s, env_action) -> s`, where `s.done` is the
-    task's own termination; `details` are recorded with a run's results."""
+    task's own termination; `details` are recorded with a run's results. Each env keeps `pool_size` fresh
+    states, refilled every `refresh_every` of its steps."""
     # jitted so that JAX traces each once, however many places call them (a reset runs one state and a
     # vmapped pool; MJX's functions take tens of seconds to trace); inside a jitted loop they are inlined
     inner_reset, inner_step = jax.jit(inner_reset), jax.jit(inner_step)
 
     def fresh_pool(key):
-        return jax.vmap(inner_reset)(jax.random.split(key, POOL_SIZE))
+        return jax.vmap(inner_reset)(jax.random.split(key, pool_size))
 
     def reset(key):
         state_key, pool_key, next_key = jax.random.split(key, 3)
@@ -72,11 +74,11 @@ def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode
         terminated = stepped.done > 0.5
         truncated = t >= episode_length
         done = jnp.logical_or(terminated, truncated)
-        fresh = jax.tree.map(lambda x: x[inner.pool_used % POOL_SIZE], inner.pool)
+        fresh = jax.tree.map(lambda x: x[inner.pool_used % pool_size], inner.pool)
         running = _select(done, fresh, stepped)
         inner = inner.replace(state=running, t=jnp.where(done, 0, t), pool_used=inner.pool_used + done)
         return next_state(state, inner, running.obs, stepped.obs, stepped.reward, terminated, truncated)
 
-    spec = Env(name, backend, obs_size, action_size, episode_length, reset, step, refresh, REFRESH_EVERY,
+    spec = Env(name, backend, obs_size, action_size, episode_length, reset, step, refresh, refresh_every,
                action_low, action_high, details=details)
     return spec
