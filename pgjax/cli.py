@@ -1,4 +1,4 @@
-"""The `pgjax` command: list, run, sweep, report, bench."""
+"""The `pgjax` command: list, run, sweep, report, bench, compare-brax."""
 from __future__ import annotations
 
 import argparse
@@ -162,6 +162,12 @@ def _bench(args) -> int:
     return bench_main(args)
 
 
+def _compare_brax(args) -> int:
+    from pgjax.trainer_comparison import main as compare_main
+
+    return compare_main(args)
+
+
 def _add_device_options(p: argparse.ArgumentParser, processes: bool) -> None:
     p.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="CPU devices to split runs over (default: one per core)")
@@ -320,6 +326,18 @@ def parser() -> argparse.ArgumentParser:
                         "default number of evaluation points")
     _add_device_options(b, processes=False)
     b.set_defaults(func=_bench)
+
+    cb = sub.add_parser("compare-brax", help="Brax's own ppo.train with Playground's tuned parameters beside our "
+                        "ppo with --preset playground on a dmc/ task: compile s, steps/s, return at equal env steps")
+    cb.add_argument("--task", default="CartpoleSwingup", help="a dmc/ task name without the prefix")
+    cb.add_argument("--steps", type=int, default=4_915_200,
+                    help="env steps per seed (default: five of Playground's 983,040-step PPO updates)")
+    cb.add_argument("--num-evals", type=int, default=5, help="evaluations after the initial one")
+    cb.add_argument("--seeds", type=int, default=2)
+    cb.add_argument("--eval-episodes", type=int, default=16)
+    cb.add_argument("--out", default="results/brax_ppo")
+    _add_device_options(cb, processes=False)
+    cb.set_defaults(func=_compare_brax)
     return p
 
 
