@@ -211,9 +211,11 @@ def plot(result: dict, path: Path) -> None:
 
 def main(args) -> int:
     from pgjax.config import ConfigError
+    from pgjax.names import check_env
 
     if args.steps < 1 or args.num_evals < 1 or args.seeds < 1:
         raise ConfigError("--steps, --num-evals and --seeds must be >= 1")
+    check_env(f"dmc/{args.task}")
     result = compare(args.task, args.steps, args.num_evals, list(range(args.seeds)), args.eval_episodes)
     write(result, Path(args.out))
     print(json.dumps(result["summary"], indent=1))

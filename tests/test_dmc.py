@@ -145,3 +145,13 @@ def test_a_misspelt_or_misplaced_preset_is_refused_in_one_line(capsys):
         assert cli.main(["run", agent, env, "--steps", "1000", "--preset", preset, "--out", "unused"]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
+
+
+def test_compare_brax_refuses_bad_input_in_one_line_before_anything_runs(tmp_path, capsys):
+    from pgjax import cli
+
+    for args, words in [(["--steps", "0"], "must be >= 1"), (["--task", "CheetaRun"], "did you mean dmc/CheetahRun")]:
+        assert cli.main(["compare-brax", *args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
