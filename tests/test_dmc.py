@@ -9,14 +9,8 @@ from pgjax import aggregate
 from pgjax.config import ConfigError
 from pgjax.envs import DMC_TASKS, ENV_NAMES, make
 from pgjax.names import check_env
-from helpers import tiny_trainer
+from helpers import FAST_COMPILE, tiny_trainer
 from test_envs import run_steps
-
-
-# MJX programs are large: XLA:CPU's optimising backend takes most of a task's minute or two here. These tests
-# check what the adapter computes, not how fast, so they compile without it (the same operations, ~2-3x
-# less compile time).
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def playground_config(task):
@@ -51,7 +45,9 @@ def test_every_dmc_task_resets_and_steps_under_jit_and_vmap(task):
             return s, (s.obs, s.reward, s.terminated)
         return jax.lax.scan(body, state, jax.random.split(key, 4))[1]
 
-    obs, reward, terminated = jax.jit(random_steps, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
+    # Swimmer's reset runs a loop that unoptimised code takes ~45 s to run, longer than it saves compiling
+    options = None if task.startswith("Swimmer") else FAST_COMPILE
+    obs, reward, terminated = jax.jit(random_steps, compiler_options=options)(jax.random.PRNGKey(0))
     assert obs.shape == (4, 2, env.obs_size) and np.all(np.isfinite(obs))
     # DMC's convention: every control step's reward lies in [0, 1]
     assert np.all(reward >= 0.0) and np.all(reward <= 1.0 * env.details["action_repeat"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pgjax import driver
-from helpers import tiny_trainer, train_one
+from helpers import FAST_COMPILE, tiny_trainer, train_one
 
 
 @pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow",
@@ -23,7 +23,7 @@ def test_same_seed_gives_identical_curve(agent):
 def test_seed_in_vmapped_batch_equals_seed_alone(agent):
     trainer, config = tiny_trainer(agent)
     keys = driver.seed_keys([0, 1, 2, 3])
-    _, batched = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))(keys, config)
+    _, batched = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)), compiler_options=FAST_COMPILE)(keys, config)
     for i in range(4):
         _, alone = train_one(trainer, config, i)
         np.testing.assert_allclose(batched.eval_return_mean[i], alone.eval_return_mean, rtol=1e-4, atol=1e-3)
@@ -36,7 +36,7 @@ def test_vmapped_learning_rates_equal_separate_runs(agent, field):
     trainer, config = tiny_trainer(agent)
     values = {"tsallis_q": (1.0, 1.5), "switch_fraction": (0.0, 0.5), "gamma_0": (0.05, 0.2)}.get(field, (1e-3, 3e-3))
     configs = [config.replace(**{field: v}) for v in values]
-    fn = jax.jit(driver.over_seeds_and_configs(trainer.train, x_per_config=False))
+    fn = jax.jit(driver.over_seeds_and_configs(trainer.train, x_per_config=False), compiler_options=FAST_COMPILE)
     _, batched = fn(driver.seed_keys([0]), driver.stack_configs(configs))
     for j, c in enumerate(configs):
         _, alone = train_one(trainer, c, 0)

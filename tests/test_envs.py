@@ -6,6 +6,7 @@ import pytest
 from pgjax.envs import BRAX_TASKS, ENV_NAMES, make
 from pgjax.envs.brax_env import make_brax
 from pgjax.rollout import env_step
+from helpers import FAST_COMPILE
 
 
 def run_steps(env, n, action_value, num_envs=2, key=0, compiler_options=None):
@@ -40,10 +41,11 @@ def test_gymnax_pendulum_truncates_at_time_limit_with_true_final_obs():
 
 def test_brax_termination_is_not_truncation_and_time_limit_is():
     falls = make_brax("inverted_pendulum", "spring", episode_length=1000)
-    traj = run_steps(falls, 80, 1.0)  # full push: the pole falls well before the time limit
+    # full push: the pole falls well before the time limit
+    traj = run_steps(falls, 80, 1.0, compiler_options=FAST_COMPILE)
     assert np.asarray(traj.terminated).any() and not np.asarray(traj.truncated).any()
     short = make_brax("inverted_pendulum", "spring", episode_length=5)
-    traj = run_steps(short, 6, 0.0)
+    traj = run_steps(short, 6, 0.0, compiler_options=FAST_COMPILE)
     assert np.asarray(traj.truncated)[4].all() and not np.asarray(traj.terminated).any()
     assert not np.allclose(traj.final_obs[4], traj.obs[4])
 
@@ -74,7 +76,7 @@ def test_actions_are_rescaled_to_bounds():
 def test_every_brax_env_resets_and_steps(task):
     env = make(f"brax/{task}")
     assert env.name in ENV_NAMES and env.backend == "generalized"
-    traj = run_steps(env, 3, 0.1, num_envs=1)
+    traj = run_steps(env, 3, 0.1, num_envs=1, compiler_options=FAST_COMPILE)
     assert traj.obs.shape == (3, 1, env.obs_size)
     assert np.all(np.isfinite(traj.obs)) and np.all(np.isfinite(traj.reward))
 
@@ -94,7 +96,7 @@ def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
         state = batch_reset(env, key, 2)
         return state.obs, rollout(env, state, policy, key, length)
 
-    first, (_, traj) = jax.jit(go)(jax.random.PRNGKey(0))
+    first, (_, traj) = jax.jit(go, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
     assert not np.asarray(traj.terminated).any()
     ends = np.asarray(traj.truncated)[:, 0]
     starts = np.concatenate([np.asarray(first)[:1], np.asarray(traj.obs)[1:, 0][ends[:-1]]])
