@@ -200,9 +200,12 @@ def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1
     return {"bench": "brax_stepping", **compare_stepping(ours, bare, num_envs, steps, "brax")}
 
 
-def bench_dmc_stepping(task: str = "CheetahRun", num_envs: int = 64, steps: int = 1000) -> dict:
+def bench_dmc_stepping(task: str = "CheetahRun", num_envs: int = 64, episodes: int = 3) -> dict:
     """Our dmc adapter against Playground's environment in Playground's own training wrapper
-    (`wrap_for_brax_training`, what Brax's trainers step), same physics implementation."""
+    (`wrap_for_brax_training`, what Brax's trainers step), same physics implementation, over several
+    whole episodes: we pay for a fresh random start per episode (a Playground reset per env, which for
+    CheetahRun settles 200 physics steps) where Playground's wrapper restarts from one cached state, and
+    a one-episode run would leave that cost out."""
     from mujoco_playground import wrapper
 
     from pgjax.envs import make
@@ -211,6 +214,7 @@ def bench_dmc_stepping(task: str = "CheetahRun", num_envs: int = 64, steps: int 
     ours = make(f"dmc/{task}")
     env, config = load_playground(task, ours.backend)
     bare = wrapper.wrap_for_brax_training(env, episode_length=config.episode_length, action_repeat=config.action_repeat)
+    steps = episodes * ours.max_episode_steps
     return {"bench": "dmc_stepping", **compare_stepping(ours, bare, num_envs, steps, "playground")}
 
 

@@ -43,14 +43,14 @@ def env_step(env: Env, env_state: EnvState, policy: Policy, key: jax.Array) -> t
 def rollout(env: Env, env_state: EnvState, policy: Policy, key: jax.Array, length: int
             ) -> tuple[EnvState, Transition]:
     """`length` steps of every env under a fixed policy; the result is stacked [length, num_envs, ...].
-    A rollout longer than the env's refresh period refills its fresh-reset pools every period (the
-    driver refills them before each iteration)."""
+    A rollout longer than the env's refresh period refills its fresh-reset pools at its start and every
+    period after (shorter ones are refilled by the driver, before each iteration that needs it)."""
     every = env.refresh_every if length > env.refresh_every else 0
 
     def body(state, step):
         t, k = step
         if every:  # t is the same for every run, so this stays a real branch
-            state = jax.lax.cond((t > 0) & (t % every == 0), partial(refresh, env), lambda s: s, state)
+            state = jax.lax.cond(t % every == 0, partial(refresh, env), lambda s: s, state)
         return env_step(env, state, policy, k)
 
     return jax.lax.scan(body, env_state, (jnp.arange(length), jax.random.split(key, length)))
