@@ -192,6 +192,8 @@ class Trainer:
         if not self.env.refresh_every:
             return 0
         steps_per_env = max(1, self.schedule.steps_per_iteration // env_state.obs.shape[0])
+        if steps_per_env > self.env.refresh_every:
+            return 0  # a rollout that long refills the pools itself, at its start and every period
         return max(1, self.env.refresh_every // steps_per_env)  # at least as often as the env asks
 
     def chunk(self, run: RunState, config, iterations) -> tuple[RunState, CurvePoint]:
