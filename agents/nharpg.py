@@ -301,7 +301,7 @@ def sample_batches(env: Env, env_state: EnvState, learner: Learner, theta, theta
                    config: Config) -> tuple[EnvState, Transition, Transition]:
     """T steps of every env: the first num_envs act with π_θ (the batch at θ_t), the others with π_θ̂ (the
     independent batch at θ̂_t). One rollout for both keeps one compiled env step (Brax compiles are
-    slow) and lets the driver refill every env's reset pool."""
+    slow) and refills every env's reset pool in one place."""
     n = config.num_envs
 
     def policy(obs, k):

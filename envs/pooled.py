@@ -13,8 +13,9 @@ more than `POOL_SIZE` episodes between two refills (episodes shorter than REFRES
 steps on average) reuses its pool's states in turn.
 
 `reset` computes one state, as Playground's and Brax's do, and fills the pool with copies of it: the
-stepping loops refill the pool before any episode ends (the driver at the start of every chunk, a long
-rollout at its start), and evaluation never uses it. Filling it at reset with fresh states made every
+stepping loops refill the pool before any episode ends (the driver at the start of every chunk, a
+rollout longer than the refill period at its start, the off-policy warm-up before it runs), and
+evaluation never uses it. Filling it at reset with fresh states made every
 reset cost 1 + POOL_SIZE resets (CheetahRun's settles 200 physics steps: its reset ran 3x Playground's).
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ REFRESH_EVERY = 32
 class PooledInner:
     state: Any  # the wrapped env's state of the running episode (with .obs, .reward, .done)
     t: jax.Array  # steps taken in this episode (for the time limit)
-    pool: Any  # POOL_SIZE fresh reset states, stacked
+    pool: Any  # POOL_SIZE fresh reset states, stacked (copies of the first state until the first refill)
     pool_used: jax.Array  # how many of them episodes have taken since the last refill
     pool_key: jax.Array
 
@@ -51,8 +52,8 @@ def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode
     """An `Env` over `inner_reset(key) -> s` and `inner_step(s, env_action) -> s`, where `s.done` is the
     task's own termination; `details` are recorded with a run's results. Each env keeps `pool_size` fresh
     states, refilled every `refresh_every` of its steps."""
-    # jitted so that JAX traces each once, however many places call them (a reset runs one state and a
-    # vmapped pool; MJX's functions take tens of seconds to trace); inside a jitted loop they are inlined
+    # jitted so that JAX traces each once, however many places call them (a reset runs one state, a refill
+    # a vmapped pool; MJX's functions take tens of seconds to trace); inside a jitted loop they are inlined
     inner_reset, inner_step = jax.jit(inner_reset), jax.jit(inner_step)
 
     def fresh_pool(key):

@@ -188,7 +188,8 @@ class Trainer:
         return run.replace(agent=state, diverged=run.diverged | ~finite | ~all_finite(state), metrics=metrics)
 
     def iterations_per_refill(self, env_state) -> int:
-        """Iterations between refills of the envs' fresh-reset pools (0: the env keeps none)."""
+        """Iterations between refills of the envs' fresh-reset pools (0: none from the driver: the env keeps
+        no pool, or each iteration is one rollout longer than the refill period, which refills them itself)."""
         if not self.env.refresh_every:
             return 0
         steps_per_env = max(1, self.schedule.steps_per_iteration // env_state.obs.shape[0])

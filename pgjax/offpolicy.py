@@ -15,7 +15,7 @@ import jax
 from flax import struct
 
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
-from pgjax.envs import Env, EnvState, batch_reset
+from pgjax.envs import Env, EnvState, batch_reset, refresh
 from pgjax.normalize import RunningStats, normalizer
 from pgjax.replay import as_items, buffer_capacity, make_buffer, replay_budget_problems, transition_item
 from pgjax.rollout import env_step, rollout, uniform_policy
@@ -81,7 +81,9 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
     learner = init_learner(k_learner, env, config)
     buffer = replay_buffer(config)
     buffer_state = buffer.init(transition_item(env.obs_size, env.action_size))
-    env_state = batch_reset(env, k_env, config.num_envs)
+    # a reset's fresh-start pools hold copies of its first states until refilled, and the warm-up's
+    # episodes end before the driver's first refill
+    env_state = refresh(env, batch_reset(env, k_env, config.num_envs))
     obs_stats = RunningStats.create((env.obs_size,))
     if config.warmup_steps:
         def initial_policy(obs, k):

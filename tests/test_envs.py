@@ -104,3 +104,25 @@ def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
     distinct = {tuple(np.round(s, 6)) for s in starts}
     assert len(distinct) == len(starts)
     assert not np.allclose(first[0], first[1])  # and the two envs differ
+
+
+def test_off_policy_warm_up_episodes_start_from_fresh_random_states():
+    """The warm-up runs before the driver's first refill of the reset pools, which a reset fills with
+    copies of its first state: its episodes too must each start from a state of their own."""
+    from pgjax.config import build
+    from pgjax.registry import get_agent
+    from helpers import TINY
+
+    env = make_brax("inverted_pendulum", "spring", episode_length=5)
+    sac = get_agent("sac")
+    steps_per_env = 20  # shorter than a refill period: the warm-up rollout does not refill on its own
+    config = build(sac.Config, {**TINY["sac"], "num_envs": 2, "warmup_steps": 2 * steps_per_env}, "sac")
+    state = jax.jit(lambda k: sac.init(k, env, config), compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
+    stored = {k: np.asarray(state.buffer.experience[k])[0, :2 * steps_per_env].reshape(steps_per_env, 2, -1)
+              for k in ("obs", "next_obs")}
+    for e in range(2):
+        obs, next_obs = stored["obs"][:, e], stored["next_obs"][:, e]
+        ended = [t for t in range(steps_per_env - 1) if not np.array_equal(next_obs[t], obs[t + 1])]
+        starts = [obs[0]] + [obs[t + 1] for t in ended]
+        assert len(starts) >= 4
+        assert len({tuple(np.round(s, 6)) for s in starts}) == len(starts)
