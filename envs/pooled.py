@@ -15,8 +15,8 @@ steps on average) reuses its pool's states in turn.
 `reset` computes one state, as Playground's and Brax's do, and fills the pool with copies of it: the
 stepping loops refill the pool before any episode ends (the driver at the start of every chunk, a
 rollout longer than the refill period at its start, the off-policy warm-up before it runs), and
-evaluation never uses it. Filling it at reset with fresh states made every
-reset cost 1 + POOL_SIZE resets (CheetahRun's settles 200 physics steps: its reset ran 3x Playground's).
+evaluation never uses it. Filling it at reset with fresh states made every reset cost 1 + POOL_SIZE
+resets (CheetahRun's settles 200 physics steps: its reset ran 3x Playground's).
 """
 from __future__ import annotations
 

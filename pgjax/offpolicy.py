@@ -81,11 +81,12 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
     learner = init_learner(k_learner, env, config)
     buffer = replay_buffer(config)
     buffer_state = buffer.init(transition_item(env.obs_size, env.action_size))
-    # a reset's fresh-start pools hold copies of its first states until refilled, and the warm-up's
-    # episodes end before the driver's first refill
-    env_state = refresh(env, batch_reset(env, k_env, config.num_envs))
+    env_state = batch_reset(env, k_env, config.num_envs)
     obs_stats = RunningStats.create((env.obs_size,))
     if config.warmup_steps:
+        # a reset's fresh-start pools hold copies of its first states until refilled, and the warm-up's
+        # episodes end before the driver's first refill
+        env_state = refresh(env, env_state)
         def initial_policy(obs, k):
             return explore(learner, obs_stats.normalize(obs) if config.normalize_observations else obs, k), ()
 
