@@ -271,8 +271,10 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     resumed = recorder.resume(fns.run_shape)
     t0 = time.perf_counter()
 
-    def reached(chunks_done: int, run, point, wall_s: float) -> None:
+    def reached(chunks_done: int, run, point, wall_before: float) -> None:
         point = distributed.to_host(point)  # one host sync per evaluation point, never per step
+        # dispatch is asynchronous: only now, with the point's values on the host, is its chunk done
+        wall_s = wall_before + time.perf_counter() - t0
         new_rows = point_rows(group, int(eval_steps[chunks_done]), point, wall_s)
         new_metrics = point_metric_rows(group, int(eval_steps[chunks_done]), point.metrics) if chunks_done else []
         rows.extend(new_rows)
@@ -288,14 +290,14 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     if resumed is None:
         start, wall_before = 1, 0.0
         run, point = fns.evaluate(fns.init(keys, configs))
-        reached(0, run, point, time.perf_counter() - t0)
+        reached(0, run, point, wall_before)
     else:
         chunks_done, run, wall_before = resumed
         start = chunks_done + 1
         bar.update(int(eval_steps[chunks_done]) * n_runs, float("nan"), 0.0)
     for j in range(start - 1, schedule.num_chunks):
         run, point = fns.evaluate(fns.advance(run, configs, fns.iterations(schedule.chunk_iterations(j))))
-        reached(j + 1, run, point, wall_before + time.perf_counter() - t0)
+        reached(j + 1, run, point, wall_before)
     bar.close()
     return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],
                        finals["diverged"], mesh.size, metrics, run, dict(trainer.env.details))

@@ -111,3 +111,20 @@ def test_runner_writes_k_plus_one_points_within_budget_or_says_what_it_writes(ca
 
 
 TINY_SAC = {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16"}
+
+
+def test_reported_run_time_includes_the_last_chunk():
+    """A point's wall time is read once its values are on the host: JAX dispatches a chunk and returns at
+    once, so a clock read at dispatch left a one-chunk run's whole training out of its run time."""
+    import time
+
+    from pgjax.runner import make_group, run_group
+
+    (group,) = make_group("ppo", "gymnax/Pendulum-v1", None, [0, 1],
+                          [{"num_envs": 64, "rollout_length": 64, "num_epochs": 4, "num_minibatches": 4,
+                            "hidden_sizes": [32, 32], "total_steps": 64 * 64 * 40}], num_evals=1, eval_episodes=2)
+    t0 = time.perf_counter()
+    result = run_group(group, progress=False)
+    outside_compile = time.perf_counter() - t0 - result.compile_s
+    assert result.run_s >= 0.5 * outside_compile, (result.run_s, outside_compile)
+    assert result.rows[-1]["wall_time_s"] == result.run_s
