@@ -142,6 +142,93 @@ def bench_checkpoints(agent: str, overrides: dict, seeds: int, steps: int, every
             "jax": jax.__version__}
 
 
+# The compile breakdown's groups (agent, env, preset, overrides): Playground's PPO parameters on two DMC
+# tasks, one seed (what compare-brax trains), and the PPO and SAC benches' groups on Pendulum.
+COMPILE_CASES = (("ppo", "dmc/CartpoleSwingup", "playground", {}), ("ppo", "dmc/CheetahRun", "playground", {}),
+                 ("ppo", "gymnax/Pendulum-v1", None, PPO), ("sac", "gymnax/Pendulum-v1", None, SAC))
+
+
+def physics_copies(jaxpr) -> dict[str, int]:
+    """Call sites of the env's physics reset and step in a program (XLA compiles a copy of each)."""
+    from pgjax.envs.pooled import PHYSICS_RESET, PHYSICS_STEP
+
+    counts = {PHYSICS_RESET: 0, PHYSICS_STEP: 0}
+
+    def walk(j):
+        for eqn in j.eqns:
+            if eqn.params.get("name") in counts:
+                counts[eqn.params["name"]] += 1
+                continue
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (list, tuple)) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(jaxpr)
+    return counts
+
+
+@contextlib.contextmanager
+def no_persistent_cache():
+    """No persistent compilation cache while it lasts: every compile is cold, the second as the first."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", None)
+    try:
+        yield
+    finally:
+        compilation_cache.reset_cache()
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
+def compile_breakdown(agent: str, env: str, preset: str | None, overrides: dict, seeds: int = 1,
+                      steps: int = 4_915_200) -> dict:
+    """Where a group's cold compile goes, program by program (init, advance, evaluate): seconds tracing,
+    lowering and compiling, the lowered program's size (StableHLO lines) and its copies of the physics
+    reset and step; then the three lowered programs compiled again at once, on three threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pgjax.presets import preset_overrides
+    from pgjax.runner import group_programs
+
+    fields = {**(preset_overrides(preset, agent, env, steps) if preset else {}), **overrides, "total_steps": steps}
+    (group,) = make_group(agent, env, None, list(range(seeds)), [fields], num_evals=DEFAULT_NUM_EVALS)
+    jax.clear_caches()
+    t0 = time.perf_counter()
+    trainer, keys, configs, mesh = prepare(group)
+    programs, traces = {}, {}
+    with no_persistent_cache(), jax.default_matmul_precision(group.matmul_precision):
+        t1 = time.perf_counter()
+        jitted = group_programs(trainer, keys, configs, mesh)
+        programs["run_shape_s"] = round(time.perf_counter() - t1, 2)
+        for name, (fn, args) in jitted.items():
+            t1 = time.perf_counter()
+            traces[name] = fn.trace(*args)
+            t2 = time.perf_counter()
+            lowered = traces[name].lower()
+            t3 = time.perf_counter()
+            lowered.compile()
+            t4 = time.perf_counter()
+            programs[name] = {"trace_s": round(t2 - t1, 2), "lower_s": round(t3 - t2, 2), "compile_s": round(t4 - t3, 2),
+                              "stablehlo_lines": lowered.as_text().count("\n"),
+                              **physics_copies(traces[name].jaxpr.jaxpr)}
+        sequential = time.perf_counter() - t0
+        jax.clear_caches()
+        lowered = [traced.lower() for traced in traces.values()]  # a lowering keeps its executable: lower again
+        t1 = time.perf_counter()
+        with ThreadPoolExecutor(len(lowered)) as pool:
+            list(pool.map(lambda low: low.compile(), lowered))
+        concurrent = time.perf_counter() - t1
+    return {"bench": "compile", "agent": agent, "env": env, "preset": preset, "seeds": seeds,
+            "num_envs": group.configs[0].num_envs, "programs": programs, "total_s": round(sequential, 2),
+            "compile_only_s": round(sum(programs[n]["compile_s"] for n in traces), 2),
+            "compile_only_on_threads_s": round(concurrent, 2), "device": f"{jax.devices()[0].device_kind}",
+            "jax": jax.__version__}
+
+
 def _timed(fn, key) -> tuple[float, float]:
     """(compile s, run s) of a jitted fn(key) that returns an array."""
     jitted = jax.jit(fn)
@@ -236,6 +323,13 @@ def provenance() -> dict:
 def main(args) -> int:
     if args.scaling:
         rows = bench_scaling(args.seeds, args.ppo_steps)
+        return record(rows, args)
+    if args.compile:
+        rows = []
+        for agent, env, preset, overrides in COMPILE_CASES:
+            if args.only in (None, agent, env.split("/")[0]):
+                rows.append(compile_breakdown(agent, env, preset, overrides))
+                print(json.dumps(rows[-1]), flush=True)
         return record(rows, args)
     rows = []
     with fresh_compile_cache():

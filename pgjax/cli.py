@@ -309,7 +309,7 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time every agent on gymnax Pendulum (compile, run, steps/s, memory) and "
                        "the Brax adapter beside bare Brax on hopper")
-    b.add_argument("--only", choices=[*AGENT_NAMES, "brax", "dmc"], default=None)
+    b.add_argument("--only", choices=[*AGENT_NAMES, "brax", "dmc", "gymnax"], default=None)
     b.add_argument("--seeds", type=int, default=8)
     b.add_argument("--ppo-steps", type=int, default=1_000_000,
                    help="env steps of the on-policy agents' benches")
@@ -321,6 +321,10 @@ def parser() -> argparse.ArgumentParser:
                         "(default results/bench; off: do not)")
     b.add_argument("--scaling", action="store_true",
                    help="only the PPO bench's group on 1, 2, 4, ... devices: seconds and steps/s per device count")
+    b.add_argument("--compile", action="store_true",
+                   help="only where compile time goes: per program (init, advance, evaluate) seconds tracing, lowering "
+                        "and compiling, program size and copies of the physics, for PPO with Playground's parameters "
+                        "on two dmc/ tasks and the PPO and SAC benches (--only ppo|sac|dmc|gymnax narrows it)")
     b.add_argument("--checkpoint-overhead", action="store_true",
                    help="also time each bench with a sweep's checkpoints and row writes at every one of the "
                         "default number of evaluation points")

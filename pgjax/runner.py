@@ -206,9 +206,10 @@ def jitted_init(trainer: driver.Trainer, mesh: Mesh):
                    in_shardings=(sharding("seeds"), sharding("configs")), out_shardings=sharding("configs", "seeds"))
 
 
-def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
-    """Compile init, advance and evaluate for the runs laid out on `mesh` with the chosen float32 matmul
-    precision, timing compilation apart."""
+def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[str, tuple[Any, tuple]]:
+    """The group's three jitted programs, each with the (abstract) arguments it is compiled for:
+    init (seed keys, configs) -> runs; advance (runs, configs, iterations) -> runs, one chunk, donating its
+    input; evaluate runs -> (runs, curve point), donating its input (replay buffers are updated in place)."""
     def sharding(*axes):
         return NamedSharding(mesh, PartitionSpec(*axes))
 
@@ -217,16 +218,28 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
     advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True),
                       in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
     evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
-                       donate_argnums=0)  # the run state (replay buffers included) is updated in place
+                       donate_argnums=0)
+    run_shape = jax.eval_shape(init, keys, configs)
+    iterations = jax.ShapeDtypeStruct((), jnp.int32)
+    return {"init": (init, (keys, configs)), "advance": (advance, (run_shape, configs, iterations)),
+            "evaluate": (evaluate, (run_shape,))}
+
+
+def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
+    """Compile init, advance and evaluate for the runs laid out on `mesh` with the chosen float32 matmul
+    precision, timing compilation apart."""
+    def sharding(*axes):
+        return NamedSharding(mesh, PartitionSpec(*axes))
+
     t0 = time.perf_counter()
     with jax.default_matmul_precision(matmul_precision):
-        run_shape = jax.eval_shape(init, keys, configs)
-        iterations = jax.ShapeDtypeStruct((), jnp.int32)
-        compiled = (init.lower(keys, configs).compile(), advance.lower(run_shape, configs, iterations).compile(),
-                    evaluate.lower(run_shape).compile())
+        programs = group_programs(trainer, keys, configs, mesh)
+        compiled = tuple(fn.lower(*args).compile() for fn, args in programs.values())
     seconds = time.perf_counter() - t0
+    runs = sharding("configs", "seeds")
+    run_shape = programs["evaluate"][1][0]
     laid_out = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), run_shape)
-    return Compiled(*compiled, seconds, laid_out, sharding("seeds"), per_config, shared)
+    return Compiled(*compiled, seconds, laid_out, sharding("seeds"), sharding("configs"), sharding())
 
 
 class Recorder:
