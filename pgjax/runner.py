@@ -7,6 +7,7 @@ import hashlib
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -232,9 +233,12 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
         return NamedSharding(mesh, PartitionSpec(*axes))
 
     t0 = time.perf_counter()
-    with jax.default_matmul_precision(matmul_precision):
+    # XLA compiles outside the GIL: each program compiles on a thread of its own while the next one is
+    # traced and lowered (Python, one core), and the compiles overlap each other
+    with jax.default_matmul_precision(matmul_precision), ThreadPoolExecutor(3) as pool:
         programs = group_programs(trainer, keys, configs, mesh)
-        compiled = tuple(fn.lower(*args).compile() for fn, args in programs.values())
+        pending = [pool.submit(fn.lower(*args).compile) for fn, args in programs.values()]
+        compiled = tuple(p.result() for p in pending)
     seconds = time.perf_counter() - t0
     runs = sharding("configs", "seeds")
     run_shape = programs["evaluate"][1][0]
