@@ -9,6 +9,7 @@ separate keys, flags divergence, and vmaps all of it over seeds and over float h
 from __future__ import annotations
 
 import dataclasses
+import functools
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -152,10 +153,16 @@ class Trainer:
     schedule: Schedule
     eval_episodes: int = DEFAULT_EVAL_EPISODES
 
+    @functools.cached_property
+    def iteration(self):
+        """The agent's iteration, jitted so that JAX traces it once for init (its metrics' shapes) and
+        advance together; inside their programs it is inlined."""
+        return jax.jit(lambda state, config: self.agent.iteration(state, self.env, config))
+
     def init(self, key: jax.Array, config) -> RunState:
         agent_key, eval_key = jax.random.split(key)
         state = self.agent.init(agent_key, self.env, config)
-        shapes = jax.eval_shape(lambda s: self.agent.iteration(s, self.env, config)[1], state)
+        shapes = jax.eval_shape(lambda s: self.iteration(s, config)[1], state)
         no_metrics = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
         return RunState(state, eval_key, jnp.zeros((), jnp.int32), ~all_finite(state), no_metrics,
                         jnp.asarray(-jnp.inf, jnp.float32), policy_part(state))
@@ -179,7 +186,7 @@ class Trainer:
             if refill_every:  # the predicate is the same for every run, so this stays a real branch
                 state = state.replace(env_state=jax.lax.cond(
                     i % refill_every == 0, partial(refresh, self.env), lambda s: s, state.env_state))
-            state, metrics = self.agent.iteration(state, self.env, config)
+            state, metrics = self.iteration(state, config)
             return state, finite & all_finite(metrics), jax.tree.map(jnp.add, total, metrics)
 
         zeros = jax.tree.map(jnp.zeros_like, run.metrics)
