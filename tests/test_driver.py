@@ -128,3 +128,23 @@ def test_reported_run_time_includes_the_last_chunk():
     outside_compile = time.perf_counter() - t0 - result.compile_s
     assert result.run_s >= 0.5 * outside_compile, (result.run_s, outside_compile)
     assert result.rows[-1]["wall_time_s"] == result.run_s
+
+
+@pytest.mark.parametrize("agent,init_copies", [("ppo", {"physics_reset": 1, "physics_step": 0}),
+                                               ("sac", {"physics_reset": 2, "physics_step": 1})])
+def test_each_program_holds_one_copy_of_the_physics_per_use(agent, init_copies):
+    """XLA compiles a copy of the physics reset and step for every call site, and MJX's are large: init
+    resets the envs (an off-policy init also refills and steps them for its warm-up), advance steps and
+    refills them, evaluate resets and steps its own; nothing else may inline another copy."""
+    from helpers import TINY
+
+    from pgjax.bench import physics_copies
+    from pgjax.runner import group_programs, make_group, prepare
+
+    (group,) = make_group(agent, "brax/inverted_pendulum", None, [0], [dict(TINY[agent])], num_evals=2,
+                          eval_episodes=2)
+    trainer, keys, configs, mesh = prepare(group)
+    copies = {name: physics_copies(fn.trace(*args).jaxpr.jaxpr)
+              for name, (fn, args) in group_programs(trainer, keys, configs, mesh).items()}
+    once = {"physics_reset": 1, "physics_step": 1}
+    assert copies == {"init": init_copies, "advance": once, "evaluate": once}
