@@ -219,36 +219,13 @@ class Trainer:
 def over_seeds_and_configs(fn, x_per_config: bool):
     """vmap fn(x, config, *shared) over seeds (x's leading axis) and over a leading config axis of the
     config's float leaves; x is shared by all configs (seed keys) unless x_per_config (run states),
-    and the remaining arguments are shared by every run. The configs x seeds runs are one vmapped axis,
-    not two nested ones: JAX batches a program once per vmap, and batching MJX's physics (a reset's
-    settling loop most of all) is most of a DMC program's tracing time."""
+    and the remaining arguments are shared by every run."""
     def batched(x, config, *shared):
-        num_configs = jax.tree.leaves(config)[0].shape[0]
-        if not x_per_config:
-            x = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_configs, *a.shape)), x)
-        num_seeds = jax.tree.leaves(x)[0].shape[1]
-        configs = jax.tree.map(lambda a: jnp.repeat(a, num_seeds, axis=0), config)
-        out = jax.vmap(fn, in_axes=(0, 0) + (None,) * len(shared))(runs_as_one_axis(x), configs, *shared)
-        return runs_as_two_axes(out, num_configs, num_seeds)
+        rest = (None,) * len(shared)
+        per_seed = jax.vmap(fn, in_axes=(0, None) + rest)
+        return jax.vmap(per_seed, in_axes=(0 if x_per_config else None, 0) + rest)(x, config, *shared)
 
     return batched
-
-
-def over_runs(fn):
-    """vmap fn(run) over a run state's leading [configs, seeds] axes, as one axis (see above)."""
-    def batched(runs):
-        num_configs, num_seeds = jax.tree.leaves(runs)[0].shape[:2]
-        return runs_as_two_axes(jax.vmap(fn)(runs_as_one_axis(runs)), num_configs, num_seeds)
-
-    return batched
-
-
-def runs_as_one_axis(tree):
-    return jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1], *a.shape[2:])), tree)
-
-
-def runs_as_two_axes(tree, num_configs: int, num_seeds: int):
-    return jax.tree.map(lambda a: a.reshape((num_configs, num_seeds, *a.shape[1:])), tree)
 
 
 def stack_configs(configs: list):

@@ -218,7 +218,7 @@ def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[s
     init = jitted_init(trainer, mesh)
     advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True),
                       in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
-    evaluate = jax.jit(driver.over_runs(trainer.evaluate), in_shardings=runs, out_shardings=runs,
+    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
                        donate_argnums=0)
     run_shape = jax.eval_shape(init, keys, configs)
     iterations = jax.ShapeDtypeStruct((), jnp.int32)
