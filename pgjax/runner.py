@@ -198,23 +198,23 @@ class Compiled:
         return distributed.to_global(np.int32(n), self.shared_sharding)
 
 
+def laid_out(mesh: Mesh, *axes: str) -> NamedSharding:
+    """Arrays split over `mesh` along its named axes, one per leading array axis (none: replicated)."""
+    return NamedSharding(mesh, PartitionSpec(*axes))
+
+
 def jitted_init(trainer: driver.Trainer, mesh: Mesh):
     """The runs' initialisation (seed keys, stacked configs) -> run states, laid out on `mesh`."""
-    def sharding(*axes):
-        return NamedSharding(mesh, PartitionSpec(*axes))
-
     return jax.jit(driver.over_seeds_and_configs(trainer.init, False),
-                   in_shardings=(sharding("seeds"), sharding("configs")), out_shardings=sharding("configs", "seeds"))
+                   in_shardings=(laid_out(mesh, "seeds"), laid_out(mesh, "configs")),
+                   out_shardings=laid_out(mesh, "configs", "seeds"))
 
 
 def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[str, tuple[Any, tuple]]:
     """The group's three jitted programs, each with the (abstract) arguments it is compiled for:
     init (seed keys, configs) -> runs; advance (runs, configs, iterations) -> runs, one chunk, donating its
     input; evaluate runs -> (runs, curve point), donating its input (replay buffers are updated in place)."""
-    def sharding(*axes):
-        return NamedSharding(mesh, PartitionSpec(*axes))
-
-    runs, per_config, shared = sharding("configs", "seeds"), sharding("configs"), sharding()
+    runs, per_config, shared = laid_out(mesh, "configs", "seeds"), laid_out(mesh, "configs"), laid_out(mesh)
     init = jitted_init(trainer, mesh)
     advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True),
                       in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
@@ -229,9 +229,6 @@ def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[s
 def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
     """Compile init, advance and evaluate for the runs laid out on `mesh` with the chosen float32 matmul
     precision, timing compilation apart."""
-    def sharding(*axes):
-        return NamedSharding(mesh, PartitionSpec(*axes))
-
     t0 = time.perf_counter()
     # XLA compiles outside the GIL: each program compiles on a thread of its own while the next one is
     # traced and lowered (Python, one core), and the compiles overlap each other
@@ -240,10 +237,9 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
         pending = [pool.submit(fn.lower(*args).compile) for fn, args in programs.values()]
         compiled = tuple(p.result() for p in pending)
     seconds = time.perf_counter() - t0
-    runs = sharding("configs", "seeds")
-    run_shape = programs["evaluate"][1][0]
-    laid_out = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), run_shape)
-    return Compiled(*compiled, seconds, laid_out, sharding("seeds"), sharding("configs"), sharding())
+    runs = laid_out(mesh, "configs", "seeds")
+    run_shape = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), programs["evaluate"][1][0])
+    return Compiled(*compiled, seconds, run_shape, laid_out(mesh, "seeds"), laid_out(mesh, "configs"), laid_out(mesh))
 
 
 class Recorder:
