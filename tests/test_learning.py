@@ -112,7 +112,10 @@ def test_ppo_learns_dmc_cartpole_balance_in_1m_steps():
 
 @pytest.mark.slow
 def test_sac_learns_dmc_cartpole_balance_in_100k_steps():
-    """8 envs and 8 gradient steps per iteration (one per env step), 64-64 networks; at one gradient step
-    per 4 env steps the same run reached 841 at 100k."""
+    """8 envs and 8 gradient steps per iteration (one per env step), 64-64 networks, and Playground's
+    learning rate for SAC on DMC (1e-3). At SAC's default 3e-4 one seed in about eight stays near 600
+    at 100k, and which one depends on the device layout: seeds 0-3 on two CPU devices (as here) gave
+    999, 593, 978, 994 (mean 891). At 1e-3 seeds 0-7 gave 993, 984, 798, 966, 937, 997, 999, 992."""
     assert final_mean_return("sac", "dmc/CartpoleBalance", seeds=4, steps=100_000, num_evals=4, num_envs=8,
-                             gradient_steps=8, hidden_sizes="64,64", warmup_steps=1000) >= 900
+                             gradient_steps=8, hidden_sizes="64,64", warmup_steps=1000,
+                             actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3) >= 900
