@@ -238,3 +238,27 @@ def test_a_sweep_extended_by_new_groups_resumes_and_a_shortened_one_does_not(uni
         check_folder(ResultsFolder(folder), plans[:1], "resume", "hint")
     with pytest.raises(ConfigError, match="group 2.env"):
         check_folder(ResultsFolder(folder), [plans[0], extra, plans[1]], "resume", "hint")
+
+
+def test_a_row_cut_off_mid_line_is_left_out_by_report_and_removed_by_resume(uninterrupted, tmp_path):
+    """A kill in the middle of an append leaves half a line: `pgjax report` reads the whole rows before it
+    and a resume rewrites the file without it, so the rows appended next start on a line of their own."""
+    from pgjax.report import load_metrics, load_runs
+    from pgjax.results import ResultsFolder
+
+    _, _, whole = uninterrupted
+    cut, whole_rows = tmp_path / "cut" / "results", tmp_path / "whole_rows" / "results"  # one report label
+    for folder in (cut, whole_rows):
+        folder.mkdir(parents=True)
+        (folder / "runs.json").write_bytes((whole / "runs.json").read_bytes())
+    for name in ("curves.csv", "metrics.csv"):
+        lines = (whole / name).read_text().splitlines(keepends=True)
+        (whole_rows / name).write_text("".join(lines[:-1]))
+        (cut / name).write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    assert load_runs([cut]) == load_runs([whole_rows])
+    assert load_metrics([cut]) == load_metrics([whole_rows])
+
+    results = ResultsFolder(cut)
+    results.keep_rows(lambda row: True)
+    for name in ("curves.csv", "metrics.csv"):
+        assert (cut / name).read_text() == (whole_rows / name).read_text()
