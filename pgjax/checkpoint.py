@@ -18,6 +18,11 @@ import orbax.checkpoint as ocp
 
 from pgjax import distributed
 from pgjax.config import ConfigError
+from pgjax.results import writing
+
+# orbax and tensorstore report a failed write (a full disk) in several exception types, and an
+# asynchronous save's failure only at the next save or at close: each of those is a failed write
+ORBAX_FAILURES = (Exception,)
 
 KEEP = 2
 # By default a group's state is saved at the first evaluation point a minute or more after the previous
@@ -76,8 +81,9 @@ class GroupCheckpoints:
     def save(self, chunks_done: int, run, meta: dict) -> None:
         self.last_wall_s = meta["wall_s"]
         self.saves += 1
-        self.manager.save(chunks_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(without_empty_arrays(detached_copy(run))), meta=ocp.args.JsonSave(meta)))
+        with writing(self.directory, ORBAX_FAILURES):
+            self.manager.save(chunks_done, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(without_empty_arrays(detached_copy(run))), meta=ocp.args.JsonSave(meta)))
 
     def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
         """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
@@ -111,9 +117,10 @@ class GroupCheckpoints:
 
     def close(self) -> None:
         if not self.closed:
-            self.manager.wait_until_finished()
-            self.manager.close()
             self.closed = True
+            with writing(self.directory, ORBAX_FAILURES):
+                self.manager.wait_until_finished()
+                self.manager.close()
 
     def remove(self) -> None:
         self.close()
@@ -132,7 +139,7 @@ def save_policies(directory: Path, final, best) -> None:
     leading [configs, seeds] axes, as host (numpy) arrays. What is there already was left by an attempt
     that stopped before the group was marked finished, so it is replaced."""
     shutil.rmtree(directory, ignore_errors=True)
-    with this_process_alone() as checkpointer:
+    with writing(directory, ORBAX_FAILURES), this_process_alone() as checkpointer:
         checkpointer.save(Path(directory).absolute(), {"final": final, "best": best})
 
 

@@ -118,7 +118,8 @@ def _run(args) -> int:
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
     out = Path(args.out) if args.out else RESULTS / name
     _print_results(run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                              _resume_command(args.argv), tensorboard=args.tensorboard), out)
+                              _resume_command(args.argv), tensorboard=args.tensorboard,
+                              device_memory=_device_memory(args)), out)
     _write_report(args, out)
     return 0
 
@@ -129,10 +130,17 @@ def _sweep(args) -> int:
     name, groups = load_sweep(args.file, args.matmul_precision)
     out = Path(args.out) if args.out else RESULTS / name
     results = run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                         _resume_command(args.argv), tensorboard=args.tensorboard, scores=load_scores(args.file))
+                         _resume_command(args.argv), tensorboard=args.tensorboard, scores=load_scores(args.file),
+                         device_memory=_device_memory(args))
     _print_results(results, out)
     _write_report(args, out)
     return 0
+
+
+def _device_memory(args) -> int | None:
+    from pgjax.runner import parse_bytes
+
+    return None if args.device_memory is None else parse_bytes(args.device_memory)
 
 
 def _write_report(args, out: Path) -> None:
@@ -192,6 +200,10 @@ def _add_write_options(p: argparse.ArgumentParser) -> None:
                         "evaluation point a minute or more after the previous save)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also stream curves and training metrics to TensorBoard event files in DIR")
+    p.add_argument("--device-memory", default=None, metavar="SIZE",
+                   help="the memory one device may use for a group's runs (e.g. 16G, 512M): a group estimated to "
+                        "need more is refused before it runs (default: what an accelerator reports; no limit "
+                        "on a CPU)")
 
 
 def use_cpu_devices(count: int | None) -> None:
@@ -346,7 +358,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pgjax.results import Interrupted
+    from pgjax.results import Interrupted, WriteFailed
 
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
@@ -362,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"pgjax: {e}", file=sys.stderr)
         return 130
+    except WriteFailed as e:
+        print(f"pgjax: error: {e}; what was written before it is kept: free space, then continue with "
+              f"{_resume_command(argv) if args.func in (_run, _sweep) else 'the same command'}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("pgjax: interrupted", file=sys.stderr)
         return 130

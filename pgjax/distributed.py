@@ -84,6 +84,20 @@ def same_as_writer(flag: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
 
+MESSAGE_BYTES = 2048
+
+
+def writer_message(message: str | None) -> str | None:
+    """Process 0's message (None: it has none), handed to every process (every process must call it)."""
+    if not multi_process():
+        return message
+    encoded = np.zeros(MESSAGE_BYTES, np.int32)
+    text = (message or "").encode()[:MESSAGE_BYTES]
+    encoded[:len(text)] = np.frombuffer(text, np.uint8)
+    received = np.asarray(multihost_utils.broadcast_one_to_all(encoded)).astype(np.uint8)
+    return bytes(received).rstrip(b"\0").decode(errors="replace") or None
+
+
 _barriers = itertools.count()
 BARRIER_TIMEOUT_S = 24 * 3600  # a process may be a long chunk or compile behind the others
 

@@ -1,15 +1,21 @@
 """Writing results: tidy curves.csv and metrics.csv, and runs.json, atomically, with the run metadata."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime as dt
+import fcntl
 import io
 import json
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
 
 CURVE_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
                  "eval_return_mean", "eval_return_std", "train_return_mean", "status"]
@@ -18,21 +24,58 @@ VERSIONED = ["jax", "jaxlib", "flax", "optax", "brax", "gymnax", "playground", "
              "pgjax"]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class WriteFailed(Exception):
+    """A write into a results folder failed (a full disk, a quota, a lost mount); what was written before
+    it is whole: rows up to the last complete one, the last finalised checkpoint, runs.json as it was."""
+
+
+def free_space(path: Path) -> str:
+    """The free space on the filesystem that holds `path` (or would), for an error message."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename makes it the file
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "free space unknown"
+    unit = next((u for u, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if free >= size), "B")
+    return f"{free / dict(GB=1e9, MB=1e6, kB=1e3, B=1)[unit]:.1f} {unit} free there"
+
+
+def write_failure(path: Path, error: BaseException) -> WriteFailed:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0][:200]
+    return WriteFailed(f"cannot write {path}: {reason} ({free_space(path)})")
+
+
+@contextlib.contextmanager
+def writing(path: Path, failures=(OSError,)):
+    """Turns a failed write of `path` (any of `failures`) into one WriteFailed line naming it and the free
+    space; the CLI stops on it with exit code 1."""
+    try:
+        yield
+    except WriteFailed:
         raise
+    except failures as e:
+        raise write_failure(path, e) from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file, and a failed
+    write leaves the previous one."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the rename makes it the file
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def tidy_csv(rows: list[dict], columns: list[str], header: bool = True) -> str:
@@ -96,8 +139,9 @@ def git_commit() -> str:
 
 def append_durably(path: Path, text: str) -> None:
     """Append whole rows and flush them to disk before the caller goes on (a checkpoint saved next must
-    never be ahead of the rows)."""
-    with open(path, "a", newline="") as f:
+    never be ahead of the rows). A write cut short leaves part of a line, which readers leave out and a
+    resume removes."""
+    with writing(path), open(path, "a", newline="") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -105,6 +149,43 @@ def append_durably(path: Path, text: str) -> None:
 
 class Interrupted(Exception):
     """A sweep stopped by the user; the message says what is on disk and how to go on."""
+
+
+LOCK_NAME = ".pgjax-lock"
+
+
+class FolderLock:
+    """A results folder's one writer: an OS lock (flock) on the folder's .pgjax-lock file, which names the
+    holder (pid, host, start time). The kernel drops the lock when the holder's process ends, however it
+    ends, so a killed command never leaves the folder locked and a resume can take it at once. Readers
+    (`pgjax report`) do not take it."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_NAME
+        self.fd: int | None = None
+
+    def take(self) -> str | None:
+        """None when this process now holds the folder, else the line that refuses it and names the holder."""
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 1024).decode(errors="replace").strip() or "its holder is starting"
+            os.close(fd)
+            return (f"{self.path.parent} is in use by another pgjax command ({holder}); let it finish or stop it, "
+                    "or write elsewhere with --out")
+        since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {since}\n".encode(), 0)
+        self.fd = fd
+        return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor drops the lock
+            self.fd = None
 
 
 class ResultsFolder:

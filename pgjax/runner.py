@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +101,7 @@ class GroupResult:
     metric_rows: list[dict] = dataclasses.field(default_factory=list)
     run: Any = None  # the final run states (driver.RunState with leading [configs, seeds] axes)
     env_details: dict = dataclasses.field(default_factory=dict)  # episode length, action repeat, ...
+    memory: MemoryEstimate | None = None  # per device
 
     @property
     def steps_per_s(self) -> float:
@@ -113,7 +116,120 @@ class GroupResult:
                 "steps_per_s": round(self.steps_per_s, 1), "devices": self.devices,
                 "matmul_precision": g.matmul_precision,
                 "final_return_mean": round(float(np.nanmean(self.final_returns)), 3),
-                "diverged_runs": int(self.diverged.sum())}
+                "diverged_runs": int(self.diverged.sum()),
+                **({"memory_per_device": self.memory.summary()} if self.memory else {})}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """What one device holds for a group: its share of the run states (every agent state, replay buffers
+    included: sharded evenly over the group's devices) and, once compiled, the largest scratch space
+    (XLA's temporaries) of the group's programs. The run state is donated from chunk to chunk, so the
+    sum is the group's peak."""
+
+    run_state: int
+    replay: int  # of run_state
+    temporaries: int | None = None  # None: not compiled yet
+
+    @property
+    def total(self) -> int:
+        return self.run_state + (self.temporaries or 0)
+
+    def summary(self) -> dict:
+        return {"total_bytes": self.total, "run_state_bytes": self.run_state, "replay_bytes": self.replay,
+                "temporaries_bytes": self.temporaries}
+
+    def describe(self) -> str:
+        parts = [f"run state {human_bytes(self.run_state)}"
+                 + (f", {human_bytes(self.replay)} of it replay buffers" if self.replay else "")]
+        parts.append(f"compiled programs' scratch space {human_bytes(self.temporaries)}" if self.temporaries is not None
+                     else "the compiled programs' scratch space not counted yet")
+        return f"about {human_bytes(self.total)} per device ({'; '.join(parts)})"
+
+
+REPLAY_FIELDS = ("buffer", "replay")  # the state fields that hold replay buffers (off-policy agents, PG-Rainbow)
+
+
+def run_state_memory(run_shape, devices: int, temporaries: int | None = None) -> MemoryEstimate:
+    """The per-device share of a group's run states of shape `run_shape` split over `devices`."""
+    leaves = jax.tree_util.tree_flatten_with_path(run_shape)[0]
+
+    def size(x) -> int:
+        return math.prod(x.shape) * np.dtype(x.dtype).itemsize
+
+    def in_replay(path) -> bool:
+        return any(getattr(k, "name", None) in REPLAY_FIELDS for k in path)
+
+    total = sum(size(x) for _, x in leaves)
+    replay = sum(size(x) for path, x in leaves if in_replay(path))
+    return MemoryEstimate(-(-total // devices), -(-replay // devices), temporaries)
+
+
+def compiled_temporaries(programs) -> int | None:
+    """The largest temporary allocation of the compiled programs, per device (None where XLA says nothing)."""
+    sizes = []
+    for program in programs:
+        analysis = program.memory_analysis()
+        if analysis is not None:
+            sizes.append(int(analysis.temp_size_in_bytes))
+    return max(sizes) if sizes else None
+
+
+def human_bytes(n: int) -> str:
+    unit, size = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if n >= s), ("B", 1))
+    return f"{n / size:.1f} {unit}" if size > 1 else f"{n} B"
+
+
+def parse_bytes(text: str) -> int:
+    """A size such as 16G, 512M, 1.5GB, 300MB or 4096 (bytes; k, M, G, T are powers of 1000)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)[bB]?\s*", text)
+    if not m:
+        raise ConfigError(f"--device-memory must be a size such as 16G, 512M or 300MB (got {text!r})")
+    value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}[m.group(2).lower()]
+    if value < 1:
+        raise ConfigError(f"--device-memory must be positive (got {text!r})")
+    return int(value)
+
+
+def device_memory(devices, given: int | None = None) -> tuple[int, str] | None:
+    """(bytes, where that figure comes from) a device may hold for a group: the limit the user gave, else
+    the smallest that JAX's allocator reports for `devices`; None where neither is known (a CPU device,
+    whose memory is the host's)."""
+    if given is not None:
+        return given, "--device-memory"
+    limits = []
+    for d in devices:
+        try:
+            stats = d.memory_stats()
+        except Exception:  # backends without memory statistics
+            stats = None
+        if stats and stats.get("bytes_limit"):
+            limits.append(int(stats["bytes_limit"]))
+    return (min(limits), f"{devices[0].device_kind}'s memory for JAX") if limits else None
+
+
+def check_fits(group: Group, estimate: MemoryEstimate, limit: tuple[int, str] | None, devices: int) -> None:
+    """Refuse a group whose runs need more memory than a device has, saying what to change."""
+    if limit is None or estimate.total <= limit[0]:
+        return
+    runs = len(group.configs) * len(group.seeds)
+    changes = [f"fewer seeds per device (now {runs // devices} run(s) on each of {devices} device(s))",
+               "more devices"]
+    if estimate.replay and hasattr(group.configs[0], "buffer_size"):
+        from pgjax.replay import buffer_capacity
+
+        changes.append(f"a smaller buffer_size (each buffer holds {buffer_capacity(group.configs[0]):,} transitions now)")
+    raise ConfigError(f"{group.agent} on {group.env} needs {estimate.describe()}, more than a device's "
+                      f"{human_bytes(limit[0])} ({limit[1]}); use {', '.join(changes[:-1])} or {changes[-1]}")
+
+
+def check_group_fits(group: Group, given: int | None = None, devices=None) -> None:
+    """Before anything compiles: refuse a group whose run states alone exceed a device's memory (known
+    for accelerators, or given). Traces the group's initialisation only when there is a limit."""
+    trainer, keys, configs, mesh = prepare(group, devices)
+    limit = device_memory(list(mesh.devices.flat), given)
+    if limit is not None:
+        check_fits(group, run_state_memory(run_shape_of(trainer, keys, configs), mesh.size), limit, mesh.size)
 
 
 class Progress:
@@ -185,6 +301,7 @@ class Compiled:
     evaluate: Any  # runs -> (runs, curve point); donates its input
     seconds: float
     run_shape: Any  # the runs' shapes, dtypes and shardings (what a checkpoint restores into)
+    temporaries: int | None  # the programs' largest scratch space per device
     seed_sharding: NamedSharding
     config_sharding: NamedSharding
     shared_sharding: NamedSharding
@@ -210,6 +327,11 @@ def jitted_init(trainer: driver.Trainer, mesh: Mesh):
                    out_shardings=laid_out(mesh, "configs", "seeds"))
 
 
+def run_shape_of(trainer: driver.Trainer, keys, configs):
+    """The shapes and dtypes of a group's run states ([configs, seeds] leading axes), by tracing only."""
+    return jax.eval_shape(driver.over_seeds_and_configs(trainer.init, False), keys, configs)
+
+
 def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[str, tuple[Any, tuple]]:
     """The group's three jitted programs, each with the (abstract) arguments it is compiled for:
     init (seed keys, configs) -> runs; advance (runs, configs, iterations) -> runs, one chunk, donating its
@@ -220,7 +342,7 @@ def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[s
                       in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
     evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
                        donate_argnums=0)
-    run_shape = jax.eval_shape(init, keys, configs)
+    run_shape = run_shape_of(trainer, keys, configs)
     iterations = jax.ShapeDtypeStruct((), jnp.int32)
     return {"init": (init, (keys, configs)), "advance": (advance, (run_shape, configs, iterations)),
             "evaluate": (evaluate, (run_shape,))}
@@ -239,7 +361,8 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
     seconds = time.perf_counter() - t0
     runs = laid_out(mesh, "configs", "seeds")
     run_shape = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), programs["evaluate"][1][0])
-    return Compiled(*compiled, seconds, run_shape, laid_out(mesh, "seeds"), laid_out(mesh, "configs"), laid_out(mesh))
+    return Compiled(*compiled, seconds, run_shape, compiled_temporaries(compiled), laid_out(mesh, "seeds"),
+                    laid_out(mesh, "configs"), laid_out(mesh))
 
 
 class Recorder:
@@ -265,9 +388,12 @@ def prepare(group: Group, devices=None) -> tuple[driver.Trainer, jax.Array, Any,
             runs_mesh(len(group.configs), len(group.seeds), devices))
 
 
-def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None, devices=None) -> GroupResult:
+def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None, devices=None,
+              device_memory_given: int | None = None) -> GroupResult:
     """Run a group chunk by chunk (on `devices`, by default all); `recorder` receives each evaluation point
-    and may hand back a saved state to continue from. The result's rows are the points run by this call."""
+    and may hand back a saved state to continue from. The result's rows are the points run by this call.
+    Once compiled, a group that needs more memory than a device has (as reported, or
+    `device_memory_given` bytes) is refused before it runs."""
     recorder = recorder or Recorder()
     trainer, keys, configs, mesh = prepare(group, devices)
     schedule = trainer.schedule
@@ -275,6 +401,8 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     if note and distributed.is_writer():
         print(f"pgjax: note: {group.agent} on {group.env}: {note}", file=sys.stderr)
     fns = compile_group(trainer, keys, configs, mesh, group.matmul_precision)
+    memory = run_state_memory(fns.run_shape, mesh.size, fns.temporaries)
+    check_fits(group, memory, device_memory(list(mesh.devices.flat), device_memory_given), mesh.size)
 
     n_runs = len(group.configs) * len(group.seeds)
     eval_steps = schedule.eval_steps()
@@ -313,7 +441,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         reached(j + 1, run, point, wall_before)
     bar.close()
     return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],
-                       finals["diverged"], mesh.size, metrics, run, dict(trainer.env.details))
+                       finals["diverged"], mesh.size, metrics, run, dict(trainer.env.details), memory)
 
 
 def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]:

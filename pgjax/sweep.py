@@ -35,8 +35,8 @@ from pgjax import distributed, driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
 from pgjax.presets import preset_overrides
-from pgjax.results import Interrupted, ResultsFolder, device_info, git_commit, versions
-from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, make_group, run_group, runs_mesh
+from pgjax.results import FolderLock, Interrupted, ResultsFolder, device_info, git_commit, versions
+from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, check_group_fits, make_group, run_group, runs_mesh
 from pgjax.tensorboard import TensorBoardStream
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds", "preset"}
@@ -274,27 +274,49 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
 
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
                checkpoint_every: int | None = None, resume_hint: str = "", on_finish=None,
-               tensorboard: Path | None = None, scores: dict | None = None) -> list[dict]:
+               tensorboard: Path | None = None, scores: dict | None = None,
+               device_memory: int | None = None) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
     it comes and each finished group's policies; returns the summaries of all groups, those finished
     earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
     `tensorboard` streams every point to TensorBoard event files there as well; `scores` (the sweep
-    file's score normalisation) goes into runs.json for the report."""
+    file's score normalisation) goes into runs.json for the report. A group whose runs need more memory
+    than a device has (as the accelerator reports it, or `device_memory` bytes) is refused before
+    anything is written (its run states) or before it runs (with its compiled programs' scratch space).
+    One command writes a folder at a time: another one's folder is refused."""
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
+    lock = FolderLock(out)
+    # process 0 alone takes the folder (it alone writes rows); the others stop with its refusal
+    refusal = distributed.writer_message(lock.take() if distributed.is_writer() else None)
+    if refusal:
+        raise ConfigError(refusal)
+    try:
+        return run_groups_holding_folder(name, groups, out, progress, mode, checkpoint_every, resume_hint,
+                                         on_finish, tensorboard, scores, device_memory)
+    finally:
+        lock.release()
+
+
+def run_groups_holding_folder(name: str, groups: list[Group], out: Path, progress: bool, mode: str,
+                              checkpoint_every: int | None, resume_hint: str, on_finish, tensorboard: Path | None,
+                              scores: dict | None, device_memory: int | None) -> list[dict]:
     folder = ResultsFolder(out, writes=distributed.is_writer())
     plans = [group_plan(g) for g in groups]
     keys = [group_key(p) for p in plans]
     previous = check_folder(folder, plans, mode, resume_hint)
     for g in groups:  # every group's split over the devices is possible, before anything is written
         runs_mesh(len(g.configs), len(g.seeds))
+    done = {g["id"]: g for g in (previous or {}).get("groups", [])}
+    for g, key in zip(groups, keys):  # and its run states fit on a device
+        if key not in done:
+            check_group_fits(g, device_memory)
     distributed.barrier("results folder checked")  # every process sees the folder before process 0 changes it
     stream = TensorBoardStream(tensorboard) if tensorboard and folder.writes else None
     if previous is None:
         folder.clear()
     folder.start()
     distributed.barrier("results folder ready")  # no process creates checkpoints before it is cleared
-    done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
     runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous, scores or {})
     folder.write_runs(runs)
@@ -308,7 +330,7 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
             continue
         recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point, stream)
         try:
-            result = run_group(group, progress, recorder)
+            result = run_group(group, progress, recorder, device_memory_given=device_memory)
             policies = distributed.to_host((driver.policy_part(result.run.agent), result.run.best_policy))
             if folder.writes:
                 save_policies(folder.policies / key, *policies)

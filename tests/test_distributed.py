@@ -127,6 +127,30 @@ def test_only_process_0_writes_results_and_both_write_checkpoints(two_processes)
     assert not [path for _, path in changes[1] if path.split(os.sep)[0] != "checkpoints"], changes[1]
 
 
+def test_a_folder_in_use_refuses_every_process_with_process_0s_line(tmp_path):
+    """Process 0 alone takes a results folder's lock; when another command holds it, every process stops with
+    process 0's line and exit code 2, and nothing is written."""
+    from pgjax.results import FolderLock
+
+    sweep, out = tmp_path / "sweep.toml", tmp_path / "out"
+    sweep.write_text(SWEEP)
+    held = FolderLock(out)
+    assert held.take() is None
+    try:
+        address = f"localhost:{free_port()}"
+        procs = [subprocess.Popen(sweep_command(sweep, out, "--cpu-devices", "1", "--coordinator", address,
+                                                "--num-processes", "2", "--process-id", str(i)),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+        outputs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        held.release()
+    lines = [[line for line in err.splitlines() if line.startswith("pgjax:")] for _, err in outputs]
+    assert [p.returncode for p in procs] == [2, 2], outputs
+    assert lines[0] == lines[1] and len(lines[0]) == 1
+    assert f"{out} is in use by another pgjax command (pid {os.getpid()} on " in lines[0][0]
+    assert [p.name for p in out.iterdir()] == [".pgjax-lock"]
+
+
 def test_runs_are_split_evenly_over_processes_or_refused_before_compiling():
     assert split_over_processes(1, 2, processes=2, local_devices=1) == (1, 2, 1)
     assert split_over_processes(1, 16, processes=4, local_devices=8) == (1, 16, 4)  # 16 of the 32 devices

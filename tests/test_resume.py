@@ -40,22 +40,40 @@ def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
     return path
 
 
+def pgjax_command(*args: str, cache: Path, every: str | None = "1", python: tuple[str, ...] = ("-m", "pgjax")):
+    return [sys.executable, *python, "--compile-cache", str(cache), *args, "--quiet", "--no-report",
+            *(["--checkpoint-every", every] if every else [])]
+
+
+def rows_written(out: Path) -> int:
+    return (out / "curves.csv").read_text().count("\n") - 1 if (out / "curves.csv").is_file() else 0
+
+
+def started_until_rows(command: list[str], out: Path, rows: int) -> subprocess.Popen:
+    """The command started and left running once curves.csv in `out` holds `rows` rows or more."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while rows_written(out) < rows:
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before curves.csv reached {rows} rows: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.01)
+    return proc
+
+
 def pgjax(*args: str, cache: Path, kill_at_rows: int | None = None, sig=signal.SIGKILL, every: str | None = "1"):
     """Run the CLI; with kill_at_rows, send `sig` once curves.csv holds that many rows (it may hold a few
     more by then: the kill lands at whatever evaluation point it meets) and return (rows, stderr)."""
-    command = [sys.executable, "-m", "pgjax", "--compile-cache", str(cache), *args, "--quiet", "--no-report",
-               *(["--checkpoint-every", every] if every else [])]
+    command = pgjax_command(*args, cache=cache, every=every)
     if kill_at_rows is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=900)
     out = Path(args[args.index("--out") + 1])
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None:
-        rows = (out / "curves.csv").read_text().count("\n") - 1 if (out / "curves.csv").is_file() else 0
-        if rows >= kill_at_rows:
-            os.kill(proc.pid, sig)
-            return rows, proc.communicate(timeout=300)[1]
-        time.sleep(0.01)
-    raise AssertionError(f"the sweep finished before curves.csv reached {kill_at_rows} rows")
+    proc = started_until_rows(command, out, kill_at_rows)
+    os.kill(proc.pid, sig)
+    return rows_written(out), proc.communicate(timeout=300)[1]
+
+
+def results_files(folder: Path) -> dict[str, bytes]:
+    """The folder's files and their contents, but the lock file (whose holder each command rewrites)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".pgjax-lock"}
 
 
 def without_wall_time(path: Path) -> list[str]:
@@ -82,6 +100,7 @@ def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrup
     sweep, out = str(sweep_file(tmp)), tmp / "killed"
     first, _ = pgjax("sweep", sweep, "--out", str(out), cache=cache, kill_at_rows=6)  # PPO, 3rd point or later
     assert first < PPO_ROWS - 4
+    assert (out / ".pgjax-lock").read_text().startswith("pid ")  # held when it was killed; the resume takes it
     # the second kill lands in the second group, after the first finished: it is skipped on resume
     second, _ = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache, kill_at_rows=PPO_ROWS + 4)
     assert second < PPO_ROWS + 2 * 13
@@ -94,7 +113,7 @@ def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrup
 
 def test_results_are_never_overwritten_or_resumed_by_another_sweep(uninterrupted):
     tmp, cache, whole = uninterrupted
-    before = {p.name: p.read_bytes() for p in whole.iterdir() if p.is_file()}
+    before = results_files(whole)
     refused = pgjax("sweep", str(sweep_file(tmp)), "--out", str(whole), cache=cache)
     assert refused.returncode == 2 and "--resume" in refused.stderr and "--overwrite" in refused.stderr
     other = tmp / "other"
@@ -103,7 +122,7 @@ def test_results_are_never_overwritten_or_resumed_by_another_sweep(uninterrupted
     assert changed.returncode == 2
     assert "group 1.configs[0].total_steps: 40960 -> 20480" in changed.stderr
     assert len(changed.stderr.strip().splitlines()) == 1
-    assert {p.name: p.read_bytes() for p in whole.iterdir() if p.is_file()} == before
+    assert results_files(whole) == before
 
 
 def test_an_interrupt_says_what_was_written_and_how_to_resume(tmp_path, monkeypatch, capsys):
@@ -262,3 +281,120 @@ def test_a_row_cut_off_mid_line_is_left_out_by_report_and_removed_by_resume(unin
     results.keep_rows(lambda row: True)
     for name in ("curves.csv", "metrics.csv"):
         assert (cut / name).read_text() == (whole_rows / name).read_text()
+
+
+def test_a_second_command_on_a_folder_in_use_is_refused_and_the_first_finishes_every_row(uninterrupted, tmp_path):
+    """One writer per results folder: while a sweep writes (here held stopped, mid-group), a resume, a new
+    sweep and a run into its folder are each refused in one line that names it, before they compile or
+    write; `pgjax report` still reads the folder; the first finishes with every row once."""
+    tmp, cache, whole = uninterrupted
+    sweep, out = str(sweep_file(tmp)), tmp_path / "busy"
+    first = started_until_rows(pgjax_command("sweep", sweep, "--out", str(out), cache=cache), out, 6)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        for second in (["sweep", sweep, "--out", str(out), "--resume"], ["sweep", sweep, "--out", str(out)],
+                       ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "8192", "--out", str(out), "--overwrite"]):
+            refused = pgjax(*second, cache=cache)
+            assert refused.returncode == 2, refused.stderr
+            (line,) = refused.stderr.strip().splitlines()
+            assert f"{out} is in use by another pgjax command (pid {first.pid} on " in line, line
+        report = subprocess.run([sys.executable, "-m", "pgjax", "report", str(out), "--out", str(tmp_path / "report")],
+                                capture_output=True, text=True, timeout=300)
+        assert report.returncode == 0, report.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    for name in ("curves.csv", "metrics.csv"):
+        assert without_wall_time(out / name) == without_wall_time(whole / name), name
+
+
+# The CLI with one write failing as on a full disk (ENOSPC): the nth append to curves.csv (half its first
+# row written), the nth checkpoint save, the nth replacement of runs.json or the nth policy save.
+FULL_DISK = """
+import builtins, errno, os, runpy, sys
+import orbax.checkpoint as ocp
+import pgjax.results
+where, nth = sys.argv[1], int(sys.argv[2])
+count = [0]
+
+
+def full_now(target):
+    count[0] += target == where
+    return target == where and count[0] == nth
+
+
+def no_space():
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class HalfWritten:
+    def __init__(self, file):
+        self.file = file
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def write(self, text):
+        self.file.write(text[: text.index("\\n") // 2])  # the disk fills in the middle of the first row
+        self.file.flush()
+        raise no_space()
+
+
+def open_filling(path, mode="r", *args, **kwargs):
+    file = builtins.open(path, mode, *args, **kwargs)
+    return HalfWritten(file) if mode == "a" and full_now(os.path.basename(path)) else file
+
+
+def failing(target, original, name_of=lambda *args: None):
+    def call(*args, **kwargs):
+        if full_now(name_of(*args) or target):
+            raise no_space()
+        return original(*args, **kwargs)
+    return call
+
+
+if where == "curves.csv":
+    pgjax.results.open = open_filling
+elif where == "runs.json":
+    os.replace = failing(None, os.replace, lambda src, dst, *rest: os.path.basename(dst))
+elif where == "checkpoint":
+    ocp.CheckpointManager.save = failing(where, ocp.CheckpointManager.save)
+else:
+    ocp.StandardCheckpointer.save = failing(where, ocp.StandardCheckpointer.save)
+sys.argv = ["pgjax", *sys.argv[3:]]
+runpy.run_module("pgjax", run_name="__main__")
+"""
+
+
+def test_a_full_disk_stops_in_one_line_keeps_what_was_written_and_resumes_bit_identically(uninterrupted, tmp_path):
+    """Each kind of write fails once in turn, each run resuming the last; then, with space again, the
+    resume gives the uninterrupted sweep's curves and metrics."""
+    from pgjax.results import read_curves
+
+    tmp, cache, whole = uninterrupted
+    sweep, out = str(sweep_file(tmp)), tmp_path / "full"
+    faults = [("curves.csv", 5, "curves.csv"),  # PPO's 5th evaluation point, half a line written
+              ("checkpoint", 3, "checkpoints"),  # the 3rd save after resuming from the 3rd point
+              ("runs.json", 4, "runs.json"),
+              ("policies", 1, "policies")]  # PPO finished, its policies not saved
+    for i, (where, nth, named) in enumerate(faults):
+        failed = subprocess.run(pgjax_command("sweep", sweep, "--out", str(out), *(["--resume"] if i else []),
+                                              cache=cache, python=("-c", FULL_DISK, where, str(nth))),
+                                capture_output=True, text=True, timeout=900)
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
+        (line,) = [line for line in failed.stderr.splitlines() if line.startswith("pgjax:")]
+        assert line.startswith(f"pgjax: error: cannot write {out}{os.sep}{named}") and "No space left on device" in line
+        assert " free there)" in line and line.endswith("--resume"), line
+        if where == "curves.csv":
+            assert not (out / "curves.csv").read_text().endswith("\n")  # cut mid-line, as a full disk leaves it
+            assert len(read_curves(out / "curves.csv")) == 2 * 4  # the rows of points 0-3, whole
+    resumed = pgjax("sweep", sweep, "--out", str(out), "--resume", cache=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for name in ("curves.csv", "metrics.csv"):
+        assert without_wall_time(out / name) == without_wall_time(whole / name), name

@@ -55,6 +55,9 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
         assert key in runs["versions"]
     assert runs["device"]["kind"] and runs["device"]["count"] >= 1 and ppo["matmul_precision"] == "highest"
     assert runs["git_commit"] and ppo["compile_s"] > 0 and ppo["run_s"] > 0 and ppo["steps_per_s"] > 0
+    memory = ppo["memory_per_device"]  # PPO keeps no replay; its programs need scratch space
+    assert memory["replay_bytes"] == 0 and memory["temporaries_bytes"] > 0
+    assert memory["total_bytes"] == memory["run_state_bytes"] + memory["temporaries_bytes"]
     assert runs["configs"][good]["config"]["init_log_std"] == 0.0
     assert ppo["env_details"] == {"episode_length": 200}  # what fixes the env's dynamics, with each group
     report = (out / "report.md").read_text()
@@ -127,3 +130,29 @@ def test_report_gives_budgets_of_different_scale_their_own_panels():
 
     assert budget_panels([20_000, 1_000_000, 40_000, 200_000, 20_000]) == [0, 2, 0, 1, 0]
     assert budget_panels([300_000]) == [0]
+
+
+def test_the_memory_estimate_is_the_run_states_bytes_and_programs_that_do_not_fit_are_refused_before_running(
+        tmp_path, capsys):
+    import jax
+    import numpy as np
+
+    from pgjax import driver
+    from pgjax.runner import make_group, prepare, run_shape_of, run_state_memory
+
+    sac = ["--set", "warmup_steps=100", "--set", "hidden_sizes=[16, 16]"]
+    (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0, 1], [{"total_steps": 2000, "warmup_steps": 100,
+                                                                      "hidden_sizes": (16, 16)}])
+    trainer, keys, configs, mesh = prepare(group)
+    estimate = run_state_memory(run_shape_of(trainer, keys, configs), mesh.size)
+    runs = jax.jit(driver.over_seeds_and_configs(trainer.init, False))(keys, configs)
+    assert estimate.run_state * mesh.size == sum(np.asarray(x).nbytes for x in jax.tree.leaves(runs))
+    assert estimate.replay * mesh.size == sum(np.asarray(x).nbytes for x in jax.tree.leaves(runs.agent.buffer))
+    # enough for the run states, not for the compiled programs' scratch space as well
+    out = tmp_path / "out"
+    argv = ["run", "sac", "gymnax/Pendulum-v1", "--steps", "2000", "--seeds", "2", "--out", str(out), "--quiet",
+            "--device-memory", str(estimate.run_state + 1), *sac]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "compiled programs' scratch space" in err and "more than a device's" in err
+    assert list(csv.DictReader(open(out / "curves.csv"))) == []  # refused before its first evaluation point
