@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from pgjax import distributed
 from pgjax.config import ConfigError
-from pgjax.results import writing
+from pgjax.results import WriteFailed, writing
 
 # orbax and tensorstore report a failed write (a full disk) in several exception types, and an
 # asynchronous save's failure only at the next save or at close: each of those is a failed write
@@ -81,9 +81,10 @@ class GroupCheckpoints:
     def save(self, chunks_done: int, run, meta: dict) -> None:
         self.last_wall_s = meta["wall_s"]
         self.saves += 1
+        copy = without_empty_arrays(detached_copy(run))  # a device's failure is not a write's
         with writing(self.directory, ORBAX_FAILURES):
             self.manager.save(chunks_done, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(without_empty_arrays(detached_copy(run))), meta=ocp.args.JsonSave(meta)))
+                state=ocp.args.StandardSave(copy), meta=ocp.args.JsonSave(meta)))
 
     def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
         """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
@@ -115,12 +116,21 @@ class GroupCheckpoints:
                               "over with --overwrite")
         return None
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+    def close(self, quiet: bool = False) -> None:
+        """Wait for the last save and close; `quiet` (when another error is already on its way out): a
+        failed save is not reported over it."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
             with writing(self.directory, ORBAX_FAILURES):
-                self.manager.wait_until_finished()
-                self.manager.close()
+                try:
+                    self.manager.wait_until_finished()
+                finally:
+                    self.manager.close()
+        except WriteFailed:
+            if not quiet:
+                raise
 
     def remove(self) -> None:
         self.close()

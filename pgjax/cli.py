@@ -117,10 +117,8 @@ def _run(args) -> int:
                         args.num_evals, args.eval_episodes, args.matmul_precision)
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
     out = Path(args.out) if args.out else RESULTS / name
-    _print_results(run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                              _resume_command(args.argv), tensorboard=args.tensorboard,
-                              device_memory=_device_memory(args)), out)
-    _write_report(args, out)
+    run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every, _resume_command(args.argv),
+               tensorboard=args.tensorboard, device_memory=_device_memory(args), then=_finish(args, out))
     return 0
 
 
@@ -129,12 +127,19 @@ def _sweep(args) -> int:
 
     name, groups = load_sweep(args.file, args.matmul_precision)
     out = Path(args.out) if args.out else RESULTS / name
-    results = run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every,
-                         _resume_command(args.argv), tensorboard=args.tensorboard, scores=load_scores(args.file),
-                         device_memory=_device_memory(args))
-    _print_results(results, out)
-    _write_report(args, out)
+    run_groups(name, groups, out, not args.quiet, _write_mode(args), args.checkpoint_every, _resume_command(args.argv),
+               tensorboard=args.tensorboard, scores=load_scores(args.file), device_memory=_device_memory(args),
+               then=_finish(args, out))
     return 0
+
+
+def _finish(args, out: Path):
+    """What a run or sweep does with its summaries while it still holds the folder: print them and write
+    the report."""
+    def finish(summaries: list[dict]) -> None:
+        _print_results(summaries, out)
+        _write_report(args, out)
+    return finish
 
 
 def _device_memory(args) -> int | None:
@@ -375,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pgjax: {e}", file=sys.stderr)
         return 130
     except WriteFailed as e:
-        print(f"pgjax: error: {e}; what was written before it is kept: free space, then continue with "
+        print(f"pgjax: error: {e}; what was written before it is kept: free space (or fix what failed), then continue with "
               f"{_resume_command(argv) if args.func in (_run, _sweep) else 'the same command'}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

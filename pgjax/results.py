@@ -43,7 +43,10 @@ def free_space(path: Path) -> str:
 
 
 def write_failure(path: Path, error: BaseException) -> WriteFailed:
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0][:200]
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror
+    else:
+        reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
     return WriteFailed(f"cannot write {path}: {reason} ({free_space(path)})")
 
 
@@ -56,7 +59,7 @@ def writing(path: Path, failures=(OSError,)):
     except WriteFailed:
         raise
     except failures as e:
-        raise write_failure(path, e) from None
+        raise write_failure(path, e) from e
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -165,16 +168,22 @@ class FolderLock:
         self.fd: int | None = None
 
     def take(self) -> str | None:
-        """None when this process now holds the folder, else the line that refuses it and names the holder."""
-        with writing(self.path):
+        """None when this process now holds the folder, else the line that refuses it (naming the holder)."""
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            return str(write_failure(self.path, e))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as e:
             holder = os.read(fd, 1024).decode(errors="replace").strip() or "its holder is starting"
             os.close(fd)
-            return (f"{self.path.parent} is in use by another pgjax command ({holder}); let it finish or stop it, "
+            if not isinstance(e, BlockingIOError):  # a filesystem without locks
+                return f"cannot lock {self.path}: {e.strerror}; write elsewhere with --out"
+            who = "this process" if holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},") else \
+                "another pgjax command"
+            return (f"{self.path.parent} is in use by {who} ({holder}); let it finish or stop it, "
                     "or write elsewhere with --out")
         since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)

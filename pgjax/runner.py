@@ -130,18 +130,21 @@ class MemoryEstimate:
     run_state: int
     replay: int  # of run_state
     temporaries: int | None = None  # None: not compiled yet
+    checkpoint_copy: int = 0  # a checkpoint copies the run state on the device while orbax writes it out
 
     @property
     def total(self) -> int:
-        return self.run_state + (self.temporaries or 0)
+        return self.run_state + self.checkpoint_copy + (self.temporaries or 0)
 
     def summary(self) -> dict:
         return {"total_bytes": self.total, "run_state_bytes": self.run_state, "replay_bytes": self.replay,
-                "temporaries_bytes": self.temporaries}
+                "checkpoint_copy_bytes": self.checkpoint_copy, "temporaries_bytes": self.temporaries}
 
     def describe(self) -> str:
         parts = [f"run state {human_bytes(self.run_state)}"
                  + (f", {human_bytes(self.replay)} of it replay buffers" if self.replay else "")]
+        if self.checkpoint_copy:
+            parts.append(f"a checkpoint's copy of it {human_bytes(self.checkpoint_copy)}")
         parts.append(f"compiled programs' scratch space {human_bytes(self.temporaries)}" if self.temporaries is not None
                      else "the compiled programs' scratch space not counted yet")
         return f"about {human_bytes(self.total)} per device ({'; '.join(parts)})"
@@ -150,8 +153,10 @@ class MemoryEstimate:
 REPLAY_FIELDS = ("buffer", "replay")  # the state fields that hold replay buffers (off-policy agents, PG-Rainbow)
 
 
-def run_state_memory(run_shape, devices: int, temporaries: int | None = None) -> MemoryEstimate:
-    """The per-device share of a group's run states of shape `run_shape` split over `devices`."""
+def run_state_memory(run_shape, devices: int, temporaries: int | None = None, checkpoints: bool = False
+                     ) -> MemoryEstimate:
+    """The per-device share of a group's run states of shape `run_shape` split over `devices` (and of the
+    copy a checkpoint takes, with `checkpoints`)."""
     leaves = jax.tree_util.tree_flatten_with_path(run_shape)[0]
 
     def size(x) -> int:
@@ -162,7 +167,8 @@ def run_state_memory(run_shape, devices: int, temporaries: int | None = None) ->
 
     total = sum(size(x) for _, x in leaves)
     replay = sum(size(x) for path, x in leaves if in_replay(path))
-    return MemoryEstimate(-(-total // devices), -(-replay // devices), temporaries)
+    share = -(-total // devices)
+    return MemoryEstimate(share, -(-replay // devices), temporaries, share if checkpoints else 0)
 
 
 def compiled_temporaries(programs) -> int | None:
@@ -198,7 +204,7 @@ def device_memory(devices, given: int | None = None) -> tuple[int, str] | None:
     if given is not None:
         return given, "--device-memory"
     limits = []
-    for d in devices:
+    for d in (d for d in devices if d.process_index == jax.process_index()):  # others' are not ours to ask
         try:
             stats = d.memory_stats()
         except Exception:  # backends without memory statistics
@@ -223,13 +229,17 @@ def check_fits(group: Group, estimate: MemoryEstimate, limit: tuple[int, str] | 
                       f"{human_bytes(limit[0])} ({limit[1]}); use {', '.join(changes[:-1])} or {changes[-1]}")
 
 
-def check_group_fits(group: Group, given: int | None = None, devices=None) -> None:
-    """Before anything compiles: refuse a group whose run states alone exceed a device's memory (known
-    for accelerators, or given). Traces the group's initialisation only when there is a limit."""
-    trainer, keys, configs, mesh = prepare(group, devices)
+def check_group_fits(group: Group, given: int | None = None, checkpoints: bool = False, devices=None) -> None:
+    """Before anything compiles: refuse a group whose run states (and a checkpoint's copy of them) exceed
+    a device's memory (known for accelerators, or given). Builds and traces the group's initialisation
+    only when there is a limit."""
+    mesh = runs_mesh(len(group.configs), len(group.seeds), devices)
     limit = device_memory(list(mesh.devices.flat), given)
-    if limit is not None:
-        check_fits(group, run_state_memory(run_shape_of(trainer, keys, configs), mesh.size), limit, mesh.size)
+    if limit is None:
+        return
+    trainer, keys, configs, mesh = prepare(group, devices)
+    check_fits(group, run_state_memory(run_shape_of(trainer, keys, configs), mesh.size, checkpoints=checkpoints),
+               limit, mesh.size)
 
 
 class Progress:
@@ -369,6 +379,8 @@ class Recorder:
     """Where a group's evaluation points go as they come (the sweep's results folder and checkpoints);
     this default keeps nothing and resumes nothing."""
 
+    saves_run_state = False  # whether it checkpoints (a copy of the run state on the device while it does)
+
     def resume(self, run_shape) -> tuple[int, Any, float] | None:
         """(chunks done, run state, wall seconds so far) to continue from, or None to start afresh."""
         return None
@@ -401,7 +413,7 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
     if note and distributed.is_writer():
         print(f"pgjax: note: {group.agent} on {group.env}: {note}", file=sys.stderr)
     fns = compile_group(trainer, keys, configs, mesh, group.matmul_precision)
-    memory = run_state_memory(fns.run_shape, mesh.size, fns.temporaries)
+    memory = run_state_memory(fns.run_shape, mesh.size, fns.temporaries, recorder.saves_run_state)
     check_fits(group, memory, device_memory(list(mesh.devices.flat), device_memory_given), mesh.size)
 
     n_runs = len(group.configs) * len(group.seeds)

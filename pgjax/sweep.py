@@ -188,6 +188,8 @@ def plan_differences(old: list[dict], new: list[dict]) -> list[str]:
 class FolderRecorder(Recorder):
     """One group's evaluation points into the results folder, its run state into checkpoints."""
 
+    saves_run_state = True
+
     def __init__(self, folder: ResultsFolder, group: Group, key: str, checkpoint_every: int | None, resume: bool,
                  on_point, stream=None):
         self.folder, self.key, self.resuming, self.on_point, self.stream = folder, key, resume, on_point, stream
@@ -275,7 +277,7 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
 def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
                checkpoint_every: int | None = None, resume_hint: str = "", on_finish=None,
                tensorboard: Path | None = None, scores: dict | None = None,
-               device_memory: int | None = None) -> list[dict]:
+               device_memory: int | None = None, then=None) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
     it comes and each finished group's policies; returns the summaries of all groups, those finished
     earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
@@ -283,17 +285,22 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
     file's score normalisation) goes into runs.json for the report. A group whose runs need more memory
     than a device has (as the accelerator reports it, or `device_memory` bytes) is refused before
     anything is written (its run states) or before it runs (with its compiled programs' scratch space).
-    One command writes a folder at a time: another one's folder is refused."""
+    One command writes a folder at a time: another one's folder is refused; `then(summaries)` runs
+    while the folder is still held (the CLI's report)."""
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
     lock = FolderLock(out)
-    # process 0 alone takes the folder (it alone writes rows); the others stop with its refusal
-    refusal = distributed.writer_message(lock.take() if distributed.is_writer() else None)
-    if refusal:
-        raise ConfigError(refusal)
+    distributed.barrier("results folder lock")  # every process is there for process 0's answer
     try:
-        return run_groups_holding_folder(name, groups, out, progress, mode, checkpoint_every, resume_hint,
-                                         on_finish, tensorboard, scores, device_memory)
+        # process 0 alone takes the folder (it alone writes rows); the others stop with its refusal
+        refusal = distributed.writer_message(lock.take() if distributed.is_writer() else None)
+        if refusal:
+            raise ConfigError(refusal)
+        summaries = run_groups_holding_folder(name, groups, out, progress, mode, checkpoint_every, resume_hint,
+                                              on_finish, tensorboard, scores, device_memory)
+        if then:
+            then(summaries)
+        return summaries
     finally:
         lock.release()
 
@@ -310,7 +317,7 @@ def run_groups_holding_folder(name: str, groups: list[Group], out: Path, progres
     done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     for g, key in zip(groups, keys):  # and its run states fit on a device
         if key not in done:
-            check_group_fits(g, device_memory)
+            check_group_fits(g, device_memory, checkpoints=True)
     distributed.barrier("results folder checked")  # every process sees the folder before process 0 changes it
     stream = TensorBoardStream(tensorboard) if tensorboard and folder.writes else None
     if previous is None:
@@ -329,6 +336,7 @@ def run_groups_holding_folder(name: str, groups: list[Group], out: Path, progres
         if key in done:
             continue
         recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point, stream)
+        failed = True
         try:
             result = run_group(group, progress, recorder, device_memory_given=device_memory)
             policies = distributed.to_host((driver.policy_part(result.run.agent), result.run.best_policy))
@@ -337,10 +345,11 @@ def run_groups_holding_folder(name: str, groups: list[Group], out: Path, progres
             runs["groups"].append({"id": key, **result.summary()})
             runs["in_progress"] = None
             folder.write_runs(runs)
+            failed = False
         except KeyboardInterrupt:
             raise Interrupted(interrupted_message(folder, runs, group, recorder, resume_hint)) from None
         finally:
-            recorder.checkpoints.close()
+            recorder.checkpoints.close(quiet=failed)  # a failed save is not reported over the first error
         if folder.writes:
             recorder.checkpoints.remove()
         if on_finish:

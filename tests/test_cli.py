@@ -95,11 +95,12 @@ def test_bad_run_arguments(capsys, argv, expected):
 
 def test_a_group_too_big_for_a_device_is_refused_before_compiling_or_writing(capsys, tmp_path):
     """4 SAC seeds on 2 devices: each device holds two runs of 13.1 MB (a 200k-transition replay buffer of
-    7.2 MB, networks, optimiser states and the best policy's copy)."""
+    7.2 MB, networks, optimiser states and the best policy's copy), and a checkpoint's copy of them."""
     out = tmp_path / "out"
     err = error_of(capsys, ["run", "sac", "gymnax/Pendulum-v1", "--steps", "200000", "--seeds", "4", "--out", str(out),
                             "--device-memory", "10M"])
-    assert "sac on gymnax/Pendulum-v1 needs about 26.3 MB per device (run state 26.3 MB, 14.4 MB of it replay " in err
+    assert ("sac on gymnax/Pendulum-v1 needs about 52.5 MB per device (run state 26.3 MB, 14.4 MB of it replay "
+            "buffers; a checkpoint's copy of it 26.3 MB; the compiled programs' scratch space not counted yet)") in err
     assert "more than a device's 10.0 MB (--device-memory)" in err
     assert "now 2 run(s) on each of 2 device(s)" in err and "buffer_size (each buffer holds 200,000 transitions" in err
     assert not [p for p in out.iterdir() if p.name != ".pgjax-lock"]

@@ -291,6 +291,7 @@ def test_a_second_command_on_a_folder_in_use_is_refused_and_the_first_finishes_e
     sweep, out = str(sweep_file(tmp)), tmp_path / "busy"
     first = started_until_rows(pgjax_command("sweep", sweep, "--out", str(out), cache=cache), out, 6)
     os.kill(first.pid, signal.SIGSTOP)
+    stopped = True
     try:
         before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
         for second in (["sweep", sweep, "--out", str(out), "--resume"], ["sweep", sweep, "--out", str(out)],
@@ -303,15 +304,20 @@ def test_a_second_command_on_a_folder_in_use_is_refused_and_the_first_finishes_e
                                 capture_output=True, text=True, timeout=300)
         assert report.returncode == 0, report.stderr
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+        stopped = False
     finally:
+        if stopped:  # a failed check: the first is not left behind
+            first.kill()
         os.kill(first.pid, signal.SIGCONT)
-    assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    err = first.communicate(timeout=600)[1]
+    assert first.returncode == 0, err[-2000:]
     for name in ("curves.csv", "metrics.csv"):
         assert without_wall_time(out / name) == without_wall_time(whole / name), name
 
 
 # The CLI with one write failing as on a full disk (ENOSPC): the nth append to curves.csv (half its first
-# row written), the nth checkpoint save, the nth replacement of runs.json or the nth policy save.
+# row written), the nth checkpoint save, the nth wait for orbax's background writes, the nth replacement
+# of runs.json or the nth policy save.
 FULL_DISK = """
 import builtins, errno, os, runpy, sys
 import orbax.checkpoint as ocp
@@ -364,6 +370,8 @@ elif where == "runs.json":
     os.replace = failing(None, os.replace, lambda src, dst, *rest: os.path.basename(dst))
 elif where == "checkpoint":
     ocp.CheckpointManager.save = failing(where, ocp.CheckpointManager.save)
+elif where == "async checkpoint":  # an asynchronous save's failure, met when orbax is waited for
+    ocp.CheckpointManager.wait_until_finished = failing(where, ocp.CheckpointManager.wait_until_finished)
 else:
     ocp.StandardCheckpointer.save = failing(where, ocp.StandardCheckpointer.save)
 sys.argv = ["pgjax", *sys.argv[3:]]
@@ -380,6 +388,7 @@ def test_a_full_disk_stops_in_one_line_keeps_what_was_written_and_resumes_bit_id
     sweep, out = str(sweep_file(tmp)), tmp_path / "full"
     faults = [("curves.csv", 5, "curves.csv"),  # PPO's 5th evaluation point, half a line written
               ("checkpoint", 3, "checkpoints"),  # the 3rd save after resuming from the 3rd point
+              ("async checkpoint", 2, "checkpoints"),
               ("runs.json", 4, "runs.json"),
               ("policies", 1, "policies")]  # PPO finished, its policies not saved
     for i, (where, nth, named) in enumerate(faults):
