@@ -35,11 +35,14 @@ def free_space(path: Path) -> str:
     while not path.exists() and path != path.parent:
         path = path.parent
     try:
-        free = shutil.disk_usage(path).free
+        return f"{human_bytes(shutil.disk_usage(path).free)} free there"
     except OSError:
         return "free space unknown"
-    unit = next((u for u, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if free >= size), "B")
-    return f"{free / dict(GB=1e9, MB=1e6, kB=1e3, B=1)[unit]:.1f} {unit} free there"
+
+
+def human_bytes(n: int) -> str:
+    unit, size = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if n >= s), ("B", 1))
+    return f"{n / size:.1f} {unit}" if size > 1 else f"{n} B"
 
 
 def write_failure(path: Path, error: BaseException) -> WriteFailed:

@@ -22,6 +22,7 @@ from pgjax.config import ConfigError, build, is_static, to_dict
 from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
 from pgjax.registry import get_agent
+from pgjax.results import human_bytes
 
 
 # float32 matmuls everywhere: JAX's "default" on recent NVIDIA GPUs runs float32 matmuls as TF32 or
@@ -179,11 +180,6 @@ def compiled_temporaries(programs) -> int | None:
         if analysis is not None:
             sizes.append(int(analysis.temp_size_in_bytes))
     return max(sizes) if sizes else None
-
-
-def human_bytes(n: int) -> str:
-    unit, size = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if n >= s), ("B", 1))
-    return f"{n / size:.1f} {unit}" if size > 1 else f"{n} B"
 
 
 def parse_bytes(text: str) -> int:
