@@ -44,6 +44,7 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_batched_orthogonal_init_and_every_agent_init_on_two_cpu_devices_do_not_hang():
     try:
         proc = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=900)

@@ -97,6 +97,7 @@ def two_processes(tmp_path_factory):
     return sweep, tmp
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_curves_of_one_process_with_two_devices_and_of_one_device(two_processes):
     """Bit for bit where each device computes the same share (one seed); against one device holding both
     seeds, XLA compiles the batch of two differently and rounds differently (README: what reproduces bit
@@ -117,6 +118,7 @@ def test_two_processes_give_the_curves_of_one_process_with_two_devices_and_of_on
     np.testing.assert_allclose(numbers(alone["1"]), numbers(distributed), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_only_process_0_writes_results_and_both_write_checkpoints(two_processes):
     _, tmp = two_processes
     changes = [[line.split(" ", 1) for line in (tmp / f"changes{i}.log").read_text().splitlines()] for i in range(2)]

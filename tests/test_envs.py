@@ -72,7 +72,8 @@ def test_actions_are_rescaled_to_bounds():
     assert np.all(np.abs(fast.obs[-1, :, 2]) != np.abs(slow.obs[-1, :, 2]))
 
 
-@pytest.mark.parametrize("task", BRAX_TASKS)
+# the pendulums compile in under 8 s; the larger models take 12-20 s each and run with the slow tests
+@pytest.mark.parametrize("task", [t if "pendulum" in t else pytest.param(t, marks=pytest.mark.slow) for t in BRAX_TASKS])
 def test_every_brax_env_resets_and_steps(task):
     env = make(f"brax/{task}")
     assert env.name in ENV_NAMES and env.backend == "generalized"

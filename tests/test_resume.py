@@ -95,6 +95,7 @@ def uninterrupted(tmp_path_factory):
     return tmp, cache, out
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_twice_resumes_to_identical_curves_and_metrics(uninterrupted):
     tmp, cache, whole = uninterrupted
     sweep, out = str(sweep_file(tmp)), tmp / "killed"
@@ -379,6 +380,7 @@ runpy.run_module("pgjax", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_in_one_line_keeps_what_was_written_and_resumes_bit_identically(uninterrupted, tmp_path):
     """Each kind of write fails once in turn, each run resuming the last; then, with space again, the
     resume gives the uninterrupted sweep's curves and metrics."""
