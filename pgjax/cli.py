@@ -354,8 +354,12 @@ def parser() -> argparse.ArgumentParser:
     cb.add_argument("--steps", type=int, default=4_915_200,
                     help="env steps per seed (default: five of Playground's 983,040-step PPO updates)")
     cb.add_argument("--num-evals", type=int, default=5, help="evaluations after the initial one")
-    cb.add_argument("--seeds", type=int, default=2)
+    cb.add_argument("--seeds", type=int, default=3)
     cb.add_argument("--eval-episodes", type=int, default=16)
+    cb.add_argument("--trainers", default="ours,brax,brax-published", metavar="NAMES",
+                    help="comma-separated, from ours, brax (networks sized as ours), brax-published; each "
+                    "finished piece (ours: all seeds; Brax: one seed) is kept, and a repeated command runs only "
+                    "the pieces not yet in --out")
     cb.add_argument("--out", default="results/brax_ppo")
     _add_device_options(cb, processes=False)
     cb.set_defaults(func=_compare_brax)

@@ -37,11 +37,6 @@ def brax_ppo_params(task: str, steps: int, num_evals: int) -> dict:
     return params
 
 
-def steps_per_update(params: dict) -> int:
-    """Env steps Brax's PPO collects per update: batch_size x num_minibatches unrolls of unroll_length."""
-    return int(params["batch_size"] * params["num_minibatches"] * params["unroll_length"])
-
-
 def device_put_replicated(tree, devices):
     """JAX's removed `device_put_replicated` from public APIs: one copy per device along a new leading
     axis, laid out as `pmap` lays out its outputs (so that Brax's first update does not compile twice)."""
@@ -64,7 +59,8 @@ def brax_trainers_on_this_jax():
 
 
 def brax_ppo_run(task: str, steps: int, num_evals: int, seed: int, eval_episodes: int, networks: str) -> dict:
-    """One Brax `ppo.train` run: its evaluation curve and its own per-epoch timing."""
+    """One Brax `ppo.train` run: its evaluation curve, each point's wall time and Brax's own timing of each
+    training epoch."""
     import functools
 
     from brax.training.agents.ppo import networks as brax_networks
@@ -76,133 +72,178 @@ def brax_ppo_run(task: str, steps: int, num_evals: int, seed: int, eval_episodes
     params = brax_ppo_params(task, steps, num_evals)
     if BRAX_NETWORKS[networks]:
         params["network_factory"] = functools.partial(brax_networks.make_ppo_networks, **BRAX_NETWORKS[networks])
+    t0 = time.perf_counter()
     env, _ = load_playground(task, "jax")
     eval_env, _ = load_playground(task, "jax")
     points: list[dict] = []
-    t0 = time.perf_counter()
 
     def progress(env_steps: int, metrics: dict) -> None:
+        # the metrics are host floats: Brax has waited for the epoch and the evaluation before calling
         point = {"env_steps": int(env_steps), "wall_s": time.perf_counter() - t0,
                  "eval_return_mean": float(metrics["eval/episode_reward"])}
         if "training/sps" in metrics:  # the epoch's seconds, from Brax's own timing of it (evaluation apart)
             point["epoch_s"] = (point["env_steps"] - points[-1]["env_steps"]) / float(metrics["training/sps"])
-            point["epoch_steps"] = point["env_steps"] - points[-1]["env_steps"]
         points.append(point)
 
     with brax_trainers_on_this_jax():
         brax_ppo.train(environment=env, eval_env=eval_env, wrap_env_fn=wrapper.wrap_for_brax_training,
                        progress_fn=progress, seed=seed, deterministic_eval=True, num_eval_envs=eval_episodes,
                        **params)
-    return {"seed": seed, "networks": networks, "wall_s": time.perf_counter() - t0, "points": points}
+    command_s = time.perf_counter() - t0
+    return {"seeds": [seed], "command_s": command_s, **brax_timing(points, command_s),
+            "curves": {str(seed): [[p["env_steps"], round(p["eval_return_mean"], 2)] for p in points]}}
 
 
-def brax_timing(run: dict) -> dict:
-    """From Brax's own timing of each training epoch (evaluations apart): the steady epoch's steps/s (the
-    fastest), and the seconds the epochs took beyond it, which is compilation (Brax's first and, on this
-    JAX, second epoch each compile)."""
-    epochs = run["points"][1:]
-    steady = min(epochs, key=lambda p: p["epoch_s"])
-    return {"compile_s": sum(p["epoch_s"] - steady["epoch_s"] for p in epochs),
-            "train_steps_per_s": steady["epoch_steps"] / steady["epoch_s"]}
+def brax_timing(points: list[dict], command_s: float) -> dict:
+    """Brax compiles its training epoch and its evaluator when first called; once compiled, an epoch takes
+    as long as the fastest (Brax's own timing of it) and an evaluation as long as the fastest gap between
+    points beyond its epoch. Compile is what the first calls took beyond those steady times: the first
+    epochs' excess, and the first point's seconds (env set-up, init, the evaluator's compile and the first
+    evaluation) beyond one steady evaluation."""
+    epochs = points[1:]
+    steady_epoch = min(p["epoch_s"] for p in epochs)
+    steady_eval = min(b["wall_s"] - a["wall_s"] - b["epoch_s"] for a, b in zip(points, epochs))
+    compile_s = sum(p["epoch_s"] - steady_epoch for p in epochs) + points[0]["wall_s"] - steady_eval
+    return {"compile_s": compile_s, "run_s": command_s - compile_s, "env_steps": points[-1]["env_steps"],
+            "epoch_steps_per_s": (epochs[0]["env_steps"] - points[0]["env_steps"]) / steady_epoch}
 
 
 def ours_ppo_run(task: str, steps: int, num_evals: int, seeds: list[int], eval_episodes: int) -> dict:
-    """Our `ppo` with `--preset playground`, all seeds in one vmapped program."""
+    """Our `ppo` with `--preset playground`, all seeds in one vmapped program; run_s is measured with the
+    points' values on the host (evaluations and the first init included)."""
     from pgjax.presets import preset_overrides
     from pgjax.runner import make_group, run_group
 
     env = f"dmc/{task}"
     overrides = {**preset_overrides("playground", "ppo", env, steps), "total_steps": steps}
-    (group,) = make_group("ppo", env, "jax", seeds, [overrides], num_evals=num_evals, eval_episodes=eval_episodes)
     t0 = time.perf_counter()
+    (group,) = make_group("ppo", env, "jax", seeds, [overrides], num_evals=num_evals, eval_episodes=eval_episodes)
     result = run_group(group, progress=False)
-    wall = time.perf_counter() - t0
-    return {"wall_s": wall, "compile_s": result.compile_s, "run_s": result.run_s, "env_steps": result.env_steps,
-            "rows": result.rows}
+    curves = {str(s): [[r["env_steps"], round(r["eval_return_mean"], 2)] for r in result.rows if r["seed"] == s]
+              for s in seeds}
+    return {"seeds": seeds, "command_s": time.perf_counter() - t0, "compile_s": result.compile_s,
+            "run_s": result.run_s, "env_steps": result.env_steps, "curves": curves}
 
 
-def compare(task: str, steps: int, num_evals: int, seeds: list[int], eval_episodes: int) -> dict:
+# trainer name: (what it is, how one piece of it runs: (task, steps, num_evals, seeds, eval_episodes) -> run)
+TRAINERS = {
+    "ours": ("pgjax ppo --preset playground (64-64 actor and critic)", ours_ppo_run),
+    "brax": ("brax ppo.train, networks as ours (64-64 policy and value)",
+             lambda task, steps, evals, seeds, episodes: brax_ppo_run(task, steps, evals, seeds[0], episodes, "ours")),
+    "brax-published": ("brax ppo.train, Playground's published networks (policy 4 x 32, value 5 x 256)",
+                       lambda task, steps, evals, seeds, episodes: brax_ppo_run(task, steps, evals, seeds[0], episodes,
+                                                                              "published")),
+}
+
+
+def pieces(trainers: list[str], seeds: list[int]) -> list[tuple[str, list[int]]]:
+    """Ours trains every seed in one program (one piece); Brax trains one seed per call (a piece each)."""
+    return [(t, seeds) if t == "ours" else (t, [s]) for t in trainers for s in ([None] if t == "ours" else seeds)]
+
+
+def piece_key(row: dict) -> tuple:
+    return row["task"], row["trainer"], tuple(row["seeds"]), row["env_steps_per_seed"], row["num_evals"], \
+        row["eval_episodes"]
+
+
+def read_pieces(path: Path) -> list[dict]:
+    """The finished pieces (a line cut short by a killed command is left out, and run again)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return rows
+
+
+def drop_cut_off_line(path: Path) -> None:
+    """A killed command can leave its last line cut short; remove it so the next piece starts a line."""
+    from pgjax.results import writing
+
+    text = path.read_text() if path.exists() else ""
+    if text and not text.endswith("\n"):
+        with writing(path):
+            path.write_text(text[:text.rfind("\n") + 1])
+
+
+def run_piece(task: str, trainer: str, seeds: list[int], steps: int, num_evals: int, eval_episodes: int) -> dict:
     from pgjax.bench import fresh_compile_cache, provenance
 
     with fresh_compile_cache():  # every program compiles cold, as in a new user's first command
-        ours = ours_ppo_run(task, steps, num_evals, seeds, eval_episodes)
-        brax = {n: [brax_ppo_run(task, steps, num_evals, s, eval_episodes, n) for s in seeds] for n in BRAX_NETWORKS}
-    n = len(seeds)
-    summary = {
-        "task": f"dmc/{task}", "seeds": seeds, "env_steps_per_seed": steps, "eval_episodes": eval_episodes,
-        "brax_params": {k: v for k, v in brax_ppo_params(task, steps, num_evals).items()},
-        "pgjax ppo --preset playground (64-64 actor and critic)": {
-            "command_s": round(ours["wall_s"], 1), "compile_s": round(ours["compile_s"], 1),
-            "run_s": round(ours["run_s"], 1), "train_steps_per_s": round(ours["env_steps"] * n / ours["run_s"]),
-            "final_return": final_returns(ours["rows"], seeds)},
-        **{f"brax ppo.train, {name} networks ({describe(name)})": brax_summary(runs) for name, runs in brax.items()},
-        **provenance(),
-    }
-    curves = ours_curve_rows(ours["rows"]) + [row for runs in brax.values() for row in brax_curve_rows(runs)]
-    return {"summary": summary, "curves": curves}
+        run = TRAINERS[trainer][1](task, steps, num_evals, seeds, eval_episodes)
+    round_s = {k: round(v, 1) for k, v in run.items() if k.endswith("_s")}
+    return {"task": f"dmc/{task}", "trainer": trainer, "seeds": seeds, "env_steps_per_seed": steps, "num_evals": num_evals,
+            "eval_episodes": eval_episodes, **run, **round_s,
+            "steps_per_s": round(run["env_steps"] * len(seeds) / run["run_s"]), **provenance()}
 
 
-def describe(networks: str) -> str:
-    if BRAX_NETWORKS[networks] is None:
-        return "policy 4 x 32, value 5 x 256"
-    sizes = BRAX_NETWORKS[networks]
-    return f"policy {sizes['policy_hidden_layer_sizes']}, value {sizes['value_hidden_layer_sizes']}"
+def summary(rows: list[dict]) -> dict:
+    """Per task and trainer, over its pieces: compile s per command, whole-command s for all its seeds,
+    env steps per second outside compilation (evaluations included, on both sides), final returns."""
+    out: dict = {}
+    for row in rows:
+        task = out.setdefault(row["task"], {"env_steps_per_seed": row["env_steps_per_seed"],
+                                            "eval_episodes": row["eval_episodes"]})
+        entry = task.setdefault(TRAINERS[row["trainer"]][0], {"commands": 0, "compile_s": [], "command_s": 0.0,
+                                                              "run_s": 0.0, "steps": 0, "final_return": {}})
+        entry["commands"] += 1
+        entry["compile_s"].append(row["compile_s"])
+        entry["command_s"] += row["command_s"]
+        entry["run_s"] += row["run_s"]
+        entry["steps"] += row["env_steps"] * len(row["seeds"])
+        entry["final_return"].update({s: c[-1][1] for s, c in row["curves"].items()})
+    for task in out.values():
+        for name, e in list(task.items()):
+            if isinstance(e, dict):
+                task[name] = {"commands": e["commands"], "compile_s_per_command": round(statistics.mean(e["compile_s"]), 1),
+                              "command_s_all_seeds": round(e["command_s"], 1),
+                              "steps_per_s": round(e["steps"] / e["run_s"]),
+                              "final_return": e["final_return"],
+                              "final_return_mean": round(statistics.mean(e["final_return"].values()), 1)}
+    return out
 
 
-def brax_summary(runs: list[dict]) -> dict:
-    timings = [brax_timing(r) for r in runs]
-    return {"command_s": round(sum(r["wall_s"] for r in runs), 1),
-            "compile_s_per_seed": round(statistics.mean(t["compile_s"] for t in timings), 1),
-            "train_steps_per_s": round(statistics.mean(t["train_steps_per_s"] for t in timings)),
-            "final_return": [round(r["points"][-1]["eval_return_mean"], 1) for r in runs]}
+def curve_rows(rows: list[dict]) -> list[dict]:
+    return [{"task": row["task"], "trainer": TRAINERS[row["trainer"]][0], "seed": int(seed), "env_steps": steps,
+             "eval_return_mean": value}
+            for row in rows for seed, curve in row["curves"].items() for steps, value in curve]
 
 
-def final_returns(rows: list[dict], seeds: list[int]) -> list[float]:
-    last = max(r["env_steps"] for r in rows)
-    by_seed = {r["seed"]: r["eval_return_mean"] for r in rows if r["env_steps"] == last}
-    return [round(by_seed[s], 1) for s in seeds]
+def write_report(rows: list[dict], out: Path) -> None:
+    from pgjax.results import writing
 
-
-def brax_curve_rows(runs: list[dict]) -> list[dict]:
-    return [{"trainer": f"brax ppo.train ({r['networks']} networks)", "seed": r["seed"], "env_steps": p["env_steps"],
-             "eval_return_mean": round(p["eval_return_mean"], 2)} for r in runs for p in r["points"]]
-
-
-def ours_curve_rows(rows: list[dict]) -> list[dict]:
-    return [{"trainer": "pgjax ppo", "seed": r["seed"], "env_steps": r["env_steps"],
-             "eval_return_mean": round(r["eval_return_mean"], 2)} for r in rows]
-
-
-def write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.json").write_text(json.dumps(result["summary"], indent=1) + "\n")
-    with open(out / "curves.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(result["curves"][0]))
+    with writing(out / "comparison.json"):
+        (out / "comparison.json").write_text(json.dumps(summary(rows), indent=1) + "\n")
+    curves = curve_rows(rows)
+    with writing(out / "curves.csv"), open(out / "curves.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curves[0]))
         writer.writeheader()
-        writer.writerows(result["curves"])
-    plot(result, out / "returns.png")
+        writer.writerows(curves)
+    for task in dict.fromkeys(r["task"] for r in curves):
+        plot([r for r in curves if r["task"] == task], task, rows[-1]["machine"], out / f"returns-{task.removeprefix('dmc/')}.png")
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(curves: list[dict], task: str, machine: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for trainer in dict.fromkeys(r["trainer"] for r in result["curves"]):
-        rows = [r for r in result["curves"] if r["trainer"] == trainer]
+    for trainer in dict.fromkeys(r["trainer"] for r in curves):
+        rows = [r for r in curves if r["trainer"] == trainer]
         steps = sorted({r["env_steps"] for r in rows})
         values = [[r["eval_return_mean"] for r in rows if r["env_steps"] == s] for s in steps]
         mean = np.array([np.mean(v) for v in values])
         ax.plot(steps, mean, marker="o", label=f"{trainer} (mean of {len(values[-1])} seeds)")
         ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.2)
-    s = result["summary"]
-    ax.set_title(f"{s['task']}, Playground's PPO parameters ({s['machine']['kind']} x{s['machine']['count']})",
-                 fontsize=9)
+    ax.set_title(f"{task}, Playground's PPO parameters ({machine['kind']} x{machine['count']})", fontsize=9)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (band: min-max over seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -212,12 +253,33 @@ def plot(result: dict, path: Path) -> None:
 def main(args) -> int:
     from pgjax.config import ConfigError
     from pgjax.names import check_env
+    from pgjax.results import FolderLock, append_durably
 
     if args.steps < 1 or args.num_evals < 1 or args.seeds < 1:
         raise ConfigError("--steps, --num-evals and --seeds must be >= 1")
+    trainers = args.trainers.split(",")
+    if unknown := [t for t in trainers if t not in TRAINERS]:
+        raise ConfigError(f"unknown trainer(s) {', '.join(unknown)}; choose from {', '.join(TRAINERS)}")
     check_env(f"dmc/{args.task}")
-    result = compare(args.task, args.steps, args.num_evals, list(range(args.seeds)), args.eval_episodes)
-    write(result, Path(args.out))
-    print(json.dumps(result["summary"], indent=1))
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    lock = FolderLock(out)
+    if refused := lock.take():
+        raise ConfigError(refused)
+    try:
+        drop_cut_off_line(out / "pieces.jsonl")
+        done = {piece_key(r) for r in read_pieces(out / "pieces.jsonl")}
+        for trainer, seeds in pieces(trainers, list(range(args.seeds))):
+            key = (f"dmc/{args.task}", trainer, tuple(seeds), args.steps, args.num_evals, args.eval_episodes)
+            if key in done:
+                print(f"{trainer} seeds {seeds}: done before, kept")
+                continue
+            row = run_piece(args.task, trainer, seeds, args.steps, args.num_evals, args.eval_episodes)
+            append_durably(out / "pieces.jsonl", json.dumps(row) + "\n")
+            print(f"{trainer} seeds {seeds}: compile {row['compile_s']} s, command {row['command_s']} s, "
+                  f"{row['steps_per_s']:,} steps/s, final {[c[-1][1] for c in row['curves'].values()]}", flush=True)
+            write_report(read_pieces(out / "pieces.jsonl"), out)
+    finally:
+        lock.release()
+    print(json.dumps(summary(read_pieces(out / "pieces.jsonl")), indent=1))
+    print(f"wrote {out}")
     return 0

@@ -1,5 +1,7 @@
 """The DeepMind Control Suite through MuJoCo Playground: every task under jit and vmap, DMC's reward
 scale, Playground's episode length, truncation with final_obs, vmapped seeds, and clear errors."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,13 @@ def test_every_playground_dmc_task_is_offered():
     assert all(f"dmc/{t}" in ENV_NAMES for t in DMC_TASKS)
 
 
-@pytest.mark.parametrize("task", DMC_TASKS)
+# the small models compile in under 10 s each; the larger (walker, cheetah, hopper, finger, fish, swimmer,
+# humanoid) take 12-46 s each and run with the slow tests
+SMALL_MODELS = ("Acrobot", "BallInCup", "Cartpole", "Pendulum", "PointMass", "Reacher")
+
+
+@pytest.mark.parametrize("task", [t if t.startswith(SMALL_MODELS) else pytest.param(t, marks=pytest.mark.slow)
+                                  for t in DMC_TASKS])
 def test_every_dmc_task_resets_and_steps_under_jit_and_vmap(task):
     env = make(f"dmc/{task}")
     config = playground_config(task)
@@ -69,6 +77,7 @@ def test_dmc_truncates_at_playgrounds_episode_length_with_the_last_observation()
     assert np.all((returns > 500) & (returns < 1000))
 
 
+@pytest.mark.slow
 def test_dmc_seed_in_vmapped_batch_equals_seed_alone():
     from pgjax import driver
 
@@ -146,8 +155,50 @@ def test_a_misspelt_or_misplaced_preset_is_refused_in_one_line(capsys):
 def test_compare_brax_refuses_bad_input_in_one_line_before_anything_runs(tmp_path, capsys):
     from pgjax import cli
 
-    for args, words in [(["--steps", "0"], "must be >= 1"), (["--task", "CheetaRun"], "did you mean dmc/CheetahRun")]:
+    for args, words in [(["--steps", "0"], "must be >= 1"), (["--task", "CheetaRun"], "did you mean dmc/CheetahRun"),
+                        (["--trainers", "ours,bracks"], "unknown trainer(s) bracks")]:
         assert cli.main(["compare-brax", *args, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_brax_compile_is_what_its_first_epoch_and_first_evaluation_took_beyond_the_steady_ones():
+    from pgjax.trainer_comparison import brax_timing
+
+    # set-up + evaluator compile + first evaluation 20 s; epochs 30 s (compiling), 5 s, 5 s; evaluations 2 s
+    points = [{"env_steps": 0, "wall_s": 20.0}, {"env_steps": 100, "wall_s": 52.0, "epoch_s": 30.0},
+              {"env_steps": 200, "wall_s": 59.0, "epoch_s": 5.0}, {"env_steps": 300, "wall_s": 66.5, "epoch_s": 5.0}]
+    timing = brax_timing(points, command_s=67.0)
+    assert timing["compile_s"] == (30.0 - 5.0) + (20.0 - 2.0)
+    assert timing["run_s"] == 67.0 - 43.0 and timing["env_steps"] == 300
+    assert timing["epoch_steps_per_s"] == 100 / 5.0
+
+
+def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monkeypatch, capsys):
+    from pgjax import cli, trainer_comparison
+
+    ran = []
+
+    def fake(name):
+        def run(task, steps, evals, seeds, episodes):
+            ran.append((name, seeds))
+            return {"seeds": seeds, "command_s": 10.0, "compile_s": 4.0, "run_s": 6.0, "env_steps": steps,
+                    "curves": {str(s): [[0, 1.0], [steps, 100.0 + s]] for s in seeds}}
+        return run
+
+    monkeypatch.setattr(trainer_comparison, "TRAINERS", {k: (v[0], fake(k)) for k, v in
+                                                         trainer_comparison.TRAINERS.items()})
+    args = ["compare-brax", "--steps", "600", "--num-evals", "1", "--out", str(tmp_path)]
+    assert cli.main([*args, "--seeds", "2", "--trainers", "ours,brax"]) == 0
+    assert ran == [("ours", [0, 1]), ("brax", [0]), ("brax", [1])]
+    lines = (tmp_path / "pieces.jsonl").read_text().splitlines()
+    (tmp_path / "pieces.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])  # the last piece cut off
+    ran.clear()
+    assert cli.main([*args, "--seeds", "2", "--trainers", "ours,brax,brax-published"]) == 0
+    assert ran == [("brax", [1]), ("brax-published", [0]), ("brax-published", [1])]
+    table = json.loads((tmp_path / "comparison.json").read_text())["dmc/CartpoleSwingup"]
+    ours = table[trainer_comparison.TRAINERS["ours"][0]]
+    assert ours["commands"] == 1 and ours["steps_per_s"] == round(2 * 600 / 6.0)
+    assert table[trainer_comparison.TRAINERS["brax"][0]]["final_return"] == {"0": 100.0, "1": 101.0}
+    assert (tmp_path / "returns-CartpoleSwingup.png").exists()
