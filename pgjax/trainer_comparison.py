@@ -5,7 +5,9 @@ deterministic policy's evaluation return at equal env steps. A benchmark: it rec
 nothing.
 
 Brax trains one seed per call (a fresh program each, so each compiles again); ours trains every seed in one
-vmapped program. Both run on every local device (Brax pmaps its envs, ours splits the seeds).
+vmapped program. Both run on every local device (Brax pmaps its envs, ours splits the seeds). Each finished
+piece (ours: all seeds; Brax: one seed) is a line of `pieces.jsonl`, so a comparison of many CPU hours runs in
+pieces: a repeated command runs only what is missing, and the table and plots are rebuilt from every line.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from pathlib import Path
 import jax
 import numpy as np
 
-TASK = "CartpoleSwingup"
 # Brax's networks: as Playground trains them (brax's defaults: policy 4 x 32, value 5 x 256, swish), and
 # sized as ours (64-64 policy and value, swish), which compares the trainers at equal network cost.
 BRAX_NETWORKS = {"published": None, "ours": {"policy_hidden_layer_sizes": (64, 64), "value_hidden_layer_sizes": (64, 64)}}
