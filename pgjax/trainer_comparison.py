@@ -5,7 +5,11 @@ deterministic policy's evaluation return at equal env steps. A benchmark: it rec
 nothing.
 
 Brax trains one seed per call (a fresh program each, so each compiles again); ours trains every seed in one
-vmapped program. Both run on every local device (Brax pmaps its envs, ours splits the seeds). Each finished
+vmapped program, split over as many local devices as divide the number of seeds (one device for 3 seeds
+on two). Brax's calls get the same number of devices (`max_devices_per_host`; it pmaps its envs over them),
+so both sides run on equal hardware. (On two CPU devices Brax's pmapped reset of CheetahRun deadlocks
+jaxlib 0.10's XLA:CPU: both intra-op pool threads wait inside a batched LAPACK Cholesky, `lapack_spotrf_ffi`,
+for work queued on the pool they occupy.) Each finished
 piece (ours: all seeds; Brax: one seed) is a line of `pieces.jsonl`, so a comparison of many CPU hours runs in
 pieces: a repeated command runs only what is missing, and the table and plots are rebuilt from every line.
 """
@@ -59,9 +63,10 @@ def brax_trainers_on_this_jax():
             del jax.device_put_replicated
 
 
-def brax_ppo_run(task: str, steps: int, num_evals: int, seed: int, eval_episodes: int, networks: str) -> dict:
-    """One Brax `ppo.train` run: its evaluation curve, each point's wall time and Brax's own timing of each
-    training epoch."""
+def brax_ppo_run(task: str, steps: int, num_evals: int, seed: int, eval_episodes: int, networks: str,
+                 devices: int) -> dict:
+    """One Brax `ppo.train` run on `devices` local devices: its evaluation curve, each point's wall time and
+    Brax's own timing of each training epoch."""
     import functools
 
     from brax.training.agents.ppo import networks as brax_networks
@@ -70,7 +75,7 @@ def brax_ppo_run(task: str, steps: int, num_evals: int, seed: int, eval_episodes
 
     from pgjax.envs.dmc_env import load_playground
 
-    params = brax_ppo_params(task, steps, num_evals)
+    params = {**brax_ppo_params(task, steps, num_evals), "max_devices_per_host": devices}
     if BRAX_NETWORKS[networks]:
         params["network_factory"] = functools.partial(brax_networks.make_ppo_networks, **BRAX_NETWORKS[networks])
     t0 = time.perf_counter()
@@ -109,9 +114,10 @@ def brax_timing(points: list[dict], command_s: float) -> dict:
             "epoch_steps_per_s": (epochs[0]["env_steps"] - points[0]["env_steps"]) / steady_epoch}
 
 
-def ours_ppo_run(task: str, steps: int, num_evals: int, seeds: list[int], eval_episodes: int) -> dict:
-    """Our `ppo` with `--preset playground`, all seeds in one vmapped program; run_s is measured with the
-    points' values on the host (evaluations and the first init included)."""
+def ours_ppo_run(task: str, steps: int, num_evals: int, seeds: list[int], eval_episodes: int, devices: int) -> dict:
+    """Our `ppo` with `--preset playground`, all seeds in one vmapped program (on `devices`, which the runner
+    chooses the same way); run_s is measured with the points' values on the host (evaluations and the first
+    init included)."""
     from pgjax.presets import preset_overrides
     from pgjax.runner import make_group, run_group
 
@@ -126,15 +132,27 @@ def ours_ppo_run(task: str, steps: int, num_evals: int, seeds: list[int], eval_e
             "run_s": result.run_s, "env_steps": result.env_steps, "curves": curves}
 
 
-# trainer name: (what it is, how one piece of it runs: (task, steps, num_evals, seeds, eval_episodes) -> run)
+def brax_piece(networks: str):
+    def run(task, steps, evals, seeds, episodes, devices):
+        return brax_ppo_run(task, steps, evals, seeds[0], episodes, networks, devices)
+
+    return run
+
+
+# trainer name: (what it is, how one piece runs: (task, steps, num_evals, seeds, eval_episodes, devices) -> run)
 TRAINERS = {
     "ours": ("pgjax ppo --preset playground (64-64 actor and critic)", ours_ppo_run),
-    "brax": ("brax ppo.train, networks as ours (64-64 policy and value)",
-             lambda task, steps, evals, seeds, episodes: brax_ppo_run(task, steps, evals, seeds[0], episodes, "ours")),
+    "brax": ("brax ppo.train, networks as ours (64-64 policy and value)", brax_piece("ours")),
     "brax-published": ("brax ppo.train, Playground's published networks (policy 4 x 32, value 5 x 256)",
-                       lambda task, steps, evals, seeds, episodes: brax_ppo_run(task, steps, evals, seeds[0], episodes,
-                                                                              "published")),
+                       brax_piece("published")),
 }
+
+
+def devices_for(num_seeds: int) -> int:
+    """The local devices our group of `num_seeds` runs on, which Brax's calls are given too."""
+    from pgjax.runner import runs_mesh
+
+    return runs_mesh(1, num_seeds).size
 
 
 def pieces(trainers: list[str], seeds: list[int]) -> list[tuple[str, list[int]]]:
@@ -144,7 +162,7 @@ def pieces(trainers: list[str], seeds: list[int]) -> list[tuple[str, list[int]]]
 
 def piece_key(row: dict) -> tuple:
     return row["task"], row["trainer"], tuple(row["seeds"]), row["env_steps_per_seed"], row["num_evals"], \
-        row["eval_episodes"]
+        row["eval_episodes"], row.get("devices")
 
 
 def read_pieces(path: Path) -> list[dict]:
@@ -170,15 +188,22 @@ def drop_cut_off_line(path: Path) -> None:
             path.write_text(text[:text.rfind("\n") + 1])
 
 
-def run_piece(task: str, trainer: str, seeds: list[int], steps: int, num_evals: int, eval_episodes: int) -> dict:
+def run_piece(task: str, trainer: str, seeds: list[int], steps: int, num_evals: int, eval_episodes: int,
+              devices: int) -> dict:
     from pgjax.bench import fresh_compile_cache, provenance
 
     with fresh_compile_cache():  # every program compiles cold, as in a new user's first command
-        run = TRAINERS[trainer][1](task, steps, num_evals, seeds, eval_episodes)
+        run = TRAINERS[trainer][1](task, steps, num_evals, seeds, eval_episodes, devices)
     round_s = {k: round(v, 1) for k, v in run.items() if k.endswith("_s")}
     return {"task": f"dmc/{task}", "trainer": trainer, "seeds": seeds, "env_steps_per_seed": steps, "num_evals": num_evals,
-            "eval_episodes": eval_episodes, **run, **round_s,
+            "eval_episodes": eval_episodes, "devices": devices, **run, **round_s,
             "steps_per_s": round(run["env_steps"] * len(seeds) / run["run_s"]), **provenance()}
+
+
+def label(row: dict) -> str:
+    """A trainer on its number of devices: pieces on different hardware are never pooled."""
+    devices = row.get("devices")
+    return TRAINERS[row["trainer"]][0] + (f", {devices} device{'s' * (devices > 1)}" if devices else "")
 
 
 def summary(rows: list[dict]) -> dict:
@@ -188,8 +213,8 @@ def summary(rows: list[dict]) -> dict:
     for row in rows:
         task = out.setdefault(row["task"], {"env_steps_per_seed": row["env_steps_per_seed"],
                                             "eval_episodes": row["eval_episodes"]})
-        entry = task.setdefault(TRAINERS[row["trainer"]][0], {"commands": 0, "compile_s": [], "command_s": 0.0,
-                                                              "run_s": 0.0, "steps": 0, "final_return": {}})
+        entry = task.setdefault(label(row), {"commands": 0, "compile_s": [], "command_s": 0.0, "run_s": 0.0,
+                                             "steps": 0, "final_return": {}})
         entry["commands"] += 1
         entry["compile_s"].append(row["compile_s"])
         entry["command_s"] += row["command_s"]
@@ -208,7 +233,7 @@ def summary(rows: list[dict]) -> dict:
 
 
 def curve_rows(rows: list[dict]) -> list[dict]:
-    return [{"task": row["task"], "trainer": TRAINERS[row["trainer"]][0], "seed": int(seed), "env_steps": steps,
+    return [{"task": row["task"], "trainer": label(row), "seed": int(seed), "env_steps": steps,
              "eval_return_mean": value}
             for row in rows for seed, curve in row["curves"].items() for steps, value in curve]
 
@@ -269,12 +294,13 @@ def main(args) -> int:
     try:
         drop_cut_off_line(out / "pieces.jsonl")
         done = {piece_key(r) for r in read_pieces(out / "pieces.jsonl")}
+        devices = devices_for(args.seeds)
         for trainer, seeds in pieces(trainers, list(range(args.seeds))):
-            key = (f"dmc/{args.task}", trainer, tuple(seeds), args.steps, args.num_evals, args.eval_episodes)
+            key = (f"dmc/{args.task}", trainer, tuple(seeds), args.steps, args.num_evals, args.eval_episodes, devices)
             if key in done:
                 print(f"{trainer} seeds {seeds}: done before, kept")
                 continue
-            row = run_piece(args.task, trainer, seeds, args.steps, args.num_evals, args.eval_episodes)
+            row = run_piece(args.task, trainer, seeds, args.steps, args.num_evals, args.eval_episodes, devices)
             append_durably(out / "pieces.jsonl", json.dumps(row) + "\n")
             print(f"{trainer} seeds {seeds}: compile {row['compile_s']} s, command {row['command_s']} s, "
                   f"{row['steps_per_s']:,} steps/s, final {[c[-1][1] for c in row['curves'].values()]}", flush=True)

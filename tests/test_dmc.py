@@ -181,8 +181,8 @@ def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monke
     ran = []
 
     def fake(name):
-        def run(task, steps, evals, seeds, episodes):
-            ran.append((name, seeds))
+        def run(task, steps, evals, seeds, episodes, devices):
+            ran.append((name, seeds, devices))
             return {"seeds": seeds, "command_s": 10.0, "compile_s": 4.0, "run_s": 6.0, "env_steps": steps,
                     "curves": {str(s): [[0, 1.0], [steps, 100.0 + s]] for s in seeds}}
         return run
@@ -191,14 +191,20 @@ def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monke
                                                          trainer_comparison.TRAINERS.items()})
     args = ["compare-brax", "--steps", "600", "--num-evals", "1", "--out", str(tmp_path)]
     assert cli.main([*args, "--seeds", "2", "--trainers", "ours,brax"]) == 0
-    assert ran == [("ours", [0, 1]), ("brax", [0]), ("brax", [1])]
+    # 2 seeds split over the test session's 2 CPU devices, and each Brax call is given as many
+    assert ran == [("ours", [0, 1], 2), ("brax", [0], 2), ("brax", [1], 2)]
     lines = (tmp_path / "pieces.jsonl").read_text().splitlines()
     (tmp_path / "pieces.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])  # the last piece cut off
     ran.clear()
     assert cli.main([*args, "--seeds", "2", "--trainers", "ours,brax,brax-published"]) == 0
-    assert ran == [("brax", [1]), ("brax-published", [0]), ("brax-published", [1])]
+    assert ran == [("brax", [1], 2), ("brax-published", [0], 2), ("brax-published", [1], 2)]
+    ran.clear()
+    assert cli.main([*args, "--seeds", "3", "--trainers", "brax"]) == 0  # 3 seeds: one device, on both sides
+    assert ran == [("brax", [0], 1), ("brax", [1], 1), ("brax", [2], 1)]
     table = json.loads((tmp_path / "comparison.json").read_text())["dmc/CartpoleSwingup"]
-    ours = table[trainer_comparison.TRAINERS["ours"][0]]
+    ours = table[trainer_comparison.TRAINERS["ours"][0] + ", 2 devices"]
     assert ours["commands"] == 1 and ours["steps_per_s"] == round(2 * 600 / 6.0)
-    assert table[trainer_comparison.TRAINERS["brax"][0]]["final_return"] == {"0": 100.0, "1": 101.0}
+    # pieces on different numbers of devices are never pooled
+    assert table[trainer_comparison.TRAINERS["brax"][0] + ", 2 devices"]["final_return"] == {"0": 100.0, "1": 101.0}
+    assert table[trainer_comparison.TRAINERS["brax"][0] + ", 1 device"]["commands"] == 3
     assert (tmp_path / "returns-CartpoleSwingup.png").exists()
