@@ -13,8 +13,8 @@ off-policy loop (`pgjax.offpolicy`), one gradient step:
  6. clips the sample target to ŷ_j = Q_j + clip(y_z - Q_j, -3b_j, 3b_j);
  7. takes the variance-based adjusted critic gradient, the Gaussian NLL gradient rescaled by
     ω_j = b_j² + ε (with ε-regularised denominators), so its size no longer scales with 1/σ²;
- 8-10. every `delay_update` steps, steps the actor and α (gradients from the pre-update critics and one
-    shared reparameterised sample) and Polyak-averages all three targets (Q̄_1, Q̄_2, φ̄).
+ 8-10. every `delay_update` steps, from the first on, steps the actor and α (gradients from the pre-update
+    critics and one shared reparameterised sample) and Polyak-averages all three targets (Q̄_1, Q̄_2, φ̄).
 """
 from __future__ import annotations
 
@@ -163,6 +163,9 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     target_entropy = maxent.target_entropy(env.action_size, config)
     alpha_grad = jax.grad(temperature_loss)(learner.log_alpha, log_prob, target_entropy)
 
+    # the official trainer tests `iteration % delay_update == 0` before counting the step, so the delayed
+    # updates fall on gradient steps 1, 1 + delay, 1 + 2 delay, ...
+    delayed_now = learner.steps % config.delay_update == 0
     updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
     learner = learner.replace(critic_params=optax.apply_updates(learner.critic_params, updates),
                               critic_opt=critic_opt_state, b=b, steps=learner.steps + 1)
@@ -179,7 +182,7 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
             target_actor_params=polyak(learner.target_actor_params, actor_params, config.tau),
             target_critic_params=polyak(learner.target_critic_params, learner.critic_params, config.tau))
 
-    learner = jax.lax.cond(learner.steps % config.delay_update == 0, delayed_update, lambda l: l, learner)
+    learner = jax.lax.cond(delayed_now, delayed_update, lambda l: l, learner)
     return learner, {"critic_loss": q_loss, "actor_loss": pi_loss, "alpha": alpha, "q_mean": q_mean,
                      "std_mean": std_mean, "b_mean": b.mean(), "entropy": -log_prob.mean()}
 

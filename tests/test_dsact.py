@@ -4,7 +4,9 @@ truncation vs termination."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from pgjax import maxent
 from pgjax.agents import dsact
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import apply_ensemble
@@ -68,20 +70,70 @@ def changed(a, b):
     return not all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
 
 
-def test_delayed_update_leaves_actor_alpha_and_targets_alone_until_the_second_step():
+def test_delayed_updates_fall_on_gradient_steps_one_three_five_as_the_official_trainer():
+    """The official trainer checks `iteration % delay_update == 0` with iteration counted from 0 before it
+    is incremented: the actor, α and the targets step at gradient steps 1, 3, 5, ... and their Adam states
+    stand still in between."""
     trainer, config, learner, batch = init_learner(delay_update=2)
     # a target policy apart from the online one, so that averaging it would show
     learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params))
     step = jax.jit(lambda l, k: dsact.gradient_step(l, batch, k, trainer.env, config))
-    one, _ = step(learner, jax.random.PRNGKey(1))
-    assert changed(one.critic_params, learner.critic_params)
-    for field in ("actor_params", "log_alpha", "target_critic_params", "target_actor_params", "actor_opt", "alpha_opt"):
-        assert not changed(getattr(one, field), getattr(learner, field)), field
-    assert int(one.actor_opt[0].count) == 0 and int(one.alpha_opt[0].count) == 0
-    two, _ = step(one, jax.random.PRNGKey(2))
-    for field in ("actor_params", "log_alpha", "target_critic_params", "target_actor_params"):
-        assert changed(getattr(two, field), getattr(one, field)), field
-    assert int(two.actor_opt[0].count) == 1 and int(two.alpha_opt[0].count) == 1 and int(two.critic_opt[0].count) == 2
+    delayed = ("actor_params", "log_alpha", "target_critic_params", "target_actor_params", "actor_opt", "alpha_opt")
+    previous = learner
+    for n, key in enumerate(jax.random.split(jax.random.PRNGKey(1), 4), start=1):
+        new, _ = step(previous, key)
+        assert changed(new.critic_params, previous.critic_params)
+        for field in delayed:
+            assert changed(getattr(new, field), getattr(previous, field)) == (n % 2 == 1), (n, field)
+        assert int(new.actor_opt[0].count) == int(new.alpha_opt[0].count) == (n + 1) // 2
+        assert int(new.critic_opt[0].count) == n
+        previous = new
+
+
+def test_actor_and_temperature_step_with_the_critics_and_alpha_from_before_this_steps_update():
+    """Step 8: every gradient of one step is taken at the step's starting parameters, then all step."""
+    trainer, config, learner, batch = init_learner()
+    actor, critic = dsact._networks(trainer.env, config)
+    key = jax.random.PRNGKey(6)
+    new, metrics = jax.jit(lambda l: dsact.gradient_step(l, batch, key, trainer.env, config))(learner)
+    assert changed(new.critic_params, learner.critic_params)
+    actor_key = jax.random.split(key)[1]
+    # the loss is the sharper witness: Adam's first step is close to lr · sign(gradient) whichever critics
+    loss_with = lambda critic_params, log_alpha: dsact.actor_loss(
+        learner.actor_params, actor, critic, critic_params, jnp.exp(log_alpha), batch["obs"], actor_key)[0]
+    np.testing.assert_allclose(metrics["actor_loss"], loss_with(learner.critic_params, learner.log_alpha), rtol=1e-6)
+    assert not np.isclose(float(loss_with(new.critic_params, learner.log_alpha)), float(metrics["actor_loss"]),
+                          rtol=1e-5, atol=0)
+    actor_opt, _, alpha_opt = maxent.optimizers(config)
+
+    def stepped(critic_params, log_alpha):
+        grads, log_prob = jax.grad(dsact.actor_loss, has_aux=True)(
+            learner.actor_params, actor, critic, critic_params, jnp.exp(log_alpha), batch["obs"], actor_key)
+        updates, _ = actor_opt.update(grads, learner.actor_opt)
+        alpha_grad = jax.grad(dsact.temperature_loss)(
+            learner.log_alpha, log_prob, maxent.target_entropy(trainer.env.action_size, config))
+        alpha_update, _ = alpha_opt.update(alpha_grad, learner.alpha_opt)
+        return optax.apply_updates(learner.actor_params, updates), optax.apply_updates(learner.log_alpha, alpha_update)
+
+    before_actor, before_alpha = stepped(learner.critic_params, learner.log_alpha)
+    for got, want in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(before_actor)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(new.log_alpha, before_alpha, rtol=1e-6)
+    after_actor, _ = stepped(new.critic_params, new.log_alpha)  # what the post-update critics would give
+    assert changed(after_actor, before_actor)
+
+
+def test_default_activation_is_the_exact_erf_gelu_of_the_official_torch_networks():
+    """torch's nn.GELU is x Φ(x) with the exact normal CDF; jax.nn.gelu defaults to a tanh approximation
+    that differs by up to ~5e-4."""
+    from math import erf, sqrt
+
+    from pgjax.networks import ACTIVATIONS
+
+    x = np.linspace(-4.0, 4.0, 161)
+    exact = np.array([0.5 * v * (1.0 + erf(v / sqrt(2.0))) for v in x])
+    np.testing.assert_allclose(ACTIVATIONS[dsact.Config().activation](jnp.asarray(x, jnp.float32)), exact, atol=2e-6)
+    assert np.abs(np.asarray(ACTIVATIONS["gelu_tanh"](jnp.asarray(x, jnp.float32))) - exact).max() > 1e-4
 
 
 def test_next_action_comes_from_the_target_policy_and_termination_stops_the_bootstrap():
