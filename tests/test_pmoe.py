@@ -156,3 +156,55 @@ def test_reward_standardisation_quirk_is_off_by_default_and_standardises_the_bat
     standardised = {**batch, "reward": jnp.asarray((r - r.mean()) / (r.std(ddof=1) + 1e-6), jnp.float32)}
     np.testing.assert_allclose(step(batch, quirk), step(standardised, config), rtol=1e-5)
     assert not np.isclose(float(step(batch, quirk)), float(step(batch, config)))
+
+
+def pmoe_ppo_minibatch(trainer, learner, n=48, seed=0):
+    """A minibatch whose stored log-likelihoods sit around the current ones, so that ratios both inside
+    and outside the clip range occur."""
+    rng = np.random.default_rng(seed)
+    obs = jnp.asarray(rng.normal(size=(n, trainer.env.obs_size)), jnp.float32)
+    action = jnp.asarray(rng.normal(size=(n, trainer.env.action_size)), jnp.float32)
+    logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
+    log_prob = mixture.mixture_log_prob(action, logits, mean, log_std) + jnp.asarray(rng.normal(0, 0.3, n), jnp.float32)
+    return {"obs": obs, "action": action, "log_prob": log_prob,
+            "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
+            "value": jnp.asarray(rng.normal(size=n), jnp.float32),
+            "target": jnp.asarray(rng.normal(size=n), jnp.float32), "key": jax.random.PRNGKey(seed + 1)}
+
+
+def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_and_frequency_terms():
+    """L = L_freq + L_clip + c_v L_V + L_Q, the ratio from the mixture's likelihood Σ_k w_k N(a; μ_k, σ_k)
+    (computed here as a plain sum of densities), and Q_ψ regressed on the λ-return of the taken action."""
+    trainer, config = tiny_trainer("pmoe_ppo")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=jax.tree.map(  # experts and gate weights that differ from each other
+        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params))
+    batch = pmoe_ppo_minibatch(trainer, learner)
+    params = (learner.actor_params, learner.critic_params, learner.q_params)
+    loss_fn = lambda p: pmoe_ppo.pmoe_ppo_loss(p, learner, batch, config, learner.last_usage)
+    loss, info = loss_fn(params)
+
+    logits, mean, log_std = (np.asarray(x, np.float64) for x in learner.actor.apply(learner.actor_params, batch["obs"]))
+    a = np.asarray(batch["action"], np.float64)[:, None, :]
+    density = np.exp(-0.5 * ((a - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).prod(-1)
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    ratio = np.exp(np.log((w * density).sum(-1)) - np.asarray(batch["log_prob"], np.float64))
+    assert (np.abs(ratio - 1) > config.clip_eps).any() and (np.abs(ratio - 1) < config.clip_eps).any()
+    adv = np.asarray(batch["advantage"], np.float64)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    clip = np.clip(ratio, 1 - config.clip_eps, 1 + config.clip_eps)
+    np.testing.assert_allclose(info["policy_loss"], -np.minimum(ratio * adv, clip * adv).mean(), rtol=1e-4, atol=1e-6)
+
+    q_taken = np.asarray(learner.q_net.apply(learner.q_params, batch["obs"], batch["action"]), np.float64)
+    q_loss = ((q_taken - np.asarray(batch["target"], np.float64)) ** 2).mean()
+    np.testing.assert_allclose(info["q_loss"], q_loss, rtol=1e-5)
+    np.testing.assert_allclose(loss, info["frequency_loss"] + info["policy_loss"] + config.vf_coef * info["value_loss"]
+                               + q_loss, rtol=1e-5)
+    # Q_ψ learns from the regression alone (no gradient reaches it through the argmax of the frequency loss)
+    q_grads = jax.grad(lambda q: loss_fn((params[0], params[1], q))[0])(learner.q_params)
+    regression = jax.grad(lambda q: ((learner.q_net.apply(q, batch["obs"], batch["action"]) - batch["target"]) ** 2
+                                     ).mean())(learner.q_params)
+    for g, r in zip(jax.tree.leaves(q_grads), jax.tree.leaves(regression)):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-7)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(q_grads)) > 0
