@@ -53,7 +53,9 @@ def test_first_inner_step_is_the_plain_importance_weighted_policy_gradient():
 def test_kl_grows_over_the_m_full_batch_steps_and_they_are_plain_adam_steps_on_the_whole_batch():
     _, config, learner, batch = on_policy_batch()
     config = config.replace(sgd_steps=10)
-    learner = learner.replace(policy_opt=mdpo_on._optimizers(config)[0].init(learner.actor_params))
+    # halfway through the run t_k = 0.5, so a KL weight of t_k instead of 1/t_k would show
+    k = onpolicy.num_iterations(config) // 2
+    learner = learner.replace(policy_opt=mdpo_on._optimizers(config)[0].init(learner.actor_params), k=jnp.asarray(k))
     actor_params, _, info = jax.jit(lambda l, b: mdpo_on.policy_update(l, b, config))(learner, batch)
     kl = np.asarray(info["kl"])
     assert kl.shape == (10,) and kl[0] == 0.0
@@ -61,7 +63,8 @@ def test_kl_grows_over_the_m_full_batch_steps_and_they_are_plain_adam_steps_on_t
 
     # the same ten steps by hand: Adam on the loss of all 64 samples each time
     old_mean, old_log_std = learner.actor.apply(learner.actor_params, batch["obs"])
-    weight = 1.0 / float(mdpo_on.bregman_step_size(0, config))
+    assert float(mdpo_on.bregman_step_size(k, config)) == 0.5
+    weight = 1.0 / float(mdpo_on.bregman_step_size(k, config))
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5))
     params, state = learner.actor_params, optimizer.init(learner.actor_params)
     for _ in range(10):
@@ -70,6 +73,30 @@ def test_kl_grows_over_the_m_full_batch_steps_and_they_are_plain_adam_steps_on_t
         params = optax.apply_updates(params, updates)
     for got, want in zip(jax.tree.leaves(actor_params), jax.tree.leaves(params)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_update_standardises_advantages_over_the_whole_batch_and_clips_the_value_loss():
+    """The policy sees advantages standardised over the whole batch (so an affine change of them changes
+    nothing), and V's loss is the clipped one: mean max((V − R)², (V_old + clip(V − V_old, ±c) − R)²)."""
+    trainer, config, learner, batch = on_policy_batch()
+    n = batch["obs"].shape[0]
+    rng = np.random.default_rng(3)
+    value = learner.critic.apply(learner.critic_params, batch["obs"])[..., 0]
+    batch = {**batch, "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
+             "value": value + jnp.asarray(rng.normal(0, 0.3, n), jnp.float32),
+             "target": jnp.asarray(rng.normal(size=n), jnp.float32)}
+    update = jax.jit(lambda b: mdpo_on.update(learner, b, jax.random.PRNGKey(0), trainer.env, config)[0].actor_params)
+    shifted = update({**batch, "advantage": 3.0 * batch["advantage"] + 5.0})
+    for a, b in zip(jax.tree.leaves(update(batch)), jax.tree.leaves(shifted)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+    v, v_old, r, c = (np.asarray(x, np.float64) for x in (value, batch["value"], batch["target"], config.value_clip))
+    clipped = v_old + np.clip(v - v_old, -c, c)
+    assert (np.abs(v - v_old) > c).any()
+    expected = np.maximum((v - r) ** 2, (clipped - r) ** 2).mean()
+    got, _ = mdpo_on.value_loss(learner.critic_params, learner.critic, batch, config.value_clip)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not np.isclose(expected, ((v - r) ** 2).mean(), rtol=1e-3)
 
 
 def test_bregman_step_size_anneals_over_the_runs_own_iterations():
@@ -212,6 +239,21 @@ def test_gradient_step_targets_use_v_bar_min_q_and_the_actor_uses_q1():
         learner.actor_params, actor, mdpo_off.old_policy_log_density(actor, learner.old_actor_params),
         lambda o, a: apply_ensemble(critic, learner.critic_params, o, a).min(0), obs, key, config)
     assert not np.isclose(float(with_min), float(metrics["actor_loss"]), rtol=1e-4)
+
+
+def test_value_target_network_is_a_polyak_average_of_v_after_every_step():
+    trainer, config, learner, *_ = off_policy_setup()
+    rng = np.random.default_rng(1)
+    n, obs_size = 16, trainer.env.obs_size
+    batch = {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+             "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
+             "reward": jnp.asarray(rng.normal(size=n), jnp.float32), "terminated": jnp.zeros(n),
+             "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+    learner = learner.replace(target_value_params=jax.tree.map(lambda p: p + 0.1, learner.value_params))
+    new, _ = jax.jit(lambda l: mdpo_off.gradient_step(l, batch, jax.random.PRNGKey(2), trainer.env, config))(learner)
+    for got, old, v in zip(*(jax.tree.leaves(t) for t in (new.target_value_params, learner.target_value_params,
+                                                          new.value_params))):
+        np.testing.assert_allclose(got, (1 - config.tau) * old + config.tau * v, rtol=1e-5, atol=1e-7)
 
 
 def test_old_policy_changes_exactly_every_m_gradient_steps():
