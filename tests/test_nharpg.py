@@ -261,3 +261,86 @@ def test_nharpg_improves_on_gymnax_pendulum():
     initial = np.mean([r["eval_return_mean"] for r in result.rows if r["env_steps"] == 0])
     print(f"initial {initial:.1f}, final {float(result.final_returns.mean()):.1f}")
     assert float(result.final_returns.mean()) - initial >= 300
+
+
+# ---------------------------------------------------------------- the recursion's pieces by hand
+
+
+def test_recursive_momentum_and_its_weight_schedule_by_hand():
+    """d_t = (1 - η)(d_{t-1} + u_t) + η g_t, leaf by leaf; η_t = η_0·2/(t+2) decaying, 1 at t = 0."""
+    d = nharpg.recursive_momentum({"a": jnp.array([1.0, -2.0])}, {"a": jnp.array([2.0, 0.5])},
+                                  {"a": jnp.array([10.0, 4.0])}, 0.25)
+    np.testing.assert_allclose(d["a"], [0.75 * 3.0 + 2.5, 0.75 * -1.5 + 1.0], rtol=1e-6)
+    config = build(nharpg.Config, {"eta_0": 0.5, "constant_momentum": False}, "nharpg")
+    weights = [float(nharpg.momentum_weight(jnp.asarray(t), config)) for t in range(4)]
+    np.testing.assert_allclose(weights, [1.0, 0.5 * 2 / 3, 0.25, 0.5 * 2 / 5], rtol=1e-6)
+
+
+def test_segment_reward_to_go_is_discounted_and_stops_at_any_episode_end():
+    """γ = 0.5, rewards 1, 2, 3, 4. Env 0 terminates at step 1: 2, 2, 5, 4. Env 1 hits a time limit at
+    step 2: 2.75, 3.5, 3, 4 (no bootstrap: a truncation ends Ψ's sum as a termination does)."""
+    rewards = jnp.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
+    terminated = jnp.zeros((4, 2), bool).at[1, 0].set(True)
+    done = terminated.at[2, 1].set(True)
+    psi = nharpg.segment_reward_to_go(rewards, terminated, done, 0.5)
+    np.testing.assert_allclose(psi, [[2.0, 2.75], [2.0, 3.5], [5.0, 3.0], [4.0, 4.0]], rtol=1e-6)
+
+
+def test_iteration_combines_g_at_theta_and_u_at_theta_hat_along_theta_minus_previous_theta():
+    """At t = 1 the new momentum is (1 - η)(d_0 + u_1) + η g_1, with g_1 on the batch at θ_1, u_1 the
+    correction at θ̂_1 along v = θ_1 - θ_0 on the independent batch (its Ψ using the main batch's
+    baseline), each rebuilt here from the iteration's own keys."""
+    trainer, config, state, step = one_iteration(eta_0=0.4, gamma_0=0.2)
+    state, _ = step(state)
+    new, _ = step(state)
+    learner, apply = state.learner, state.learner.actor.apply
+    theta, prev = learner.actor_params, learner.prev_actor_params
+    _, k_q, k_rollout = jax.random.split(state.key, 3)
+    theta_hat, _ = nharpg.interpolation_point(k_q, theta, prev)
+    normalize = normalizer(state)
+    _, traj, hess_traj = nharpg.sample_batches(trainer.env, state.env_state, learner, theta, theta_hat, normalize,
+                                               k_rollout, config)
+    batch, baseline = nharpg.trajectory_batch(traj, normalize, state.reward_scaler, config)
+    hess_batch, _ = nharpg.trajectory_batch(hess_traj, normalize, state.reward_scaler, config, baseline)
+    g = nharpg.policy_gradient(theta, apply, batch)
+    v = jax.tree.map(jnp.subtract, theta, prev)
+    u = nharpg.hessian_correction(theta_hat, v, apply, hess_batch)
+    expected = flat(jax.tree.map(lambda d, u, g: 0.6 * (d + u) + 0.4 * g, learner.momentum, u, g))
+    tolerance = 2e-3 * np.abs(expected).max()
+    np.testing.assert_allclose(flat(new.learner.momentum), expected, rtol=2e-3, atol=tolerance)
+    # u matters: with -v in place of v the momentum would move by 1.2·u, far beyond the tolerance
+    assert np.abs(1.2 * flat(u)).max() > 10 * tolerance
+
+
+def test_psi_is_the_reward_to_go_minus_the_ridge_fitted_linear_baseline():
+    """Ψ = reward-to-go − w·[s, s², h/T, (h/T)², (h/T)³, 1], w solving (XᵀX/n + 1e-3·I) w = Xᵀy/n on the
+    batch at θ_t; a baseline passed in (the Hessian batch's) is used as given, not refitted."""
+    from pgjax.normalize import RewardScaler
+    from pgjax.rollout import Transition
+
+    rng = np.random.default_rng(0)
+    T_, M_, obs_size = 6, 5, 3
+    obs = jnp.asarray(rng.normal(size=(T_, M_, obs_size)), jnp.float32)
+    reward = jnp.asarray(rng.normal(size=(T_, M_)) + np.asarray(obs)[..., 0], jnp.float32)
+    no_end = jnp.zeros((T_, M_), bool)
+    traj = Transition(obs, jnp.zeros((T_, M_, 1)), reward, no_end, no_end, obs, ())
+    config = build(nharpg.Config, {"scale_rewards": False, "gamma": 0.9}, "nharpg")
+    batch, w = nharpg.trajectory_batch(traj, lambda x: x, RewardScaler.create(M_), config)
+    returns = np.zeros((T_, M_))
+    running = np.zeros(M_)
+    for t in reversed(range(T_)):
+        running = np.asarray(reward)[t] + 0.9 * running
+        returns[t] = running
+    position = np.broadcast_to((np.arange(T_) / T_)[:, None, None], (T_, M_, 1))
+    x = np.concatenate([obs, np.asarray(obs) ** 2, position, position**2, position**3, np.ones_like(position)],
+                       -1).reshape(-1, 2 * obs_size + 4)
+    n = x.shape[0]
+    w_expected = np.linalg.solve(x.T @ x / n + 1e-3 * np.eye(x.shape[1]), x.T @ returns.ravel() / n)
+    np.testing.assert_allclose(w, w_expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(batch["psi"], returns - (x @ w_expected).reshape(T_, M_), rtol=1e-3, atol=1e-4)
+    assert np.var(np.asarray(batch["psi"])) < np.var(returns)  # the in-sample fit does reduce the variance
+    given = jnp.asarray(rng.normal(size=x.shape[1]), jnp.float32)
+    batch_given, w_given = nharpg.trajectory_batch(traj, lambda x: x, RewardScaler.create(M_), config, given)
+    np.testing.assert_array_equal(w_given, given)
+    np.testing.assert_allclose(batch_given["psi"], returns - (x @ np.asarray(given)).reshape(T_, M_), rtol=1e-3,
+                               atol=1e-4)

@@ -235,3 +235,94 @@ def test_bad_values_are_rejected(field, value, message):
 def test_sorting_network_equals_jnp_sort(n):
     x = jnp.round(jax.random.normal(jax.random.PRNGKey(n), (2, 40, n)), 1)  # rounded: ties too
     np.testing.assert_array_equal(sort_last_axis(x), jnp.sort(x, -1))
+
+
+def test_feature_quantile_levels_are_the_midpoints():
+    np.testing.assert_allclose(pg_rainbow.midpoints(4), [0.125, 0.375, 0.625, 0.875], rtol=1e-6)
+
+
+def test_feature_actions_after_the_mean_are_mu_plus_sigma_times_this_iterations_noise():
+    """a_k = clip(μ(s) + σ ε_k, ±1) for k ≥ 1 (σ = e^-0.5 here), and q_φ(s) holds Z at those actions."""
+    learner, config, env = iqn_learner(feature_actions=3, feature_quantiles=5)
+    params = learner.actor_params
+    learner = learner.replace(actor_params={"params": {**params["params"], "log_std": jnp.full_like(
+        params["params"]["log_std"], -0.5)}})
+    obs = jnp.asarray(np.random.default_rng(4).normal(size=(4, env.obs_size)), jnp.float32)
+    mean, _ = learner.actor.apply(learner.actor_params, obs)
+    noise = np.asarray(learner.feature_noise)
+    per_action = np.asarray(pg_rainbow.quantile_features(learner, obs)).reshape(4, 3, 5)
+    for k in (1, 2):
+        action = jnp.clip(mean + np.exp(-0.5) * noise[k - 1], -1, 1)
+        z = learner.iqn.apply(learner.iqn_params, obs, action, pg_rainbow.midpoints(5))
+        np.testing.assert_allclose(per_action[:, k], np.sort(z, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_distilled_value_is_f_of_the_head_times_the_features():
+    """V_ψ(s) = f_ψ(h(s) ⊙ q_φ(s)), elementwise product of the head's K·N_q outputs and the features."""
+    learner, config, env = iqn_learner()
+    obs = jnp.asarray(np.random.default_rng(5).normal(size=(3, env.obs_size)), jnp.float32)
+    features = jnp.asarray(np.random.default_rng(6).normal(size=(3, 4 * 32)), jnp.float32)
+    head_params, distiller_params = learner.distill_params
+    product = np.asarray(learner.feature_head.apply(head_params, obs)) * np.asarray(features)
+    expected = learner.distiller.apply(distiller_params, jnp.asarray(product))[..., 0]
+    np.testing.assert_allclose(pg_rainbow.distilled_value(learner.distill_params, learner, obs, features), expected,
+                               rtol=1e-5)
+
+
+def test_iqn_target_network_is_polyak_averaged_toward_the_updated_network():
+    """φ̄ ← τ φ + (1 - τ) φ̄ after each IQN step, φ the parameters after that step (τ = 0.3 here)."""
+    learner, config, env = iqn_learner(iqn_lr=0.05, iqn_target_tau=0.3)
+    learner = learner.replace(iqn_target_params=perturbed(learner.iqn_params, jax.random.PRNGKey(11)))
+    batch = two_point_batch(jax.random.PRNGKey(12), 16, env.obs_size, env.action_size, -1.0, 2.0, 0.5)
+    new, _ = pg_rainbow.iqn_step(learner, learner.actor_params, batch, jax.random.PRNGKey(13), config)
+    expected = jax.tree.map(lambda t, o: 0.7 * t + 0.3 * o, learner.iqn_target_params, new.iqn_params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), new.iqn_target_params, expected)
+    assert not np.allclose(flat_leaves(new.iqn_params), flat_leaves(learner.iqn_params), atol=1e-3)
+
+
+def flat_leaves(tree):
+    return np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(tree)])
+
+
+def test_sarsa_target_action_is_a_sample_of_the_current_policy_not_its_mean():
+    """a' = clip(μ(s') + σε, ±1) with the key given: with μ ≈ 0 and σ = e^-1 the samples stay inside the
+    bounds, so a target at the mean action (or at a clipped-away sample) would differ."""
+    learner, config, env = iqn_learner()
+    params = learner.actor_params
+    actor_params = {"params": {**params["params"], "log_std": jnp.full_like(params["params"]["log_std"], -1.0)}}
+    learner = learner.replace(iqn_target_params=perturbed(learner.iqn_params, jax.random.PRNGKey(5)))
+    rng = np.random.default_rng(3)
+    n = 8
+    batch = {"obs": jnp.zeros((n, env.obs_size)), "action": jnp.zeros((n, env.action_size)),
+             "reward": jnp.ones(n), "terminated": jnp.zeros(n),
+             "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32)}
+    taus_next, key = jnp.full((n, 3), 0.5), jax.random.PRNGKey(4)
+    target = pg_rainbow.sarsa_target(learner, actor_params, batch, taus_next, key, 0.9)
+    mean, log_std = learner.actor.apply(actor_params, batch["next_obs"])
+    sample = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    assert np.abs(sample).max() < 1.0  # nothing clipped
+    z = lambda a: learner.iqn.apply(learner.iqn_target_params, batch["next_obs"], a, taus_next)
+    np.testing.assert_allclose(target, 1.0 + 0.9 * z(sample), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(z(sample), z(mean), atol=1e-3)
+
+
+def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi():
+    """After the switch, with R = 2·V_θ − V_ψ: clipped around V_θ's old prediction the clip is inactive at
+    the start (both terms equal (V_θ − R)²), so V_θ moves; clipped around V_ψ instead (which the rollout
+    stored as "value"), the clipped term (2D − ε)² would win with zero gradient and V_θ would not move."""
+    learner, config, env = iqn_learner(clip_value_loss=True)
+    learner = learner.replace(distill_params=perturbed(learner.distill_params, jax.random.PRNGKey(10), 1.0))
+    after = learner.replace(switch_iteration=jnp.int32(0))
+    batch = collected_batch(after, env, 32, jax.random.PRNGKey(7))
+    assert np.abs(batch["value"] - batch["critic_value"]).min() > 2 * config.clip_eps
+    batch["target"] = 2 * batch["critic_value"] - batch["value"]
+    key = jax.random.PRNGKey(8)
+    ours, metrics = pg_rainbow.update(after, batch, key, env, config)
+    ppo_learner = pg_rainbow.ppo.Learner(learner.actor_params, learner.critic_params, learner.opt_state,
+                                         learner.updates, learner.actor, learner.critic)
+    theirs, ppo_metrics = pg_rainbow.ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env,
+                                                config)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.critic_params,
+                 theirs.critic_params)
+    np.testing.assert_allclose(metrics["value_loss"], ppo_metrics["value_loss"], rtol=1e-5)
+    assert not np.allclose(flat_leaves(ours.critic_params), flat_leaves(learner.critic_params), atol=1e-5)
