@@ -241,14 +241,18 @@ def test_gradient_step_targets_use_v_bar_min_q_and_the_actor_uses_q1():
     assert not np.isclose(float(with_min), float(metrics["actor_loss"]), rtol=1e-4)
 
 
+def replay_batch(trainer, rng, n=16):
+    """16 random transitions, none terminal."""
+    obs_size = trainer.env.obs_size
+    return {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+            "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
+            "reward": jnp.asarray(rng.normal(size=n), jnp.float32), "terminated": jnp.zeros(n),
+            "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+
+
 def test_value_target_network_is_a_polyak_average_of_v_after_every_step():
     trainer, config, learner, *_ = off_policy_setup()
-    rng = np.random.default_rng(1)
-    n, obs_size = 16, trainer.env.obs_size
-    batch = {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
-             "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
-             "reward": jnp.asarray(rng.normal(size=n), jnp.float32), "terminated": jnp.zeros(n),
-             "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+    batch = replay_batch(trainer, np.random.default_rng(1))
     learner = learner.replace(target_value_params=jax.tree.map(lambda p: p + 0.1, learner.value_params))
     new, _ = jax.jit(lambda l: mdpo_off.gradient_step(l, batch, jax.random.PRNGKey(2), trainer.env, config))(learner)
     for got, old, v in zip(*(jax.tree.leaves(t) for t in (new.target_value_params, learner.target_value_params,
@@ -259,12 +263,7 @@ def test_value_target_network_is_a_polyak_average_of_v_after_every_step():
 def test_old_policy_changes_exactly_every_m_gradient_steps():
     trainer, config, learner, *_ = off_policy_setup()
     assert config.sgd_steps == 1000
-    rng = np.random.default_rng(0)
-    n, obs_size = 16, trainer.env.obs_size
-    batch = {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
-             "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
-             "reward": jnp.asarray(rng.normal(size=n), jnp.float32), "terminated": jnp.zeros(n),
-             "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+    batch = replay_batch(trainer, np.random.default_rng(0))
 
     def body(l, k):
         new, _ = mdpo_off.gradient_step(l, batch, k, trainer.env, config)
