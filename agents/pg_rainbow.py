@@ -76,7 +76,8 @@ class Config(ppo.Config):
                 "iterations before V_ψ is used; 1 never switches, which is PPO)")
         require(out, 0.0 < self.iqn_target_tau <= 1.0, f"iqn_target_tau = {self.iqn_target_tau} must lie in (0, 1]")
         check_choice(out, self, "value_source", VALUE_SOURCES)
-        return out
+        # its quantile features act with unsquashed Gaussian samples
+        return out + ppo.fields_kept_at_default(self, ("policy",), "pg_rainbow")
 
 
 @struct.dataclass

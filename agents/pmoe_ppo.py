@@ -43,7 +43,7 @@ class Config(ppo.Config):
         require(out, all(h > 0 for h in self.q_hidden_sizes), "q_hidden_sizes must be positive")
         require(out, self.ent_coef == 0, "ent_coef must be 0: the mixture's entropy has no closed form")
         check_choice(out, self, "eval_expert", mixture.EXPERT_CHOICES)
-        return out
+        return out + ppo.fields_kept_at_default(self, ("policy", "value_hidden_sizes", "kernel_init"), "pmoe_ppo")
 
 
 @struct.dataclass

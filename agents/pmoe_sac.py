@@ -62,7 +62,7 @@ steps_per_iteration, warmup_steps = offpolicy.steps_per_iteration, offpolicy.war
 
 def _networks(env: Env, config: Config):
     return (MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation),
-            QNetwork(config.hidden_sizes, config.activation))
+            QNetwork(config.hidden_sizes, config.activation, layer_norm=config.critic_layer_norm))
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:

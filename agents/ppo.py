@@ -6,6 +6,10 @@ shared on-policy loop (`pgjax.onpolicy`) runs the current policy for `rollout_le
 `num_minibatches` Adam steps on the clipped surrogate + clipped value loss - entropy bonus, with a
 global gradient-norm clip and the learning rate annealed linearly to 0 over the run.
 Policy: diagonal Gaussian, state-independent log-std; separate 64-64 tanh actor and critic.
+Fields that reproduce Brax's `ppo.train` instead (`--preset brax`): `policy = "tanh_gaussian"`,
+`value_hidden_sizes`, `kernel_init = "lecun_uniform"`, `clip_gradients = false`, `adam_eps = 1e-8`,
+`clip_value_loss = false` and, in the loop, `reward_scale`, `mask_truncated`, `gae_segment` and
+`advantage = "lambda_target"`.
 """
 from __future__ import annotations
 
@@ -15,10 +19,9 @@ import optax
 from flax import struct
 
 from pgjax import gaussian_policy, onpolicy
-from pgjax.config import check_network, check_positive, hyper, require, static
-from pgjax.distributions import gaussian_entropy, gaussian_log_prob
+from pgjax.config import check_choice, check_network, check_positive, hyper, require, static
 from pgjax.envs import Env
-from pgjax.networks import MLP, GaussianActor
+from pgjax.networks import KERNEL_INITS, MLP, GaussianActor
 
 
 @struct.dataclass
@@ -27,19 +30,36 @@ class Config(onpolicy.Config):
     activation: str = static("tanh")
     anneal_lr: bool = static(True)
     clip_value_loss: bool = static(True)
+    policy: str = static("gaussian")  # gaussian: state-independent std, env clips; tanh_gaussian: Brax's squashed one
+    value_hidden_sizes: tuple[int, ...] = static(())  # the value network's widths; empty: hidden_sizes
+    kernel_init: str = static("orthogonal")  # orthogonal, or lecun_uniform (Brax's) for every layer
+    clip_gradients: bool = static(True)  # clip the global gradient norm at max_grad_norm
     lr: float = hyper(3e-4)
     clip_eps: float = hyper(0.2)
     vf_coef: float = hyper(0.5)
     ent_coef: float = hyper(0.0)
     max_grad_norm: float = hyper(0.5)
-    init_log_std: float = hyper(0.0)
+    init_log_std: float = hyper(0.0)  # initial log-std of the Gaussian policy (policy = gaussian)
+    adam_eps: float = hyper(1e-5)  # Adam's epsilon (optax's default, which Brax keeps, is 1e-8)
+    ADDED_FIELDS = ("policy", "value_hidden_sizes", "kernel_init", "clip_gradients", "adam_eps")
 
     def problems(self) -> list[str]:
         out = super().problems()
-        check_positive(out, self, "lr", "clip_eps", "max_grad_norm")
+        check_positive(out, self, "lr", "clip_eps", "max_grad_norm", "adam_eps")
         check_network(out, self)
+        check_choice(out, self, "policy", gaussian_policy.POLICIES)
+        check_choice(out, self, "kernel_init", KERNEL_INITS)
+        require(out, all(h > 0 for h in self.value_hidden_sizes), "value_hidden_sizes must be positive")
         require(out, self.vf_coef >= 0 and self.ent_coef >= 0, "vf_coef and ent_coef must be >= 0")
         return out
+
+
+def fields_kept_at_default(config: Config, names: tuple[str, ...], agent: str) -> list[str]:
+    """Problems for an agent built on PPO's Config that does not honour these fields (its networks are
+    its own): each must keep PPO's default."""
+    default = Config()
+    return [f"{agent} supports only {n} = {getattr(default, n)!r} (got {getattr(config, n)!r})"
+            for n in names if getattr(config, n) != getattr(default, n)]
 
 
 @struct.dataclass
@@ -48,7 +68,7 @@ class Learner:
     critic_params: dict
     opt_state: optax.OptState
     updates: jax.Array  # iterations done
-    actor: GaussianActor = static(None)  # the networks, kept for `act` and deployment
+    actor: GaussianActor = static(None)  # the networks, kept for `act` and deployment (or Brax's squashed actor)
     critic: MLP = static(None)
 
 
@@ -64,7 +84,8 @@ def learning_rate(config: Config):
 
 
 def optimizer(config: Config):
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate(config), eps=1e-5))
+    adam = optax.adam(learning_rate(config), eps=config.adam_eps)
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam) if config.clip_gradients else adam
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
@@ -97,10 +118,10 @@ def ppo_loss(params, actor, critic, batch, config: Config):
     """Clipped surrogate + c_v · clipped value loss − c_e · entropy, on one minibatch."""
     actor_params, critic_params = params
     mean, log_std = actor.apply(actor_params, batch["obs"])
-    policy_loss, approx_kl = clipped_surrogate(gaussian_log_prob(batch["action"], mean, log_std), batch,
+    policy_loss, approx_kl = clipped_surrogate(gaussian_policy.log_prob(actor, mean, log_std, batch), batch,
                                                config.clip_eps)
     v_loss = value_loss(critic.apply(critic_params, batch["obs"])[..., 0], batch, config)
-    entropy = gaussian_entropy(log_std).mean()
+    entropy = gaussian_policy.entropy(actor, mean, log_std, batch.get("key")).mean()
     loss = policy_loss + config.vf_coef * v_loss - config.ent_coef * entropy
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy, "approx_kl": approx_kl}
 

@@ -29,6 +29,8 @@ class Config(offpolicy.Config):
     alpha_lr: float = hyper(3e-4)
     init_alpha: float = hyper(1.0)
     target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
+    critic_layer_norm: bool = static(False)  # layer norm after each hidden activation of the critics (Brax's)
+    ADDED_FIELDS = ("critic_layer_norm",)
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -56,7 +58,7 @@ explore, act, temperature_loss = maxent.explore, maxent.act, maxent.temperature_
 
 def _networks(env: Env, config: Config):
     return (SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation),
-            QNetwork(config.hidden_sizes, config.activation))
+            QNetwork(config.hidden_sizes, config.activation, layer_norm=config.critic_layer_norm))
 
 
 def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config, learner_cls=Learner, **extra):

@@ -141,6 +141,16 @@ def task_iqm(returns: np.ndarray, reps: int = REPS) -> tuple[float, float, float
     return float(points["run"][0]), float(intervals["run"][0, 0]), float(intervals["run"][1, 0])
 
 
+def mean_difference(a, b, reps: int = REPS) -> tuple[float, float, float]:
+    """mean(a) − mean(b) for two equally many independent runs (two trainers on one task) with its
+    bootstrap 95 % interval: rliable's stratified bootstrap with the two sides as two strata, so each
+    side's runs are resampled apart."""
+    library, _ = rliable()
+    x = np.stack([np.asarray(a, float), np.asarray(b, float)], axis=1)
+    points, intervals = _estimates(library, {"d": x}, lambda s: np.array([s[:, 0].mean() - s[:, 1].mean()]), reps)
+    return float(points["d"][0]), float(intervals["d"][0, 0]), float(intervals["d"][1, 0])
+
+
 def iqm_per_point(scores: np.ndarray) -> np.ndarray:
     """rliable's aggregate_iqm (the 25 % trimmed mean of all runs x tasks) of every evaluation point of
     scores [runs, tasks, points] at once: one statistic call per bootstrap resample, not one per point."""

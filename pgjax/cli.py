@@ -348,8 +348,10 @@ def parser() -> argparse.ArgumentParser:
     _add_device_options(b, processes=False)
     b.set_defaults(func=_bench)
 
-    cb = sub.add_parser("compare-brax", help="Brax's own ppo.train with Playground's tuned parameters beside our "
-                        "ppo with --preset playground on a dmc/ task: compile s, steps/s, return at equal env steps")
+    cb = sub.add_parser("compare-brax", help="Brax's own ppo.train or sac.train with Playground's tuned parameters "
+                        "beside our ppo or sac on a dmc/ task: compile s, steps/s, return at equal env steps, and "
+                        "the parity of ours with Brax's choices (--preset brax) against Brax")
+    cb.add_argument("--agent", default="ppo", choices=("ppo", "sac"))
     cb.add_argument("--task", default="CartpoleSwingup", help="a dmc/ task name without the prefix")
     cb.add_argument("--steps", type=int, default=4_915_200,
                     help="env steps per seed (default: five of Playground's 983,040-step PPO updates)")
@@ -357,7 +359,8 @@ def parser() -> argparse.ArgumentParser:
     cb.add_argument("--seeds", type=int, default=3)
     cb.add_argument("--eval-episodes", type=int, default=16)
     cb.add_argument("--trainers", default="ours,brax,brax-published", metavar="NAMES",
-                    help="comma-separated, from ours, brax (networks sized as ours), brax-published; each "
+                    help="comma-separated, from ours (--preset playground), ours-brax (--preset brax, networks "
+                    "sized as brax's), brax (PPO: networks sized as ours), brax-published (PPO only); each "
                     "finished piece (ours: all seeds; Brax: one seed) is kept, and a repeated command runs only "
                     "the pieces not yet in --out")
     cb.add_argument("--out", default="results/brax_ppo")

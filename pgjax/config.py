@@ -139,12 +139,17 @@ FIELD_MEANINGS = {
 
 
 def field_meaning(config_cls, name: str) -> str:
-    """A field's comment in its Config's source, else its shared meaning."""
+    """A field's comment in the source of its Config or of the nearest Config it extends that has one,
+    else its shared meaning."""
     import inspect
     import re
 
-    match = re.search(rf"^\s+{name}\s*:[^#\n]*#\s*(.+)$", inspect.getsource(config_cls), re.M)
-    return match.group(1).strip() if match else FIELD_MEANINGS.get(name, "")
+    for cls in config_cls.__mro__:
+        if dataclasses.is_dataclass(cls) and name in vars(cls).get("__annotations__", {}):
+            match = re.search(rf"^\s+{name}\s*:[^#\n]*#\s*(.+)$", inspect.getsource(cls), re.M)
+            if match:
+                return match.group(1).strip()
+    return FIELD_MEANINGS.get(name, "")
 
 
 def describe_fields(config_cls) -> list[dict]:
@@ -236,9 +241,20 @@ def check_network(problems: list[str], config) -> None:
     check_choice(problems, config, "activation", tuple(ACTIVATIONS))
 
 
+def added_fields(config_cls) -> set[str]:
+    """Fields a Config (or a class it extends) lists in `ADDED_FIELDS`: added after results were first
+    written, each defaulting to what the agent did before it existed."""
+    return {name for cls in config_cls.__mro__ for name in vars(cls).get("ADDED_FIELDS", ())}
+
+
 def to_dict(config) -> dict[str, Any]:
-    out = {}
+    """The config as recorded in results (and hashed into its config id). An added field at its default
+    means what the config meant before the field existed, so it is left out: results written earlier
+    keep their ids and still resume."""
+    out, added = {}, added_fields(type(config))
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)
+        if f.name in added and v == f.default:
+            continue
         out[f.name] = list(v) if isinstance(v, tuple) else (float(v) if not is_static(f) else v)
     return out

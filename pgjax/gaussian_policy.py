@@ -1,39 +1,70 @@
 """The diagonal-Gaussian policy with a state-independent log-std beside a separate value network
-(stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO and MDPO-on. Their
-learners keep the networks as `actor` and `critic` and the parameters as `actor_params` and
-`critic_params`."""
+(stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO and MDPO-on; PPO may
+instead take Brax's tanh-squashed Gaussian (`policy = "tanh_gaussian"`). Their learners keep the
+networks as `actor` and `critic` and the parameters as `actor_params` and `critic_params`."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
 from pgjax import onpolicy
-from pgjax.distributions import gaussian_log_prob, gaussian_sample
+from pgjax.distributions import (gaussian_entropy, gaussian_log_prob, gaussian_sample, log_one_minus_tanh_sq,
+                                 tanh_gaussian_log_prob)
 from pgjax.envs import Env
-from pgjax.networks import MLP, GaussianActor
+from pgjax.networks import MLP, GaussianActor, SoftplusTanhGaussianActor
+
+POLICIES = ("gaussian", "tanh_gaussian")
 
 
-def networks(env: Env, config) -> tuple[GaussianActor, MLP]:
-    """The policy (mean head scaled 0.01 at init) and the value network (head scaled 1)."""
-    return (GaussianActor(config.hidden_sizes, env.action_size, config.activation),
-            MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0))
+def networks(env: Env, config) -> tuple[GaussianActor | SoftplusTanhGaussianActor, MLP]:
+    """The policy (mean head scaled 0.01 at init) and the value network (head scaled 1), each on its
+    own hidden sizes where the config gives the value network its own (`value_hidden_sizes`)."""
+    # PPO's Config has these three fields; MDPO-on's and N-HARPG's take the defaults
+    init = getattr(config, "kernel_init", "orthogonal")
+    value_sizes = getattr(config, "value_hidden_sizes", ()) or config.hidden_sizes
+    if getattr(config, "policy", "gaussian") == "tanh_gaussian":
+        actor = SoftplusTanhGaussianActor(config.hidden_sizes, env.action_size, config.activation, init)
+    else:
+        actor = GaussianActor(config.hidden_sizes, env.action_size, config.activation, weight_init=init)
+    return actor, MLP(value_sizes, 1, config.activation, out_scale=1.0, weight_init=init)
 
 
 def init_params(key: jax.Array, env: Env, config) -> tuple[dict, dict]:
-    """(actor params with log-std = config.init_log_std, critic params), independently initialised."""
+    """(actor params with log-std = config.init_log_std where the std is a parameter, critic params),
+    independently initialised."""
     actor, critic = networks(env, config)
     k_actor, k_critic = jax.random.split(key)
     dummy = jnp.zeros((1, env.obs_size))
     actor_params = actor.init(k_actor, dummy)
-    actor_params["params"]["log_std"] = jnp.full((env.action_size,), config.init_log_std)
+    if not actor.squashed:
+        actor_params["params"]["log_std"] = jnp.full((env.action_size,), config.init_log_std)
     return actor_params, critic.init(k_critic, dummy)
 
 
 def sample(learner, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
-    """An unbounded Gaussian action (the env clips it) and its log-density, for the rollout."""
+    """An action and its log-density, for the rollout: the unbounded Gaussian sample (the env clips
+    it), or tanh of it (kept as "raw_action": the ratio's log-densities are taken at it)."""
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
-    action = gaussian_sample(key, mean, log_std)
-    return action, {"log_prob": gaussian_log_prob(action, mean, log_std)}
+    u = gaussian_sample(key, mean, log_std)
+    if learner.actor.squashed:
+        return jnp.tanh(u), {"log_prob": tanh_gaussian_log_prob(u, mean, log_std), "raw_action": u}
+    return u, {"log_prob": gaussian_log_prob(u, mean, log_std)}
+
+
+def log_prob(actor, mean: jax.Array, log_std: jax.Array, batch: dict) -> jax.Array:
+    """The log-density of the batch's actions under (mean, log_std)."""
+    if actor.squashed:
+        return tanh_gaussian_log_prob(batch["raw_action"], mean, log_std)
+    return gaussian_log_prob(batch["action"], mean, log_std)
+
+
+def entropy(actor, mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.Array:
+    """The Gaussian's entropy; squashed, Brax's one-sample estimate of the tanh-Gaussian's, which adds
+    log |d tanh(u)/du| at a fresh sample u."""
+    h = gaussian_entropy(log_std)
+    if actor.squashed:
+        h = h + jnp.sum(log_one_minus_tanh_sq(gaussian_sample(key, mean, log_std)), axis=-1)
+    return h
 
 
 def value(learner, obs: jax.Array) -> jax.Array:
@@ -41,6 +72,9 @@ def value(learner, obs: jax.Array) -> jax.Array:
 
 
 def act(state: onpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
-    """The agent contract's `act`: the mean when deterministic, else a sample (the env clips it)."""
-    mean, log_std = state.learner.actor.apply(state.learner.actor_params, onpolicy.normalizer(state)(obs))
-    return mean if deterministic else gaussian_sample(key, mean, log_std)
+    """The agent contract's `act`: the mean when deterministic, else a sample (squashed by tanh where the
+    policy is, otherwise clipped by the env)."""
+    actor = state.learner.actor
+    mean, log_std = actor.apply(state.learner.actor_params, onpolicy.normalizer(state)(obs))
+    action = mean if deterministic else gaussian_sample(key, mean, log_std)
+    return jnp.tanh(action) if actor.squashed else action

@@ -27,21 +27,35 @@ def orthogonal(scale: float) -> Callable:
     return init
 
 
+# How layers' weights start: "orthogonal" (hidden layers gain sqrt 2, the head the network's out_scale; the
+# 37-details PPO and CleanRL), or "lecun_uniform" for every layer (Brax's trainers).
+KERNEL_INITS = ("orthogonal", "lecun_uniform")
+
+
+def kernel_initializer(name: str, scale: float) -> Callable:
+    return orthogonal(scale) if name == "orthogonal" else nn.initializers.lecun_uniform()
+
+
 class MLP(nn.Module):
-    """Hidden layers with orthogonal(sqrt 2) init, then a linear head with orthogonal(out_scale)."""
+    """Hidden layers, then a linear head; biases start at 0. With `layer_norm`, each hidden layer's
+    activations are layer-normalised (after the activation, as Brax's SAC critics do)."""
 
     hidden_sizes: Sequence[int]
     out_size: int
     activation: str = "tanh"
     out_scale: float = 1.0
+    weight_init: str = "orthogonal"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=orthogonal(np.sqrt(2.0)),
+            x = act(nn.Dense(size, kernel_init=kernel_initializer(self.weight_init, np.sqrt(2.0)),
                              bias_init=nn.initializers.zeros)(x))
-        return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale),
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+        return nn.Dense(self.out_size, kernel_init=kernel_initializer(self.weight_init, self.out_scale),
                         bias_init=nn.initializers.zeros)(x)
 
 
@@ -52,12 +66,33 @@ class GaussianActor(nn.Module):
     action_size: int
     activation: str = "tanh"
     init_log_std: float = 0.0
+    weight_init: str = "orthogonal"
+    squashed = False  # actions are the Gaussian samples themselves (the env clips them)
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = MLP(self.hidden_sizes, self.action_size, self.activation, out_scale=0.01)(obs)
+        mean = MLP(self.hidden_sizes, self.action_size, self.activation, out_scale=0.01, weight_init=self.weight_init)(obs)
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+class SoftplusTanhGaussianActor(nn.Module):
+    """Brax's PPO policy (`NormalTanhDistribution`): one MLP gives the mean and a raw scale per action,
+    std = softplus(raw) + 0.001 (state-dependent), and the action is tanh of the Gaussian sample.
+    Returns (mean, log std) of the Gaussian before the squash."""
+
+    hidden_sizes: Sequence[int]
+    action_size: int
+    activation: str = "swish"
+    weight_init: str = "lecun_uniform"
+    min_std: float = 0.001
+    squashed = True
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation, out_scale=0.01, weight_init=self.weight_init)(obs)
+        mean, raw_scale = jnp.split(out, 2, axis=-1)
+        return mean, jnp.log(jax.nn.softplus(raw_scale) + self.min_std)
 
 
 class GaussianReturnCritic(nn.Module):
@@ -151,10 +186,12 @@ class QNetwork(nn.Module):
 
     hidden_sizes: Sequence[int]
     activation: str = "relu"
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        return MLP(self.hidden_sizes, 1, self.activation)(jnp.concatenate([obs, action], -1))[..., 0]
+        return MLP(self.hidden_sizes, 1, self.activation, layer_norm=self.layer_norm)(
+            jnp.concatenate([obs, action], -1))[..., 0]
 
 
 def init_ensemble(module: nn.Module, key: jax.Array, n: int, *example):

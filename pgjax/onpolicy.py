@@ -19,11 +19,11 @@ import optax
 from flax import struct
 
 from pgjax.budget import iterations_in_budget
-from pgjax.config import check_positive, check_unit_interval, hyper, require, static
+from pgjax.config import check_choice, check_positive, check_unit_interval, hyper, require, static
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.minibatch import shuffled_minibatches
 from pgjax.normalize import RewardScaler, RunningStats, normalizer
-from pgjax.returns import gae
+from pgjax.returns import ADVANTAGES, gae
 from pgjax.rollout import rollout
 
 # (learner, normalised obs, key) -> (raw action, extras stored with it, e.g. {"log_prob": ...})
@@ -46,13 +46,21 @@ class Config:
     num_minibatches: int = static(8)
     normalize_observations: bool = static(True)
     scale_rewards: bool = static(True)
+    mask_truncated: bool = static(False)  # a step ending at a time limit: no advantage, no value error (Brax's)
+    gae_segment: int = static(0)  # GAE restarts from V every this many steps (Brax: unroll_length); 0: never
+    advantage: str = static("gae")  # gae, or lambda_target: r + γ v^λ(s') − V(s) (Brax's PPO)
     gamma: float = hyper(0.99)
     gae_lambda: float = hyper(0.95)
+    reward_scale: float = hyper(1.0)  # a constant factor on the rewards, after scale_rewards' (Brax: reward_scaling)
+    ADDED_FIELDS = ("mask_truncated", "gae_segment", "advantage", "reward_scale")
 
     def problems(self) -> list[str]:
         out: list[str] = []
-        check_positive(out, self, "total_steps", "num_envs", "rollout_length", "num_epochs", "num_minibatches")
+        check_positive(out, self, "total_steps", "num_envs", "rollout_length", "num_epochs", "num_minibatches",
+                       "reward_scale")
         check_unit_interval(out, self, "gamma", "gae_lambda")
+        check_choice(out, self, "advantage", ADVANTAGES)
+        require(out, self.gae_segment >= 0, f"gae_segment must be >= 0 (got {self.gae_segment})")
         batch = self.num_envs * self.rollout_length
         require(out, self.num_minibatches <= 0 or batch % self.num_minibatches == 0,
                 f"num_envs * rollout_length = {batch} must be divisible by num_minibatches = {self.num_minibatches}")
@@ -117,8 +125,10 @@ def iteration(state: State, env: Env, config: Config, sample: Sample, value: Val
     if config.scale_rewards:
         reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
         rewards = reward_scaler.scale(traj.reward)
-    advantages, targets = gae(rewards, values, next_values, traj.terminated, traj.done,
-                              config.gamma, config.gae_lambda)
+    rewards = config.reward_scale * rewards
+    advantages, targets = gae(rewards, values, next_values, traj.terminated, traj.done, config.gamma,
+                              config.gae_lambda, segment=config.gae_segment, mask_truncated=config.mask_truncated,
+                              advantage=config.advantage)
 
     batch = {"obs": obs, "action": traj.action, **traj.extras, **value_extras, "value": values, "advantage": advantages,
              "target": targets, "reward": rewards, "next_obs": next_obs,

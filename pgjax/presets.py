@@ -2,15 +2,17 @@
 
 `playground`: MuJoCo Playground's tuned Brax PPO and SAC hyperparameters for each DMC task
 (`mujoco_playground.config.dm_control_suite_params`, read from the installed package), mapped onto our
-`ppo` and `sac` Configs. Where Brax's trainer has a setting we lack, or the reverse, the preset keeps
-our default; the README's preset table lists each. The budget (Playground's `num_timesteps`) is not part
-of the preset: a run's steps are always given (`playground_budget` reports Playground's).
+`ppo` and `sac` Configs; where Brax's trainer makes a choice of its own (reward scaling, its squashed
+policy, its network sizes, ...), the preset keeps ours. `brax`: the same parameters and every one of
+Brax's choices we have a field for, so that ours reproduces Brax's trainer (the README's preset table
+lists each choice and what is left). The budget (Playground's `num_timesteps`) is not part of a preset:
+a run's steps are always given (`playground_budget` reports Playground's).
 """
 from __future__ import annotations
 
 from pgjax.config import ConfigError
 
-PRESETS = {"playground": {"ppo", "sac"}}
+PRESETS = {"playground": {"ppo", "sac"}, "brax": {"ppo", "sac"}}
 
 
 def check_preset(name: str, agent: str, env: str) -> None:
@@ -43,8 +45,9 @@ def _ppo_fields(p) -> dict:
             "num_minibatches": int(p.num_minibatches), "num_epochs": int(p.num_updates_per_batch),
             "gamma": float(p.discounting), "lr": float(p.learning_rate), "anneal_lr": False,
             "ent_coef": float(p.entropy_cost), "normalize_observations": bool(p.normalize_observations),
-            "clip_eps": 0.3, "gae_lambda": 0.95, "vf_coef": 0.5,  # brax ppo.train's defaults
-            "activation": "swish"}  # brax's networks' (their sizes have no counterpart: ours share one)
+            # brax ppo.train's defaults where Playground sets none
+            "clip_eps": float(p.get("clipping_epsilon", 0.3)), "gae_lambda": float(p.get("gae_lambda", 0.95)),
+            "vf_coef": float(p.get("vf_loss_coefficient", 0.5)), "activation": "swish"}
 
 
 def _sac_fields(p, total_steps: int) -> dict:
@@ -54,9 +57,30 @@ def _sac_fields(p, total_steps: int) -> dict:
             "buffer_size": int(min(p.max_replay_size, total_steps)),
             "gamma": float(p.discounting), "reward_scale": float(p.reward_scaling),
             "normalize_observations": bool(p.normalize_observations),
-            "actor_lr": float(p.learning_rate), "critic_lr": float(p.learning_rate), "alpha_lr": float(p.learning_rate),
+            "actor_lr": float(p.learning_rate), "critic_lr": float(p.learning_rate),
+            "alpha_lr": 3e-4,  # brax sac.train's temperature optimiser ignores learning_rate
             "tau": 0.005, "init_alpha": 1.0, "target_entropy_scale": 0.5,  # brax sac: target entropy -|A|/2
             "hidden_sizes": (256, 256), "activation": "relu"}
+
+
+def _brax_ppo_choices(p) -> dict:
+    """Brax `ppo.train`'s own choices where they differ from ours, as Playground calls it."""
+    network = dict(p.get("network_factory", {}))
+    clip = p.get("max_grad_norm")
+    return {"scale_rewards": False, "reward_scale": float(p.reward_scaling),
+            "policy": "tanh_gaussian", "kernel_init": "lecun_uniform", "adam_eps": 1e-8,
+            "hidden_sizes": tuple(network.get("policy_hidden_layer_sizes", (32,) * 4)),  # brax's defaults
+            "value_hidden_sizes": tuple(network.get("value_hidden_layer_sizes", (256,) * 5)),
+            "clip_gradients": clip is not None, **({"max_grad_norm": float(clip)} if clip is not None else {}),
+            "clip_value_loss": False, "mask_truncated": True, "gae_segment": int(p.unroll_length),
+            "advantage": "lambda_target"}
+
+
+def _brax_sac_choices(p) -> dict:
+    """Brax `sac.train`'s own choices where they differ from ours, as Playground calls it."""
+    network = dict(p.get("network_factory", {}))
+    return {"critic_layer_norm": bool(network.get("q_network_layer_norm", False)),
+            **({"hidden_sizes": tuple(network["hidden_layer_sizes"])} if "hidden_layer_sizes" in network else {})}
 
 
 def preset_overrides(name: str, agent: str, env: str, total_steps: int) -> dict:
@@ -69,4 +93,7 @@ def preset_overrides(name: str, agent: str, env: str, total_steps: int) -> dict:
     if int(params.action_repeat) != 1:  # our dmc/ envs repeat as Playground's default_config says (1)
         raise ConfigError(f"Playground's {agent} parameters for {env} repeat actions {params.action_repeat} times; "
                           "pgjax's dmc/ tasks use Playground's default_config() (no repeat)")
-    return _ppo_fields(params) if agent == "ppo" else _sac_fields(params, total_steps)
+    fields = _ppo_fields(params) if agent == "ppo" else _sac_fields(params, total_steps)
+    if name == "brax":
+        fields.update(_brax_ppo_choices(params) if agent == "ppo" else _brax_sac_choices(params))
+    return fields

@@ -138,7 +138,8 @@ def test_playground_preset_maps_playgrounds_tuned_parameters_and_set_overrides_i
     brax_sac = params.brax_sac_config("CartpoleSwingup")
     assert (s.num_envs, s.gradient_steps, s.batch_size, s.warmup_steps) == (
         brax_sac.num_envs, brax_sac.grad_updates_per_step, brax_sac.batch_size, brax_sac.min_replay_size)
-    assert s.actor_lr == s.critic_lr == s.alpha_lr == brax_sac.learning_rate and s.buffer_size == 100_000
+    assert s.actor_lr == s.critic_lr == brax_sac.learning_rate and s.buffer_size == 100_000
+    assert s.alpha_lr == 3e-4  # brax sac.train's temperature optimiser does not take learning_rate
 
 
 def test_a_misspelt_or_misplaced_preset_is_refused_in_one_line(capsys):
@@ -181,7 +182,7 @@ def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monke
     ran = []
 
     def fake(name):
-        def run(task, steps, evals, seeds, episodes, devices):
+        def run(agent, task, steps, evals, seeds, episodes, devices):
             ran.append((name, seeds, devices))
             return {"seeds": seeds, "command_s": 10.0, "compile_s": 4.0, "run_s": 6.0, "env_steps": steps,
                     "curves": {str(s): [[0, 1.0], [steps, 100.0 + s]] for s in seeds}}
@@ -201,10 +202,45 @@ def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monke
     ran.clear()
     assert cli.main([*args, "--seeds", "3", "--trainers", "brax"]) == 0  # 3 seeds: one device, on both sides
     assert ran == [("brax", [0], 1), ("brax", [1], 1), ("brax", [2], 1)]
-    table = json.loads((tmp_path / "comparison.json").read_text())["dmc/CartpoleSwingup"]
-    ours = table[trainer_comparison.TRAINERS["ours"][0] + ", 2 devices"]
+    table = json.loads((tmp_path / "comparison.json").read_text())["ppo on dmc/CartpoleSwingup, 600 steps"]
+    ours = table[trainer_comparison.TRAINERS["ours"][0]["ppo"] + ", 2 devices"]
     assert ours["commands"] == 1 and ours["steps_per_s"] == round(2 * 600 / 6.0)
     # pieces on different numbers of devices are never pooled
-    assert table[trainer_comparison.TRAINERS["brax"][0] + ", 2 devices"]["final_return"] == {"0": 100.0, "1": 101.0}
-    assert table[trainer_comparison.TRAINERS["brax"][0] + ", 1 device"]["commands"] == 3
-    assert (tmp_path / "returns-CartpoleSwingup.png").exists()
+    brax = trainer_comparison.TRAINERS["brax"][0]["ppo"]
+    assert table[brax + ", 2 devices"]["final_return"] == {"0": 100.0, "1": 101.0}
+    assert table[brax + ", 1 device"]["commands"] == 3
+    assert (tmp_path / "returns-ppo-CartpoleSwingup.png").exists() and (tmp_path / "table.md").exists()
+    # the agent is part of a piece: SAC's pieces run apart from PPO's, and PPO-only trainers are refused
+    ran.clear()
+    assert cli.main([*args, "--agent", "sac", "--seeds", "2", "--trainers", "ours-brax,brax"]) == 0
+    assert ran == [("ours-brax", [0, 1], 2), ("brax", [0], 2), ("brax", [1], 2)]
+    assert cli.main([*args, "--agent", "sac", "--trainers", "brax-published"]) == 2
+    assert "unknown trainer(s) brax-published for sac" in capsys.readouterr().err
+
+
+def parity_rows(ours: list[float], brax: list[float]) -> list[dict]:
+    def row(trainer, finals):
+        return {"agent": "ppo", "task": "dmc/CartpoleSwingup", "trainer": trainer, "env_steps_per_seed": 100,
+                "eval_episodes": 16, "devices": 2, "seeds": list(range(len(finals))), "compile_s": 1.0,
+                "command_s": 2.0, "run_s": 1.0, "env_steps": 100,
+                "curves": {str(s): [[0, 0.0], [100, f]] for s, f in enumerate(finals)}}
+    return [row("ours-brax", ours), row("brax", brax)]
+
+
+def test_parity_is_the_bootstrap_interval_of_the_mean_final_returns_difference_within_50():
+    from pgjax.trainer_comparison import parity, summary
+
+    name = "ppo on dmc/CartpoleSwingup, 100 steps"
+    rng = np.random.default_rng(0)
+    close = parity(parity_rows(list(500 + rng.normal(0, 10, 8)), list(505 + rng.normal(0, 10, 8))), name)
+    assert close["verdict"] == "parity" and -50 <= close["interval_95"][0] < close["difference"] < close["interval_95"][1] <= 50
+    ours, brax = 300 + rng.normal(0, 10, 8), 500 + rng.normal(0, 10, 8)
+    far = parity(parity_rows(list(ours), list(brax)), name)
+    assert far["verdict"] == "different" and abs(far["difference"] - (ours.mean() - brax.mean())) < 0.1
+    wide = parity(parity_rows(list(500 + rng.normal(0, 150, 8)), list(500 + rng.normal(0, 150, 8))), name)
+    assert wide["verdict"] == "undecided" and wide["seeds_needed"] > 8
+    # the interval is a bootstrap of the difference of means: about ±1.96·sqrt(σ²/8 + σ²/8) for σ = 150
+    half = (wide["interval_95"][1] - wide["interval_95"][0]) / 2
+    assert 0.6 * 1.96 * 75 < half < 1.3 * 1.96 * 75
+    assert summary(parity_rows([1.0, 2.0], [1.0, 2.0]))[name]["parity"]["verdict"] == "parity"
+    assert "parity" not in summary(parity_rows([1.0, 2.0], [1.0, 2.0])[:1])[name]

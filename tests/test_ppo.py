@@ -202,11 +202,12 @@ def loop_value(learner, obs):
 
 
 @functools.lru_cache(maxsize=None)
-def one_loop_iteration(scale_rewards):
+def one_loop_iteration(scale_rewards, **brax_choices):
     """One on-policy iteration of 2 Pendulum envs × 201 steps (a time limit at step 200, index 199),
     from observation statistics that are not the identity."""
     env = make(ENV)
-    cfg = config(num_envs=2, rollout_length=201, num_minibatches=1, total_steps=402, scale_rewards=scale_rewards)
+    cfg = config(num_envs=2, rollout_length=201, num_minibatches=1, total_steps=402, scale_rewards=scale_rewards,
+                 **brax_choices)
     state = ppo.init(jax.random.PRNGKey(0), env, cfg)
     prior = RunningStats(jnp.array([0.1, -0.2, 0.5]), jnp.array([0.5, 2.0, 4.0]), jnp.asarray(10.0))
     state = state.replace(obs_stats=prior)

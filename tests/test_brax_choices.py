@@ -1,0 +1,295 @@
+"""The config fields that reproduce Brax's trainers (`--preset brax`), each against Brax's own code where
+Brax has it as a function (its GAE, its tanh-Gaussian distribution, its MLP), else against values derived
+by hand: the truncation mask, GAE per unroll and the λ-target advantage, the squashed policy's
+log-density and entropy estimate, the constant reward scale, no gradient clipping, Adam's epsilon,
+separate value-network sizes, LeCun-uniform initialisation and the SAC critics' layer norm; and that
+a config with every field at its default keeps the identity results were recorded under."""
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from pgjax import gaussian_policy, onpolicy
+from pgjax.agents import ppo, sac
+from pgjax.config import ConfigError, build, to_dict
+from pgjax.envs import make
+from pgjax.networks import MLP, QNetwork, SoftplusTanhGaussianActor
+from pgjax.returns import gae
+
+ENV = "gymnax/Pendulum-v1"
+
+
+def config(**overrides):
+    return build(ppo.Config, {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2,
+                              "total_steps": 4 * 8 * 6, **overrides}, "ppo")
+
+
+# ---------------------------------------------------------------- advantages, against brax's compute_gae
+
+
+def rollout_with_episode_ends(T: int, B: int, seed: int):
+    """Rewards, values, next values (V of the next row's observation within an episode, of the pre-reset
+    observation at its end) and terminations and truncations at random places."""
+    rng = np.random.default_rng(seed)
+    r, v = rng.normal(size=(2, T, B)).astype(np.float32)
+    term = rng.random((T, B)) < 0.08
+    trunc = (rng.random((T, B)) < 0.08) & ~term
+    v_next = np.concatenate([v[1:], rng.normal(size=(1, B))]).astype(np.float32)
+    final = term | trunc
+    v_next[final] = rng.normal(size=final.sum())  # the pre-reset observation's value: not the next row's
+    return r, v, v_next, term, trunc
+
+
+def test_masked_segmented_lambda_target_advantages_equal_brax_compute_gae_per_unroll():
+    """Brax's PPO computes, per unroll of unroll_length steps, vs = V + Â (the λ-return, restarted from
+    V(next obs) at the unroll's end) and the advantage r + γ(1 − term) vs_{t+1} − V, both masked at
+    truncations; ours over the whole rollout with segment = unroll_length, mask_truncated and
+    advantage = "lambda_target" must give the same numbers."""
+    from brax.training.agents.ppo.losses import compute_gae
+
+    T, B, unroll, gamma, lam = 60, 5, 20, 0.97, 0.9
+    r, v, v_next, term, trunc = rollout_with_episode_ends(T, B, 0)
+    adv, targets = gae(jnp.asarray(r), jnp.asarray(v), jnp.asarray(v_next), jnp.asarray(term),
+                       jnp.asarray(term | trunc), gamma, lam, segment=unroll, mask_truncated=True,
+                       advantage="lambda_target")
+    for start in range(0, T, unroll):
+        s = slice(start, start + unroll)
+        vs, brax_adv = compute_gae(truncation=jnp.asarray(trunc[s], jnp.float32),
+                                   termination=jnp.asarray(term[s], jnp.float32), rewards=jnp.asarray(r[s]),
+                                   values=jnp.asarray(v[s]), bootstrap_value=jnp.asarray(v_next[s][-1]),
+                                   lambda_=lam, discount=gamma)
+        np.testing.assert_allclose(targets[s], vs, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(adv[s], brax_adv, rtol=1e-5, atol=1e-5)
+
+
+def test_a_masked_truncation_has_no_advantage_and_its_own_value_as_target():
+    r, v, v_next, term, trunc = rollout_with_episode_ends(30, 3, 1)
+    assert trunc.any()
+    adv, targets = gae(r, v, v_next, term, term | trunc, 0.99, 0.95, mask_truncated=True)
+    np.testing.assert_array_equal(np.asarray(adv)[trunc], 0.0)
+    np.testing.assert_allclose(np.asarray(targets)[trunc], v[trunc])
+    unmasked, _ = gae(r, v, v_next, term, term | trunc, 0.99, 0.95)
+    np.testing.assert_allclose(np.asarray(unmasked)[trunc], (r + 0.99 * v_next - v)[trunc], rtol=1e-5)
+
+
+def test_gae_restarts_from_the_value_at_each_segment_end():
+    """With segment k, step k − 1 is its segment's last: its advantage is its own TD error, and the steps
+    before it sum TD errors only up to it."""
+    T, k, gamma, lam = 12, 4, 0.9, 0.8
+    rng = np.random.default_rng(2)
+    r, v, v_next = rng.normal(size=(3, T)).astype(np.float32)
+    none = np.zeros(T, bool)
+    adv, _ = gae(r, v, v_next, none, none, gamma, lam, segment=k)
+    delta = r + gamma * v_next - v
+    for t in range(T):
+        end = (t // k + 1) * k
+        expected = sum((gamma * lam) ** (j - t) * delta[j] for j in range(t, end))
+        np.testing.assert_allclose(adv[t], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_target_advantage_is_the_td_error_plus_the_discounted_next_gae():
+    T, gamma, lam = 10, 0.95, 0.7
+    rng = np.random.default_rng(3)
+    r, v, v_next = rng.normal(size=(3, T)).astype(np.float32)
+    term = np.zeros(T, bool)
+    term[4] = True
+    gae_adv, _ = gae(r, v, v_next, term, term, gamma, lam)
+    adv, _ = gae(r, v, v_next, term, term, gamma, lam, advantage="lambda_target")
+    delta = r + gamma * (1 - term) * v_next - v
+    following = np.append(np.asarray(gae_adv)[1:], 0.0) * (1 - term)
+    np.testing.assert_allclose(adv, delta + gamma * following, rtol=1e-5, atol=1e-6)
+
+
+def test_loop_hands_gae_the_constant_reward_scale_the_truncation_mask_the_segment_and_the_advantage():
+    """The loop's batch with Brax's four choices equals `gae` called with them on 10 × the raw rewards
+    (a time limit at index 199 of a 201-step rollout)."""
+    from test_ppo import loop_value, one_loop_iteration
+
+    _, _, _, raw_batch, _ = one_loop_iteration(scale_rewards=False)
+    cfg, _, _, batch, _ = one_loop_iteration(scale_rewards=False, reward_scale=10.0, mask_truncated=True,
+                                             gae_segment=50, advantage="lambda_target")
+    np.testing.assert_allclose(batch["reward"], 10.0 * raw_batch["reward"], rtol=1e-6)
+    done = np.zeros((201, 2), bool)
+    done[199] = True
+    values, next_values = loop_value(None, batch["obs"]), loop_value(None, batch["next_obs"])
+    adv, targets = gae(jnp.asarray(batch["reward"]), values, next_values, np.zeros_like(done), done, cfg.gamma,
+                       cfg.gae_lambda, segment=50, mask_truncated=True, advantage="lambda_target")
+    np.testing.assert_allclose(batch["advantage"], adv, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(batch["target"], targets, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(batch["advantage"][199], 0.0)
+
+
+# ---------------------------------------------------------------- the squashed policy, against brax's distribution
+
+
+def test_tanh_gaussian_policy_log_density_and_entropy_equal_brax_normal_tanh_distribution():
+    """std = softplus(raw) + 0.001; log π at the stored pre-squash sample with the tanh Jacobian; the
+    entropy is the Gaussian's plus log |d tanh(u)/du| at a sample drawn with the loss's key."""
+    from brax.training.distribution import NormalTanhDistribution
+
+    env = make(ENV)
+    cfg = config(policy="tanh_gaussian", kernel_init="lecun_uniform", hidden_sizes=(8,))
+    learner = ppo.init_learner(jax.random.PRNGKey(0), env, cfg)
+    assert isinstance(learner.actor, SoftplusTanhGaussianActor)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, env.obs_size)) * 3
+    brax = NormalTanhDistribution(event_size=env.action_size)
+    logits = MLP(cfg.hidden_sizes, 2 * env.action_size, cfg.activation, weight_init=cfg.kernel_init).apply(
+        {"params": learner.actor_params["params"]["MLP_0"]}, obs)
+    mean, log_std = learner.actor.apply(learner.actor_params, obs)
+    np.testing.assert_allclose(jnp.exp(log_std), brax.create_dist(logits).scale, rtol=1e-5)
+
+    action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2))
+    np.testing.assert_allclose(action, jnp.tanh(extras["raw_action"]), rtol=1e-6)
+    assert float(jnp.abs(action).max()) < 1.0
+    np.testing.assert_allclose(extras["log_prob"], brax.log_prob(logits, extras["raw_action"]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gaussian_policy.log_prob(learner.actor, mean, log_std, extras), extras["log_prob"],
+                               rtol=1e-5)
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_allclose(gaussian_policy.entropy(learner.actor, mean, log_std, key), brax.entropy(logits, key),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_the_squashed_policy_acts_with_tanh_of_its_mean_when_deterministic():
+    from pgjax.agents.ppo import init
+
+    env = make(ENV)
+    state = init(jax.random.PRNGKey(0), env, config(policy="tanh_gaussian", kernel_init="lecun_uniform"))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (32, env.obs_size)) * 5
+    mean, _ = state.learner.actor.apply(state.learner.actor_params, onpolicy.normalizer(state)(obs))
+    assert float(jnp.abs(mean).max()) > 0.5  # far enough from 0 that tanh(mean) and mean differ
+    np.testing.assert_allclose(ppo.act(state, obs, jax.random.PRNGKey(0), deterministic=True), jnp.tanh(mean),
+                               rtol=1e-6)
+
+
+def test_the_ppo_loss_takes_the_squashed_policys_ratio_at_the_raw_action():
+    env = make(ENV)
+    cfg = config(policy="tanh_gaussian")
+    learner = ppo.init_learner(jax.random.PRNGKey(0), env, cfg)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (16, env.obs_size))
+    action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2))
+    batch = {"obs": obs, "action": action, **extras, "advantage": jnp.linspace(-1, 1, 16), "value": jnp.zeros(16),
+             "target": jnp.zeros(16), "key": jax.random.PRNGKey(4)}
+    _, info = ppo.ppo_loss((learner.actor_params, learner.critic_params), learner.actor, learner.critic, batch, cfg)
+    assert abs(float(info["approx_kl"])) < 1e-6  # the behaviour policy itself: every ratio is 1
+
+
+# ---------------------------------------------------------------- networks and optimiser
+
+
+def test_value_hidden_sizes_and_lecun_uniform_init_shape_brax_networks():
+    env = make(ENV)
+    learner = ppo.init_learner(jax.random.PRNGKey(0), env, config(hidden_sizes=(32,) * 4,
+                                                                  value_hidden_sizes=(256,) * 5,
+                                                                  kernel_init="lecun_uniform"))
+    actor_layers = learner.actor_params["params"]["MLP_0"]
+    critic_layers = learner.critic_params["params"]
+    assert [actor_layers[f"Dense_{i}"]["kernel"].shape[1] for i in range(4)] == [32] * 4
+    assert [critic_layers[f"Dense_{i}"]["kernel"].shape[1] for i in range(6)] == [256] * 5 + [1]
+    for layer in critic_layers.values():  # LeCun uniform: U(±sqrt(3 / fan_in)), variance 1 / fan_in
+        kernel = np.asarray(layer["kernel"])
+        bound = np.sqrt(3.0 / kernel.shape[0])
+        assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
+    first = np.asarray(critic_layers["Dense_1"]["kernel"])
+    assert abs(first.var() * 256 - 1.0) < 0.05
+    # the default stays orthogonal: columns of a square layer are orthonormal up to the gain
+    default = np.asarray(ppo.init_learner(jax.random.PRNGKey(0), env, config()).critic_params["params"]["Dense_1"]["kernel"])
+    np.testing.assert_allclose(default.T @ default, 2.0 * np.eye(64), atol=1e-4)
+
+
+def test_without_gradient_clipping_a_large_gradient_takes_plain_adams_step_with_its_epsilon():
+    """A large gradient (norm 500) then a small one at a right angle: clipped at 0.5, the first no longer
+    dominates Adam's moments, so the second step turns toward the second gradient; unclipped, ours is plain
+    Adam."""
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = [{"w": jnp.array([300.0, -400.0])}, {"w": jnp.array([0.4, 0.3])}]
+
+    def second_step(opt):
+        state = opt.init(params)
+        for g in grads:
+            updates, state = opt.update(g, state, params)
+        return np.asarray(updates["w"])
+
+    cfg = config(clip_gradients=False, adam_eps=1e-8, anneal_lr=False)
+    plain = second_step(optax.adam(cfg.lr, eps=1e-8))
+    np.testing.assert_allclose(second_step(ppo.optimizer(cfg)), plain, rtol=1e-6)
+    clipped = second_step(ppo.optimizer(config(anneal_lr=False)))
+    np.testing.assert_allclose(clipped, second_step(optax.chain(optax.clip_by_global_norm(0.5),
+                                                                optax.adam(cfg.lr, eps=1e-5))), rtol=1e-6)
+    assert np.abs(clipped - plain).max() > 0.5 * np.abs(plain).max()
+    # Adam's first step is lr·g/(|g| + ε): with |g| tiny, ε decides its size
+    tiny = {"w": jnp.array([1e-6, 1e-6])}
+    for eps in (1e-5, 1e-8):
+        opt = ppo.optimizer(config(clip_gradients=False, adam_eps=eps, anneal_lr=False))
+        updates, _ = opt.update(tiny, opt.init(params), params)
+        np.testing.assert_allclose(updates["w"], -cfg.lr * 1e-6 / (1e-6 + eps), rtol=1e-3)
+
+
+def test_sac_critic_layer_norm_normalises_each_hidden_activation_as_brax_does():
+    """Brax's MLP with layer_norm: Dense, activation, then LayerNorm (scale 1, offset 0 at init)."""
+    from brax.training.networks import MLP as BraxMLP
+
+    critic = QNetwork((16, 16), "relu", layer_norm=True)
+    obs, action = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))
+    params = critic.init(jax.random.PRNGKey(1), obs, action)
+    ours = critic.apply(params, obs, action)
+    layers = params["params"]["MLP_0"]
+    brax_params = {"params": {**{f"hidden_{i}": layers[f"Dense_{i}"] for i in range(3)},
+                              **{f"LayerNorm_{i}": layers[f"LayerNorm_{i}"] for i in range(2)}}}
+    brax = BraxMLP(layer_sizes=[16, 16, 1], activation=jax.nn.relu, layer_norm=True)
+    np.testing.assert_allclose(ours, brax.apply(brax_params, jnp.concatenate([obs, action], -1))[..., 0], rtol=1e-5)
+    plain = QNetwork((16, 16), "relu").init(jax.random.PRNGKey(1), obs, action)
+    assert "LayerNorm_0" not in plain["params"]["MLP_0"]
+    env = make(ENV)
+    learner = sac.init_learner(jax.random.PRNGKey(0), env, build(sac.Config, {"critic_layer_norm": True}, "sac"))
+    assert "LayerNorm_0" in learner.critic_params["params"]["MLP_0"]
+
+
+# ---------------------------------------------------------------- presets, checks and identity
+
+
+def test_brax_preset_sets_every_brax_choice_and_playground_keeps_ours():
+    from mujoco_playground.config import dm_control_suite_params as params
+
+    from pgjax.presets import preset_overrides
+
+    p = params.brax_ppo_config("CartpoleSwingup")
+    brax = build(ppo.Config, preset_overrides("brax", "ppo", "dmc/CartpoleSwingup", 10 ** 6), "ppo")
+    assert (brax.scale_rewards, brax.reward_scale, brax.policy, brax.kernel_init) == (
+        False, p.reward_scaling, "tanh_gaussian", "lecun_uniform")
+    assert (brax.hidden_sizes, brax.value_hidden_sizes) == ((32,) * 4, (256,) * 5)  # brax's network defaults
+    assert (brax.clip_gradients, brax.clip_value_loss, brax.adam_eps) == (False, False, 1e-8)
+    assert (brax.mask_truncated, brax.gae_segment, brax.advantage) == (True, p.unroll_length, "lambda_target")
+    ours = build(ppo.Config, preset_overrides("playground", "ppo", "dmc/CartpoleSwingup", 10 ** 6), "ppo")
+    assert (ours.scale_rewards, ours.policy, ours.clip_gradients, ours.mask_truncated) == (True, "gaussian", True, False)
+    s = build(sac.Config, preset_overrides("brax", "sac", "dmc/CartpoleSwingup", 10 ** 6), "sac")
+    assert s.critic_layer_norm and s.alpha_lr == 3e-4  # brax sac.train's temperature learning rate is fixed
+
+
+def test_agents_that_do_not_honour_the_brax_network_fields_refuse_them():
+    from pgjax.agents import pg_rainbow, pmoe_ppo
+
+    with pytest.raises(ConfigError, match="pmoe_ppo supports only policy = 'gaussian'"):
+        build(pmoe_ppo.Config, {"policy": "tanh_gaussian"}, "pmoe_ppo")
+    with pytest.raises(ConfigError, match="value_hidden_sizes"):
+        build(pmoe_ppo.Config, {"value_hidden_sizes": [8]}, "pmoe_ppo")
+    with pytest.raises(ConfigError, match="pg_rainbow supports only policy"):
+        build(pg_rainbow.Config, {"policy": "tanh_gaussian"}, "pg_rainbow")
+    with pytest.raises(ConfigError, match="advantage must be one of gae, lambda_target"):
+        config(advantage="vtrace")
+
+
+def test_added_fields_at_their_default_keep_the_config_ids_results_were_written_under():
+    from pgjax.runner import config_id
+
+    runs = json.loads((Path(__file__).parents[1] / "results" / "suite_cpu" / "runs.json").read_text())
+    plan = next(p for p in runs["plan"] if p["agent"] == "ppo")
+    recorded = plan["configs"][0]
+    cfg = build(ppo.Config, recorded, "ppo")
+    assert to_dict(cfg) == recorded
+    assert config_id("ppo", plan["env"], plan["backend"], cfg) == plan["config_ids"][0]
+    changed = to_dict(cfg.replace(adam_eps=1e-8, mask_truncated=True))
+    assert changed["adam_eps"] == 1e-8 and changed["mask_truncated"] is True
