@@ -1,4 +1,4 @@
-"""The `pgjax` command: list, run, sweep, report, bench, compare-brax."""
+"""The `pgjax` command: list, run, sweep, report, bench, compare-brax, compare-official."""
 from __future__ import annotations
 
 import argparse
@@ -140,6 +140,12 @@ def _finish(args, out: Path):
         _print_results(summaries, out)
         _write_report(args, out)
     return finish
+
+
+def _compare_official(args) -> int:
+    from pgjax.reference_run import main as compare_main
+
+    return compare_main(args)
 
 
 def _device_memory(args) -> int | None:
@@ -366,6 +372,16 @@ def parser() -> argparse.ArgumentParser:
     cb.add_argument("--out", default="results/brax_ppo")
     _add_device_options(cb, processes=False)
     cb.set_defaults(func=_compare_brax)
+
+    co = sub.add_parser("compare-official", help="our dsact beside the Pendulum run the DSAC-T authors committed: "
+                        "runs (or resumes) the sweep with its configuration, then plots ours over theirs with the "
+                        "samples at which each first reaches -250")
+    co.add_argument("--sweep", default="sweeps/dsact_official.toml")
+    co.add_argument("--out", default="results/parity/dsact_pendulum",
+                    help="holds official/ (the authors' curve and config) and receives our runs")
+    co.add_argument("--quiet", action="store_true")
+    _add_device_options(co, processes=False)
+    co.set_defaults(func=_compare_official)
     return p
 
 

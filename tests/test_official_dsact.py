@@ -248,3 +248,32 @@ def test_actor_and_temperature_gradients_match_the_official():
     # log-std gradient by 6.9e-5 (of up to 0.068)
     for exact, with_eps in zip(official(0.0)[:4], official(OFFICIAL_EPS)[:4]):
         assert np.abs(exact - with_eps).max() < 1e-3
+
+
+# ---------------------------------------------------------------- the official run beside ours (pgjax compare-official)
+
+
+def test_compare_official_reads_the_authors_run_and_finds_where_each_run_first_reaches_minus_250(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from pgjax.reference_run import OFFICIAL_CURVE, comparison, first_reach, markdown
+
+    assert first_reach([(0, -900.0), (10, -250.0), (20, -300.0)]) == 10
+    assert first_reach([(0, -900.0), (10, -251.0)]) is None
+    committed = Path(__file__).parents[1] / "results" / "parity" / "dsact_pendulum"
+    (tmp_path / "official").mkdir()
+    shutil.copy(committed / OFFICIAL_CURVE, tmp_path / OFFICIAL_CURVE)
+    rows = ["agent,env,backend,config_id,seed,env_steps,wall_time_s,eval_return_mean,eval_return_std,"
+            "train_return_mean,status"]
+    for seed, crossing in ((0, 100_000), (1, 150_000)):
+        for steps in range(0, 250_001, 50_000):
+            rows.append(f"dsact,gymnax/Pendulum-v1,gymnax,dsact-x,{seed},{steps},1.0,"
+                        f"{-150.0 if steps >= crossing else -1200.0},1.0,nan,ok")
+    (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
+    result = comparison(tmp_path)
+    assert result["official"]["first_reaches_threshold_at"] == 132_020  # the authors' curve, 2,000 samples apart
+    assert result["official"]["samples"] == 248_020
+    assert result["ours"]["first_reaches_threshold_at"] == {0: 100_000, 1: 150_000}
+    assert result["ours"]["median_first_reach"] == 125_000 and result["ours"]["final_return_mean"] == -150.0
+    assert "132,020" in markdown(result) and "100,000, 150,000" in markdown(result)
