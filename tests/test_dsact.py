@@ -202,3 +202,55 @@ def test_warmup_comes_from_the_initial_policy_by_default():
         state = jax.jit(lambda k: offpolicy.init(k, trainer.env, c, dsact.init_learner, constant))(jax.random.PRNGKey(0))
         actions = np.asarray(state.buffer.experience["action"])[0, :config.warmup_steps]
         assert np.all(actions == 0.25) != random_warmup
+
+
+def test_a_delayed_step_averages_both_targets_toward_the_updated_networks_and_keeps_b():
+    """Step 10: θ̄ ← (1 − τ)θ̄ + τθ for the critics and for the policy, toward the parameters this step
+    produced; the actor's loss uses the online critics, not the targets; b is kept for the next step."""
+    trainer, config, learner, batch = init_learner(delay_update=2)
+    actor, critic = dsact._networks(trainer.env, config)
+    # targets apart from the online networks, so that which one is used, and how it moves, would show
+    learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params),
+                              target_critic_params=jax.tree.map(lambda x: x + 0.3, learner.critic_params))
+    key = jax.random.PRNGKey(3)
+    new, metrics = jax.jit(lambda l: dsact.gradient_step(l, batch, key, trainer.env, config))(learner)
+    tau = config.tau
+    for name, online in (("target_critic_params", new.critic_params), ("target_actor_params", new.actor_params)):
+        expected = jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, getattr(learner, name), online)
+        for got, want in zip(jax.tree.leaves(getattr(new, name)), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    online_loss = dsact.actor_loss(learner.actor_params, actor, critic, learner.critic_params, jnp.exp(learner.log_alpha),
+                                   batch["obs"], jax.random.split(key)[1])[0]
+    np.testing.assert_allclose(metrics["actor_loss"], online_loss, rtol=1e-6)
+    _, std = apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])
+    np.testing.assert_allclose(new.b, std.mean(1), rtol=1e-6)  # the first batch's mean σ, carried on
+    second, _ = jax.jit(lambda l: dsact.gradient_step(l, batch, key, trainer.env, config))(new)
+    _, std2 = apply_ensemble(critic, new.critic_params, batch["obs"], batch["action"])
+    np.testing.assert_allclose(second.b, (1 - config.tau_b) * new.b + config.tau_b * std2.mean(1), rtol=1e-5)
+
+
+def test_defaults_are_the_configuration_of_the_authors_committed_run():
+    """Against the official run's config.json (copied into results/parity/dsact_pendulum/official): the
+    networks, learning rates, τ, the delay, the batch, the warm-up, 20 env steps per gradient step, the
+    policy's log-std ceiling; α₀ = e because the official code starts log α at 1 (its "alpha" setting is
+    not read when auto_alpha is on); b's rate τ_b = τ and ε = 0.1 are the official code's constants."""
+    import json
+    from pathlib import Path
+
+    from pgjax.envs import make
+
+    official = json.loads((Path(__file__).parents[1] / "results/parity/dsact_pendulum/official/config.json").read_text())
+    c = dsact.Config()
+    assert list(c.hidden_sizes) == official["policy_hidden_sizes"] == official["value_hidden_sizes"]
+    assert c.activation == official["policy_hidden_activation"] == official["value_hidden_activation"] == "gelu"
+    assert (c.actor_lr, c.critic_lr, c.alpha_lr) == (official["policy_learning_rate"], official["value_learning_rate"],
+                                                     official["alpha_learning_rate"])
+    assert (c.gamma, c.tau, c.delay_update, c.batch_size) == (official["gamma"], official["tau"],
+                                                              official["delay_update"], official["replay_batch_size"])
+    assert (c.num_envs, c.gradient_steps, c.warmup_steps) == (official["batch_size_per_sampler"], 1,
+                                                               official["buffer_warm_size"])
+    assert (c.init_log_alpha, c.tau_b, c.epsilon) == (1.0, c.tau, 0.1)
+    actor, _ = dsact._networks(make("gymnax/Pendulum-v1"), c)
+    assert actor.log_std_max == official["policy_max_log_std"]
+    learner = dsact.init_learner(jax.random.PRNGKey(0), make("gymnax/Pendulum-v1"), c.replace(init_log_alpha=0.3))
+    np.testing.assert_allclose(learner.log_alpha, 0.3)
