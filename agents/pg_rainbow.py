@@ -34,7 +34,7 @@ from flax import struct
 
 from pgjax import gaussian_policy, onpolicy
 from pgjax.agents import ppo
-from pgjax.config import check_choice, check_positive, hyper, require, static
+from pgjax.config import check_choice, check_positive, fields_kept_at_default, hyper, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
 from pgjax.networks import MLP, GaussianActor, ImplicitQuantileNetwork, polyak
@@ -77,7 +77,7 @@ class Config(ppo.Config):
         require(out, 0.0 < self.iqn_target_tau <= 1.0, f"iqn_target_tau = {self.iqn_target_tau} must lie in (0, 1]")
         check_choice(out, self, "value_source", VALUE_SOURCES)
         # its quantile features act with unsquashed Gaussian samples
-        return out + ppo.fields_kept_at_default(self, ("policy",), "pg_rainbow")
+        return out + fields_kept_at_default(self, ("policy",), "pg_rainbow")
 
 
 @struct.dataclass

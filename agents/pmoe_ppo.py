@@ -20,7 +20,7 @@ from flax import struct
 
 from pgjax import gaussian_policy, mixture, onpolicy
 from pgjax.agents import ppo
-from pgjax.config import check_choice, check_positive, require, static
+from pgjax.config import check_choice, check_positive, fields_kept_at_default, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
 from pgjax.networks import MLP, MixtureActor, QNetwork
@@ -43,7 +43,7 @@ class Config(ppo.Config):
         require(out, all(h > 0 for h in self.q_hidden_sizes), "q_hidden_sizes must be positive")
         require(out, self.ent_coef == 0, "ent_coef must be 0: the mixture's entropy has no closed form")
         check_choice(out, self, "eval_expert", mixture.EXPERT_CHOICES)
-        return out + ppo.fields_kept_at_default(self, ("policy", "value_hidden_sizes", "kernel_init"), "pmoe_ppo")
+        return out + fields_kept_at_default(self, ("policy", "value_hidden_sizes", "kernel_init"), "pmoe_ppo")
 
 
 @struct.dataclass

@@ -23,7 +23,7 @@ from flax import struct
 
 from pgjax import mixture, offpolicy
 from pgjax.agents import sac
-from pgjax.config import check_choice, check_positive, static
+from pgjax.config import check_choice, check_positive, fields_kept_at_default, static
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import Env
 from pgjax.networks import MixtureActor, QNetwork, apply_ensemble
@@ -47,7 +47,7 @@ class Config(sac.Config):
         check_positive(out, self, "num_experts")
         check_choice(out, self, "target_expert", TARGET_EXPERTS)
         check_choice(out, self, "eval_expert", mixture.EXPERT_CHOICES)
-        return out
+        return out + fields_kept_at_default(self, ("policy_std", "kernel_init"), "pmoe_sac")
 
 
 @struct.dataclass

@@ -54,14 +54,6 @@ class Config(onpolicy.Config):
         return out
 
 
-def fields_kept_at_default(config: Config, names: tuple[str, ...], agent: str) -> list[str]:
-    """Problems for an agent built on PPO's Config that does not honour these fields (its networks are
-    its own): each must keep PPO's default."""
-    default = Config()
-    return [f"{agent} supports only {n} = {getattr(default, n)!r} (got {getattr(config, n)!r})"
-            for n in names if getattr(config, n) != getattr(default, n)]
-
-
 @struct.dataclass
 class Learner:
     actor_params: dict

@@ -14,10 +14,12 @@ import optax
 from flax import struct
 
 from pgjax import maxent, offpolicy
-from pgjax.config import check_network, check_positive, hyper, static
+from pgjax.config import check_choice, check_network, check_positive, hyper, static
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import Env
-from pgjax.networks import QNetwork, SquashedGaussianActor, apply_ensemble, polyak
+from pgjax.networks import KERNEL_INITS, QNetwork, SoftplusTanhGaussianActor, SquashedGaussianActor, apply_ensemble, polyak
+
+POLICY_STDS = ("clipped_log_std", "softplus")
 
 
 @struct.dataclass
@@ -29,13 +31,23 @@ class Config(offpolicy.Config):
     alpha_lr: float = hyper(3e-4)
     init_alpha: float = hyper(1.0)
     target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
-    critic_layer_norm: bool = static(False)  # layer norm after each hidden activation of the critics (Brax's)
-    ADDED_FIELDS = ("critic_layer_norm",)
+    # Brax sac.train's choices where ours differ (all off by default; `--preset brax` sets them):
+    critic_layer_norm: bool = static(False)  # layer norm after each hidden activation of the critics
+    policy_std: str = static("clipped_log_std")  # or "softplus": std = softplus(raw) + 0.001
+    kernel_init: str = static("orthogonal")  # or "lecun_uniform", every layer of actor and critics
+    mask_truncated: bool = static(False)  # truncated transitions left out of the critic loss
+    actor_on_updated_critics: bool = static(True)  # False: the actor steps on this step's pre-update critics
+    temperature_loss: str = static("log_alpha")  # -log α·sg(log π + H̄), or "alpha": -α·sg(log π + H̄)
+    ADDED_FIELDS = ("critic_layer_norm", "policy_std", "kernel_init", "mask_truncated", "actor_on_updated_critics",
+                    "temperature_loss")
 
     def problems(self) -> list[str]:
         out = super().problems()
         check_positive(out, self, "actor_lr", "critic_lr", "alpha_lr", "init_alpha")
         check_network(out, self)
+        check_choice(out, self, "policy_std", POLICY_STDS)
+        check_choice(out, self, "kernel_init", KERNEL_INITS)
+        check_choice(out, self, "temperature_loss", maxent.TEMPERATURE_LOSSES)
         return out
 
 
@@ -57,8 +69,12 @@ explore, act, temperature_loss = maxent.explore, maxent.act, maxent.temperature_
 
 
 def _networks(env: Env, config: Config):
-    return (SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation),
-            QNetwork(config.hidden_sizes, config.activation, layer_norm=config.critic_layer_norm))
+    init = config.kernel_init
+    if config.policy_std == "softplus":
+        actor = SoftplusTanhGaussianActor(config.hidden_sizes, env.action_size, config.activation, weight_init=init)
+    else:
+        actor = SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation, weight_init=init)
+    return actor, QNetwork(config.hidden_sizes, config.activation, config.critic_layer_norm, weight_init=init)
 
 
 def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config, learner_cls=Learner, **extra):
@@ -98,9 +114,16 @@ def critic_target(actor, critic, actor_params, target_params, alpha, batch, key,
     return soft_target(critic, target_params, next_action, next_log_prob, alpha, batch, config)
 
 
-def critic_loss(critic_params, critic, batch, target):
+def critic_loss(critic_params, critic, batch, target, weight=1.0):
+    """½ Σ_j mean_batch(weight·(Q_j - y)²); `weight` 0 leaves a transition out (still counted in the mean)."""
     q = apply_ensemble(critic, critic_params, batch["obs"], batch["action"])
-    return 0.5 * ((q - target) ** 2).mean(1).sum(), q.mean()
+    return 0.5 * (weight * (q - target) ** 2).mean(1).sum(), q.mean()
+
+
+def critic_weight(batch: dict, config: Config):
+    """Brax's "better bootstrapping for truncated episodes": its stored next observation after a truncation is
+    the next episode's first, so it drops those transitions (ours holds the true one and can bootstrap)."""
+    return 1.0 - batch["truncated"] if config.mask_truncated else 1.0
 
 
 def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key):
@@ -114,26 +137,29 @@ def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key):
 def soft_actor_critic_step(learner, batch: dict, key: jax.Array, env: Env, config: Config, critic,
                            target_fn, actor_loss_fn) -> tuple:
     """One gradient step of Algorithm 1, given its target and its actor loss: the twin critics toward
-    target_fn(learner, α, key), the actor on actor_loss_fn(actor params, new critic params, α, key)
-    -> (loss, (log π used for α, extra metrics)), α toward the target entropy, Polyak targets.
-    SAC and PMOE-SAC differ only in the two functions."""
+    target_fn(learner, α, key), the actor on actor_loss_fn(actor params, critic params, α, key)
+    -> (loss, (log π used for α, extra metrics)) with the updated critics (or, as Brax, the step's
+    pre-update ones), α toward the target entropy, Polyak targets. SAC and PMOE-SAC differ only in the
+    two functions."""
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
     target_key, actor_key = jax.random.split(key)
     alpha = jnp.exp(learner.log_alpha)
 
     target = target_fn(learner, alpha, target_key)
     (q_loss, q_mean), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-        learner.critic_params, critic, batch, jax.lax.stop_gradient(target))
+        learner.critic_params, critic, batch, jax.lax.stop_gradient(target), critic_weight(batch, config))
     updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
     critic_params = optax.apply_updates(learner.critic_params, updates)
 
+    actor_critics = critic_params if config.actor_on_updated_critics else learner.critic_params
     (pi_loss, (log_prob, extra)), pi_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-        learner.actor_params, critic_params, alpha, actor_key)
+        learner.actor_params, actor_critics, alpha, actor_key)
     updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
     actor_params = optax.apply_updates(learner.actor_params, updates)
 
     target_entropy = maxent.target_entropy(env.action_size, config)
-    a_loss, a_grad = jax.value_and_grad(temperature_loss)(learner.log_alpha, log_prob, target_entropy)
+    loss_fn = maxent.temperature_loss_on_alpha if config.temperature_loss == "alpha" else temperature_loss
+    a_loss, a_grad = jax.value_and_grad(loss_fn)(learner.log_alpha, log_prob, target_entropy)
     updates, alpha_opt_state = alpha_opt.update(a_grad, learner.alpha_opt)
     log_alpha = optax.apply_updates(learner.log_alpha, updates)
 

@@ -38,9 +38,17 @@ def target_entropy(action_size: int, config) -> float:
     return -config.target_entropy_scale * action_size
 
 
+TEMPERATURE_LOSSES = ("log_alpha", "alpha")
+
+
 def temperature_loss(log_alpha, log_prob, target_entropy):
     """L(log α) = -log α · mean(sg(log π) + H̄): α falls while the entropy exceeds H̄, rises below it."""
     return -(log_alpha * jax.lax.stop_gradient(log_prob + target_entropy)).mean()
+
+
+def temperature_loss_on_alpha(log_alpha, log_prob, target_entropy):
+    """Brax's form, L(log α) = -α · mean(sg(log π) + H̄): the same direction, its gradient scaled by α."""
+    return -(jnp.exp(log_alpha) * jax.lax.stop_gradient(log_prob + target_entropy)).mean()
 
 
 def optimizers(config):

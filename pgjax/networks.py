@@ -143,10 +143,11 @@ class SquashedGaussianActor(nn.Module):
     activation: str = "relu"
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    weight_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation)(obs)
+        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation, weight_init=self.weight_init)(obs)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
@@ -187,10 +188,11 @@ class QNetwork(nn.Module):
     hidden_sizes: Sequence[int]
     activation: str = "relu"
     layer_norm: bool = False
+    weight_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        return MLP(self.hidden_sizes, 1, self.activation, layer_norm=self.layer_norm)(
+        return MLP(self.hidden_sizes, 1, self.activation, layer_norm=self.layer_norm, weight_init=self.weight_init)(
             jnp.concatenate([obs, action], -1))[..., 0]
 
 

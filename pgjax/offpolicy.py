@@ -17,7 +17,7 @@ from flax import struct
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
 from pgjax.envs import Env, EnvState, batch_reset, refresh
 from pgjax.normalize import RunningStats, normalizer
-from pgjax.replay import as_items, buffer_capacity, make_buffer, replay_budget_problems, transition_item
+from pgjax.replay import as_items, buffer_capacity, keeps_truncation, make_buffer, replay_budget_problems, transition_item
 from pgjax.rollout import env_step, rollout, uniform_policy
 
 # (learner, normalised obs, key) -> action in [-1, 1]
@@ -80,7 +80,7 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
     k_learner, k_env, k_warm, key = jax.random.split(key, 4)
     learner = init_learner(k_learner, env, config)
     buffer = replay_buffer(config)
-    buffer_state = buffer.init(transition_item(env.obs_size, env.action_size))
+    buffer_state = buffer.init(transition_item(env.obs_size, env.action_size, keeps_truncation(config)))
     env_state = batch_reset(env, k_env, config.num_envs)
     obs_stats = RunningStats.create((env.obs_size,))
     if config.warmup_steps:
@@ -93,7 +93,7 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
         warmup = uniform_policy(env.action_size) if config.random_warmup else initial_policy
         env_state, traj = rollout(env, env_state, warmup, k_warm,
                                   config.warmup_steps // config.num_envs)
-        buffer_state = buffer.add(buffer_state, as_items(traj))
+        buffer_state = buffer.add(buffer_state, as_items(traj, keeps_truncation(config)))
         obs_stats = obs_stats.update(traj.obs)
     return State(learner, buffer_state, obs_stats, env_state, key, config.normalize_observations)
 
@@ -110,7 +110,7 @@ def iteration(state: State, env: Env, config: Config, explore: Explore, gradient
 
     env_state, transition = env_step(env, state.env_state, policy, act_key)
     buffer = replay_buffer(config)
-    buffer_state = buffer.add(state.buffer, as_items(transition))
+    buffer_state = buffer.add(state.buffer, as_items(transition, keeps_truncation(config)))
     obs_stats = state.obs_stats.update(transition.obs) if config.normalize_observations else state.obs_stats
 
     def update(learner, k):

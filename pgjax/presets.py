@@ -80,6 +80,9 @@ def _brax_sac_choices(p) -> dict:
     """Brax `sac.train`'s own choices where they differ from ours, as Playground calls it."""
     network = dict(p.get("network_factory", {}))
     return {"critic_layer_norm": bool(network.get("q_network_layer_norm", False)),
+            "policy_std": "softplus", "kernel_init": "lecun_uniform", "mask_truncated": True,
+            "actor_on_updated_critics": False, "temperature_loss": "alpha",
+            "random_warmup": False,  # brax prefills its replay with the initial policy
             **({"hidden_sizes": tuple(network["hidden_layer_sizes"])} if "hidden_layer_sizes" in network else {})}
 
 

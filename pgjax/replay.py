@@ -38,15 +38,24 @@ def make_buffer(capacity: int, batch_size: int):
                                 add_batches=True)
 
 
-def transition_item(obs_size: int, action_size: int) -> dict:
+def keeps_truncation(config) -> bool:
+    """Whether the replay stores each transition's time-limit flag: only a loss that masks truncated
+    transitions (SAC's `mask_truncated`, Brax's choice) reads it, so no other agent pays its memory."""
+    return bool(getattr(config, "mask_truncated", False))
+
+
+def transition_item(obs_size: int, action_size: int, truncated: bool = False) -> dict:
     """The stored fields of one transition: everything a TD target needs, nothing else."""
     f = jnp.float32
-    return {"obs": jnp.zeros(obs_size, f), "action": jnp.zeros(action_size, f), "reward": jnp.zeros((), f),
+    item = {"obs": jnp.zeros(obs_size, f), "action": jnp.zeros(action_size, f), "reward": jnp.zeros((), f),
             "terminated": jnp.zeros((), f), "next_obs": jnp.zeros(obs_size, f)}
+    return {**item, "truncated": jnp.zeros((), f)} if truncated else item
 
 
-def as_items(t: Transition) -> dict:
+def as_items(t: Transition, truncated: bool = False) -> dict:
     """A batch of env transitions (leading axes flattened) in the stored form."""
     items = {"obs": t.obs, "action": t.action, "reward": t.reward,
              "terminated": t.terminated.astype(jnp.float32), "next_obs": t.next_obs}
+    if truncated:
+        items["truncated"] = t.truncated.astype(jnp.float32)
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[t.reward.ndim:]), items)

@@ -248,6 +248,130 @@ def test_sac_critic_layer_norm_normalises_each_hidden_activation_as_brax_does():
     assert "LayerNorm_0" in learner.critic_params["params"]["MLP_0"]
 
 
+def sac_config(**overrides):
+    return build(sac.Config, {"num_envs": 4, "warmup_steps": 16, "batch_size": 32, "buffer_size": 64,
+                              "total_steps": 64, **overrides}, "sac")
+
+
+def sac_batch(env, n: int = 32, seed: int = 0) -> dict:
+    k = jax.random.split(jax.random.PRNGKey(seed), 4)
+    return {"obs": jax.random.normal(k[0], (n, env.obs_size)), "next_obs": jax.random.normal(k[1], (n, env.obs_size)),
+            "action": jax.random.uniform(k[2], (n, env.action_size), minval=-1, maxval=1),
+            "reward": jax.random.normal(k[3], (n,)), "terminated": (jnp.arange(n) % 7 == 0).astype(jnp.float32),
+            "truncated": (jnp.arange(n) % 5 == 0).astype(jnp.float32)}
+
+
+def test_sac_softplus_std_and_lecun_init_give_brax_sac_policy_density():
+    """Brax's SAC policy: an MLP (LeCun uniform) to mean and raw scale, std = softplus(raw) + 0.001,
+    a = tanh(u); our reparameterised sample and its log-density equal Brax's for the same key."""
+    from brax.training.distribution import NormalTanhDistribution
+
+    env = make(ENV)
+    cfg = sac_config(policy_std="softplus", kernel_init="lecun_uniform", hidden_sizes=(16, 16))
+    learner = sac.init_learner(jax.random.PRNGKey(0), env, cfg)
+    assert isinstance(learner.actor, SoftplusTanhGaussianActor)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, env.obs_size)) * 3
+    logits = MLP(cfg.hidden_sizes, 2 * env.action_size, cfg.activation, weight_init="lecun_uniform").apply(
+        {"params": learner.actor_params["params"]["MLP_0"]}, obs)
+    brax = NormalTanhDistribution(event_size=env.action_size)
+    mean, log_std = learner.actor.apply(learner.actor_params, obs)
+    key = jax.random.PRNGKey(2)
+    raw = brax.sample_no_postprocessing(logits, key)
+    action, log_prob = sac.tanh_gaussian_sample(key, mean, log_std)
+    np.testing.assert_allclose(action, jnp.tanh(raw), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_prob, brax.log_prob(logits, raw), rtol=1e-4, atol=1e-4)
+    critic_kernel = np.asarray(learner.critic_params["params"]["MLP_0"]["Dense_1"]["kernel"][0])
+    actor_kernel = np.asarray(learner.actor_params["params"]["MLP_0"]["Dense_1"]["kernel"])
+    for kernel in (critic_kernel, actor_kernel):  # LeCun uniform: U(±sqrt(3 / fan_in))
+        bound = np.sqrt(3.0 / kernel.shape[0])
+        assert bound * 0.8 < np.abs(kernel).max() <= bound
+    default = sac.init_learner(jax.random.PRNGKey(0), env, sac_config(hidden_sizes=(16, 16)))
+    assert isinstance(default.actor, sac.SquashedGaussianActor)
+    square = np.asarray(default.critic_params["params"]["MLP_0"]["Dense_1"]["kernel"][0])
+    np.testing.assert_allclose(square.T @ square, 2.0 * np.eye(16), atol=1e-4)  # orthogonal, gain sqrt 2
+
+
+def test_sac_mask_truncated_leaves_truncated_transitions_out_of_the_critic_loss_as_brax():
+    """Brax: q_error *= 1 - truncation, then ½ mean over batch and twins; ours sums the twins (twice
+    Brax's value, the same Adam step). With the mask a truncated transition's reward moves nothing."""
+    env = make(ENV)
+    cfg = sac_config(mask_truncated=True)
+    learner = sac.init_learner(jax.random.PRNGKey(0), env, cfg)
+    batch = sac_batch(env)
+    critic = sac._networks(env, cfg)[1]
+    target = jax.random.normal(jax.random.PRNGKey(5), (32,))
+    q = np.asarray(sac.apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])).T  # [B, 2]
+    error = (q - np.asarray(target)[:, None]) * (1 - np.asarray(batch["truncated"]))[:, None]
+    brax_loss = 0.5 * np.mean(error ** 2)
+    loss, _ = sac.critic_loss(learner.critic_params, critic, batch, target, sac.critic_weight(batch, cfg))
+    np.testing.assert_allclose(loss, 2 * brax_loss, rtol=1e-5)
+
+    def critics_after(config, reward):
+        new, _ = sac.gradient_step(learner, {**batch, "reward": reward}, jax.random.PRNGKey(3), env, config)
+        return jax.tree.leaves(new.critic_params)
+
+    truncated_reward = batch["reward"] + 10.0 * batch["truncated"]
+    for a, b in zip(critics_after(cfg, batch["reward"]), critics_after(cfg, truncated_reward)):
+        np.testing.assert_array_equal(a, b)
+    unmasked = cfg.replace(mask_truncated=False)
+    assert any(not np.array_equal(a, b) for a, b in zip(critics_after(unmasked, batch["reward"]),
+                                                        critics_after(unmasked, truncated_reward)))
+
+
+def test_with_mask_truncated_the_replay_stores_each_transitions_time_limit_flag_and_only_then():
+    """Pendulum's episodes end at 200 steps by truncation: 256 warm-up steps in one env hold one."""
+    env = make(ENV)
+    masked = sac.init(jax.random.PRNGKey(0), env, sac_config(mask_truncated=True, num_envs=1, warmup_steps=256,
+                                                             buffer_size=512, total_steps=1024))
+    stored = masked.buffer.experience
+    truncated = np.flatnonzero(np.asarray(stored["truncated"]).reshape(-1)[:256])
+    np.testing.assert_array_equal(truncated, [199])
+    assert not np.asarray(stored["terminated"]).any()
+    plain = sac.init(jax.random.PRNGKey(0), env, sac_config(num_envs=1, warmup_steps=256, buffer_size=512,
+                                                            total_steps=1024))
+    assert "truncated" not in plain.buffer.experience
+
+
+def test_sac_actor_steps_on_the_updated_critics_or_as_brax_on_the_pre_update_ones():
+    env = make(ENV)
+    batch = sac_batch(env)
+    key = jax.random.PRNGKey(3)
+    _, actor_key = jax.random.split(key)
+    for on_updated in (True, False):
+        cfg = sac_config(actor_on_updated_critics=on_updated)
+        learner = sac.init_learner(jax.random.PRNGKey(0), env, cfg)
+        new, _ = sac.gradient_step(learner, batch, key, env, cfg)
+        actor, critic = sac._networks(env, cfg)
+        critics = new.critic_params if on_updated else learner.critic_params
+        grads = jax.grad(lambda p: sac.actor_loss(p, actor, critic, critics, 1.0, batch["obs"], actor_key)[0])(
+            learner.actor_params)
+        updates, _ = optax.adam(cfg.actor_lr).update(grads, learner.actor_opt)
+        expected = optax.apply_updates(learner.actor_params, updates)
+        for a, b in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(expected)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_sac_temperature_loss_on_alpha_scales_the_log_alpha_gradient_by_alpha_as_brax():
+    """Brax: L = α·sg(-log π - H̄), so dL/d log α = -α·mean(log π + H̄); ours: -mean(log π + H̄).
+    Two steps with a large α learning rate (Adam's first step is the same for both) tell them apart."""
+    log_alpha, log_prob, target = jnp.asarray(0.7), jnp.asarray([-1.0, 0.5, 2.0]), -0.5
+    np.testing.assert_allclose(jax.grad(sac.maxent.temperature_loss_on_alpha)(log_alpha, log_prob, target),
+                               -np.exp(0.7) * np.mean(np.asarray(log_prob) + target), rtol=1e-6)
+    env = make(ENV)
+    batch = sac_batch(env)
+    for form in ("log_alpha", "alpha"):
+        cfg = sac_config(temperature_loss=form, alpha_lr=0.5, init_alpha=0.3)
+        learner = sac.init_learner(jax.random.PRNGKey(0), env, cfg)
+        opt, opt_state, log_alpha = optax.adam(0.5), learner.alpha_opt, learner.log_alpha
+        for step in range(2):
+            learner, metrics = sac.gradient_step(learner, batch, jax.random.PRNGKey(step), env, cfg)
+            scale = float(metrics["alpha"]) if form == "alpha" else 1.0  # α before this step's update
+            grad = -scale * (-float(metrics["entropy"]) + sac.maxent.target_entropy(env.action_size, cfg))
+            updates, opt_state = opt.update(jnp.asarray(grad), opt_state)
+            log_alpha = optax.apply_updates(log_alpha, updates)
+        np.testing.assert_allclose(learner.log_alpha, log_alpha, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- presets, checks and identity
 
 
@@ -267,10 +391,16 @@ def test_brax_preset_sets_every_brax_choice_and_playground_keeps_ours():
     assert (ours.scale_rewards, ours.policy, ours.clip_gradients, ours.mask_truncated) == (True, "gaussian", True, False)
     s = build(sac.Config, preset_overrides("brax", "sac", "dmc/CartpoleSwingup", 10 ** 6), "sac")
     assert s.critic_layer_norm and s.alpha_lr == 3e-4  # brax sac.train's temperature learning rate is fixed
+    assert (s.policy_std, s.kernel_init, s.mask_truncated, s.actor_on_updated_critics, s.temperature_loss,
+            s.random_warmup) == ("softplus", "lecun_uniform", True, False, "alpha", False)
+    assert s.target_entropy_scale == 0.5 and s.init_alpha == 1.0  # brax: -|A|/2, log α starts at 0
+    o = build(sac.Config, preset_overrides("playground", "sac", "dmc/CartpoleSwingup", 10 ** 6), "sac")
+    assert (o.policy_std, o.mask_truncated, o.actor_on_updated_critics, o.temperature_loss) == (
+        "clipped_log_std", False, True, "log_alpha")
 
 
 def test_agents_that_do_not_honour_the_brax_network_fields_refuse_them():
-    from pgjax.agents import pg_rainbow, pmoe_ppo
+    from pgjax.agents import pg_rainbow, pmoe_ppo, pmoe_sac
 
     with pytest.raises(ConfigError, match="pmoe_ppo supports only policy = 'gaussian'"):
         build(pmoe_ppo.Config, {"policy": "tanh_gaussian"}, "pmoe_ppo")
@@ -278,6 +408,10 @@ def test_agents_that_do_not_honour_the_brax_network_fields_refuse_them():
         build(pmoe_ppo.Config, {"value_hidden_sizes": [8]}, "pmoe_ppo")
     with pytest.raises(ConfigError, match="pg_rainbow supports only policy"):
         build(pg_rainbow.Config, {"policy": "tanh_gaussian"}, "pg_rainbow")
+    with pytest.raises(ConfigError, match="pmoe_sac supports only policy_std = 'clipped_log_std'"):
+        build(pmoe_sac.Config, {"policy_std": "softplus"}, "pmoe_sac")
+    with pytest.raises(ConfigError, match="temperature_loss must be one of log_alpha, alpha"):
+        sac_config(temperature_loss="alpha2")
     with pytest.raises(ConfigError, match="advantage must be one of gae, lambda_target"):
         config(advantage="vtrace")
 
@@ -286,10 +420,12 @@ def test_added_fields_at_their_default_keep_the_config_ids_results_were_written_
     from pgjax.runner import config_id
 
     runs = json.loads((Path(__file__).parents[1] / "results" / "suite_cpu" / "runs.json").read_text())
-    plan = next(p for p in runs["plan"] if p["agent"] == "ppo")
-    recorded = plan["configs"][0]
-    cfg = build(ppo.Config, recorded, "ppo")
-    assert to_dict(cfg) == recorded
-    assert config_id("ppo", plan["env"], plan["backend"], cfg) == plan["config_ids"][0]
-    changed = to_dict(cfg.replace(adam_eps=1e-8, mask_truncated=True))
-    assert changed["adam_eps"] == 1e-8 and changed["mask_truncated"] is True
+    for agent, module, change in (("ppo", ppo, {"adam_eps": 1e-8, "mask_truncated": True}),
+                                  ("sac", sac, {"policy_std": "softplus", "mask_truncated": True})):
+        plan = next(p for p in runs["plan"] if p["agent"] == agent)
+        recorded = plan["configs"][0]
+        cfg = build(module.Config, recorded, agent)
+        assert to_dict(cfg) == recorded
+        assert config_id(agent, plan["env"], plan["backend"], cfg) == plan["config_ids"][0]
+        changed = to_dict(cfg.replace(**change))
+        assert all(changed[k] == v for k, v in change.items())

@@ -254,3 +254,27 @@ def test_defaults_are_the_configuration_of_the_authors_committed_run():
     assert actor.log_std_max == official["policy_max_log_std"]
     learner = dsact.init_learner(jax.random.PRNGKey(0), make("gymnax/Pendulum-v1"), c.replace(init_log_alpha=0.3))
     np.testing.assert_allclose(learner.log_alpha, 0.3)
+
+
+def test_the_temperature_gradient_uses_the_log_density_of_the_actor_losss_own_sample():
+    """Step 9 reuses the actor step's ã: Adam's first moment after one step holds (1 - β₁)·g with
+    g = -(mean log π(ã|s) + H̄), log π from the same sample the actor loss (and the entropy metric) used."""
+    trainer, config, learner, batch = init_learner()
+    new, metrics = jax.jit(lambda l: dsact.gradient_step(l, batch, jax.random.PRNGKey(4), trainer.env, config))(learner)
+    target_entropy = maxent.target_entropy(trainer.env.action_size, config)
+    grad = -(-float(metrics["entropy"]) + target_entropy)
+    np.testing.assert_allclose(new.alpha_opt[0].mu, 0.1 * grad, rtol=1e-5)
+
+
+def test_each_critics_std_head_is_the_softplus_of_its_raw_output():
+    from pgjax.networks import MLP
+
+    trainer, config, learner, batch = init_learner()
+    critic = dsact._networks(trainer.env, config)[1]
+    one = jax.tree.map(lambda x: x[0], learner.critic_params)
+    mean, std = critic.apply(one, batch["obs"], batch["action"])
+    raw = MLP(config.hidden_sizes, 2, config.activation).apply({"params": one["params"]["MLP_0"]},
+                                                               jnp.concatenate([batch["obs"], batch["action"]], -1))
+    np.testing.assert_allclose(mean, raw[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(std, jax.nn.softplus(raw[:, 1]), rtol=1e-6)
+    assert float(raw[:, 1].min()) < 0  # where softplus and exp or abs would differ

@@ -3,10 +3,12 @@ expert only, one critic call for all experts, and K = 1 reducing to SAC and to a
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from pgjax import maxent, mixture
+from pgjax import maxent, mixture, offpolicy
 from pgjax.agents import pmoe_ppo, pmoe_sac, sac
-from pgjax.distributions import gaussian_log_prob
+from pgjax.config import ConfigError, build
+from pgjax.distributions import gaussian_log_prob, gaussian_sample, tanh_gaussian_sample
 from pgjax.networks import apply_ensemble
 from helpers import tiny_trainer
 
@@ -208,3 +210,218 @@ def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_an
     for g, r in zip(jax.tree.leaves(q_grads), jax.tree.leaves(regression)):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-7)
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(q_grads)) > 0
+
+
+# ------------------------------------------------- acting, evaluation, options and defaults (rule by rule)
+
+GATE = np.array([0.5, -0.3, 0.0, 1.0])  # w = softmax: about 0.27, 0.12, 0.16, 0.45
+MEANS = np.array([-1.5, -0.5, 0.5, 1.5])  # one action dimension (Pendulum), an expert each
+
+
+def pinned_mixture(actor_params, log_std: float, head: str, std_param: bool):
+    """Actor parameters whose output ignores the state: the gate's logits are GATE, expert k's mean is
+    MEANS[k] and every log-std is `log_std` (a head bias for PMOE-SAC, the log-std parameter for PMOE-PPO)."""
+    params = jax.tree.map(lambda x: x, actor_params)
+    p = params["params"]
+    p["gate"] = {"kernel": jnp.zeros_like(p["gate"]["kernel"]), "bias": jnp.asarray(GATE, jnp.float32)}
+    layer = p["MLP_0"][head]
+    if std_param:
+        bias = MEANS[:, None]
+        p["log_std"] = jnp.full_like(p["log_std"], log_std)
+    else:
+        bias = np.stack([MEANS, np.full(4, log_std)], -1)  # [K, 2|A|]: mean then log-std, per expert
+    p["MLP_0"][head] = {"kernel": jnp.zeros_like(layer["kernel"]), "bias": jnp.asarray(bias.reshape(-1), jnp.float32)}
+    return params
+
+
+def nearest_expert(u):
+    return np.abs(np.asarray(u)[:, :1] - MEANS[None, :]).argmin(-1)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_pmoe_sac_explores_with_k_drawn_from_the_gate_then_tanh_of_that_experts_gaussian_sample():
+    trainer, config = tiny_trainer("pmoe_sac")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=pinned_mixture(learner.actor_params, np.log(0.1), "Dense_2", False))
+    obs = jnp.zeros((8000, trainer.env.obs_size))
+    action = np.asarray(pmoe_sac.explore(learner, obs, jax.random.PRNGKey(1)))
+    assert np.abs(action).max() < 1
+    u = np.arctanh(action)
+    k = nearest_expert(u)
+    np.testing.assert_allclose(np.bincount(k, minlength=4) / len(k), softmax(GATE), atol=0.02)
+    for expert in range(4):
+        noise = u[k == expert, 0] - MEANS[expert]
+        assert abs(noise.mean()) < 0.01 and abs(noise.std() - 0.1) < 0.01
+
+
+def test_pmoe_ppo_samples_k_from_the_gate_then_an_unsquashed_gaussian_from_that_expert():
+    trainer, config = tiny_trainer("pmoe_ppo", num_experts=4)
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=pinned_mixture(learner.actor_params, np.log(0.1), "Dense_2", True))
+    obs = jnp.zeros((8000, trainer.env.obs_size))
+    action, extras = pmoe_ppo.sample(learner, obs, jax.random.PRNGKey(1))
+    a = np.asarray(action)
+    k = nearest_expert(a)
+    np.testing.assert_allclose(np.bincount(k, minlength=4)[:4] / len(k), softmax(GATE), atol=0.02)
+    for expert in range(4):
+        noise = a[k == expert, 0] - MEANS[expert]
+        assert abs(noise.mean()) < 0.01 and abs(noise.std() - 0.1) < 0.01
+    assert np.abs(a).max() > 1.5  # not squashed: the env clips
+
+
+def per_expert(f, actions):
+    """f(a_k) for each expert's action [B, K, |A|] one expert at a time -> [B, K]."""
+    return np.stack([np.asarray(f(actions[:, k])) for k in range(actions.shape[1])], -1)
+
+
+def test_deterministic_pmoe_sac_acts_with_tanh_of_the_mean_of_the_expert_eval_expert_names():
+    trainer, config = tiny_trainer("pmoe_sac")
+    assert pmoe_sac.init_learner(jax.random.PRNGKey(0), trainer.env, config.replace(eval_expert="argmax")
+                                 ).eval_expert == "argmax"
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    learner = state.learner.replace(actor_params=jax.tree.map(  # experts and gate that differ by state
+        lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), state.learner.actor_params))
+    obs = jax.random.normal(jax.random.PRNGKey(2), (256, trainer.env.obs_size))
+    seen = offpolicy.normalizer(state)(obs)
+    logits, mean, _ = learner.actor.apply(learner.actor_params, seen)
+    min_q = per_expert(lambda a: apply_ensemble(learner.critic, learner.critic_params, seen, a).min(0), jnp.tanh(mean))
+    for choice, k in (("best_q", min_q.argmax(-1)), ("argmax", np.asarray(logits).argmax(-1))):
+        act = pmoe_sac.act(state.replace(learner=learner.replace(eval_expert=choice)), obs, jax.random.PRNGKey(3), True)
+        np.testing.assert_allclose(act, np.tanh(np.take_along_axis(np.asarray(mean), k[:, None, None], 1)[:, 0]),
+                                   rtol=1e-5, atol=1e-6)
+    raw_best = per_expert(lambda a: apply_ensemble(learner.critic, learner.critic_params, seen, a).min(0), mean)
+    assert (raw_best.argmax(-1) != min_q.argmax(-1)).any()  # the critic is asked at the squashed means
+    assert (min_q.argmax(-1) != np.asarray(logits).argmax(-1)).any()
+
+
+def test_pmoe_sac_argmax_q_target_takes_the_expert_whose_next_action_the_target_critics_value_most():
+    trainer, config = tiny_trainer("pmoe_sac", target_expert="argmax_q")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=jax.tree.map(
+        lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params),
+        target_params=jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape),
+                                   learner.target_params))
+    env, batch, key = trainer.env, random_batch(64, trainer.env.obs_size, trainer.env.action_size), jax.random.PRNGKey(7)
+    actor, critic = pmoe_sac._networks(env, config)
+    y = pmoe_sac.critic_target(actor, critic, learner.actor_params, learner.target_params, 0.3, batch, key, config)
+    _, mean, log_std = actor.apply(learner.actor_params, batch["next_obs"])
+    actions, log_probs = (np.asarray(x) for x in tanh_gaussian_sample(key, mean, log_std))
+    next_q = per_expert(lambda a: apply_ensemble(critic, learner.target_params, batch["next_obs"], a).min(0), actions)
+    k = next_q.argmax(-1)
+    assert len(set(k)) > 1
+    pick = lambda x: np.take_along_axis(x, k[:, None], 1)[:, 0]
+    want = (np.asarray(batch["reward"]) + config.gamma * (1 - np.asarray(batch["terminated"]))
+            * (pick(next_q) - 0.3 * pick(log_probs)))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_pmoe_defaults_are_the_specs():
+    s = pmoe_sac.Config()
+    assert (s.num_experts, s.target_expert, s.eval_expert, s.standardize_batch_rewards) == (4, "sample", "best_q", False)
+    assert (s.init_alpha, s.target_entropy_scale) == (1.0, 1.0)  # log α₀ = 0, target entropy −|A|
+    trainer, config = tiny_trainer("pmoe_sac")
+    actor = pmoe_sac._networks(trainer.env, config)[0]
+    assert (actor.log_std_min, actor.log_std_max, actor.state_dependent_std) == (-20.0, 2.0, True)
+
+    p = pmoe_ppo.Config()
+    assert (p.num_experts, p.num_envs * p.rollout_length, p.num_epochs, p.num_minibatches) == (5, 2048, 10, 32)
+    assert (p.anneal_lr, p.ent_coef, p.gamma, p.gae_lambda, p.q_hidden_sizes) == (False, 0.0, 0.99, 0.95, (64, 64, 64))
+    trainer, config = tiny_trainer("pmoe_ppo", init_log_std=-0.7)
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    assert learner.q_net.activation == "relu" and len(learner.q_params["params"]["MLP_0"]) == len(config.q_hidden_sizes) + 1
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, trainer.env.obs_size))
+    _, _, log_std = learner.actor.apply(learner.actor_params, obs)
+    np.testing.assert_array_equal(log_std, np.full(log_std.shape, -0.7, np.float32))  # state-independent, as set
+    with pytest.raises(ConfigError, match="ent_coef must be 0"):
+        build(pmoe_ppo.Config, {"ent_coef": 0.01}, "pmoe_ppo")
+
+
+def test_pmoe_ppo_frequency_loss_ranks_one_sampled_action_per_expert_by_q_psi_and_the_value_loss_is_clipped():
+    trainer, config = tiny_trainer("pmoe_ppo")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=jax.tree.map(
+        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params),
+        q_params=jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape), learner.q_params))
+    batch = pmoe_ppo_minibatch(trainer, learner)
+    params = (learner.actor_params, learner.critic_params, learner.q_params)
+    _, info = pmoe_ppo.pmoe_ppo_loss(params, learner, batch, config, learner.last_usage)
+
+    logits, mean, log_std = learner.actor.apply(learner.actor_params, batch["obs"])
+    drawn = gaussian_sample(batch["key"], mean, log_std)  # one action per expert, the minibatch's key
+    q = per_expert(lambda a: learner.q_net.apply(learner.q_params, batch["obs"], a), drawn)
+    best = q.argmax(-1)
+    w = softmax(np.asarray(logits, np.float64))
+    np.testing.assert_allclose(info["frequency_loss"], ((w - np.eye(w.shape[-1])[best]) ** 2).mean(), rtol=1e-5)
+    at_means = per_expert(lambda a: learner.q_net.apply(learner.q_params, batch["obs"], a), mean).argmax(-1)
+    assert (best != at_means).any() and (best != w.argmax(-1)).any()
+
+    v = np.asarray(learner.critic.apply(learner.critic_params, batch["obs"])[..., 0], np.float64)
+    old, target = np.asarray(batch["value"], np.float64), np.asarray(batch["target"], np.float64)
+    clipped = old + np.clip(v - old, -config.clip_eps, config.clip_eps)
+    assert (clipped != v).any() and config.clip_value_loss
+    np.testing.assert_allclose(info["value_loss"], 0.5 * np.maximum((v - target) ** 2, (clipped - target) ** 2).mean(),
+                               rtol=1e-5)
+
+
+def numpy_surrogate(logits, mean, log_std, batch, clip_eps):
+    """PPO's clipped surrogate with the mixture's likelihood as a plain sum of densities, in float64."""
+    a = np.asarray(batch["action"], np.float64)[:, None, :]
+    density = np.exp(-0.5 * ((a - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).prod(-1)
+    ratio = np.exp(np.log((softmax(logits) * density).sum(-1)) - np.asarray(batch["log_prob"], np.float64))
+    adv = np.asarray(batch["advantage"], np.float64)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return -np.minimum(ratio * adv, np.clip(ratio, 1 - clip_eps, 1 + clip_eps) * adv).mean()
+
+
+def test_pmoe_ppo_gate_learns_from_the_surrogate_as_well_as_the_frequency_loss():
+    """d L / d gate bias = d L_freq (k* held) + d L_clip, the second by central differences of the numpy
+    surrogate: the mixture ratio passes the surrogate's gradient to the gate."""
+    trainer, config = tiny_trainer("pmoe_ppo")
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = learner.replace(actor_params=jax.tree.map(
+        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params))
+    batch = pmoe_ppo_minibatch(trainer, learner)
+    params = (learner.actor_params, learner.critic_params, learner.q_params)
+    total = jax.grad(lambda p: pmoe_ppo.pmoe_ppo_loss(p, learner, batch, config, learner.last_usage)[0])(params)
+    logits, mean, log_std = (np.asarray(x, np.float64) for x in learner.actor.apply(learner.actor_params, batch["obs"]))
+    drawn = gaussian_sample(batch["key"], jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))
+    best = per_expert(lambda a: learner.q_net.apply(learner.q_params, batch["obs"], a), drawn).argmax(-1)
+    gate_logits = lambda bias: batch["obs"] @ learner.actor_params["params"]["gate"]["kernel"] + bias
+    freq = jax.grad(lambda b: mixture.frequency_loss(gate_logits(b), jnp.asarray(best)))(
+        learner.actor_params["params"]["gate"]["bias"])
+    eps, fd = 1e-6, []
+    for k in range(logits.shape[-1]):
+        step = eps * np.eye(logits.shape[-1])[k]
+        fd.append((numpy_surrogate(logits + step, mean, log_std, batch, config.clip_eps)
+                   - numpy_surrogate(logits - step, mean, log_std, batch, config.clip_eps)) / (2 * eps))
+    surrogate = np.asarray(total[0]["params"]["gate"]["bias"]) - np.asarray(freq)
+    assert np.abs(fd).max() > 1e-3
+    np.testing.assert_allclose(surrogate, fd, rtol=2e-3, atol=2e-5)
+
+
+def test_mixture_diagnostics_and_evaluation_expert_by_hand():
+    logits = jnp.asarray([[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 3.0, 0.0]])
+    best = jnp.asarray([2, 1, 0, 1])
+    last = jnp.asarray([0.5, 0.5, 0.0])
+    d = mixture.diagnostics(logits, best, last)
+    w = softmax(np.asarray(logits, np.float64))
+    np.testing.assert_allclose(d["gate_entropy"], -(w * np.log(w)).sum(-1).mean(), rtol=1e-6)
+    np.testing.assert_allclose(d["expert_usage"], [0.25, 0.5, 0.25])
+    np.testing.assert_allclose(d["k_star_change"], 0.5 * (0.25 + 0.0 + 0.25))  # total variation
+    np.testing.assert_allclose(d["gate_disagreement"], 0.25)  # row 1 only: k* is not the gate's argmax
+
+    q = jnp.asarray([[1.0, 5.0, 2.0], [0.0, -1.0, 3.0], [4.0, 0.0, 0.0], [0.0, 1.0, 0.5]])
+    key = jax.random.PRNGKey(0)
+    np.testing.assert_array_equal(mixture.evaluation_expert(key, logits, "best_q", lambda: q), [1, 2, 0, 1])
+
+    def never():
+        raise AssertionError("the critic is only asked for best_q")
+
+    np.testing.assert_array_equal(mixture.evaluation_expert(key, logits, "argmax", never), [2, 0, 0, 1])
+    many = jnp.broadcast_to(jnp.asarray([0.5, -0.3, 0.0]), (8000, 3))
+    drawn = np.asarray(mixture.evaluation_expert(key, many, "sample", never))
+    np.testing.assert_allclose(np.bincount(drawn, minlength=3) / 8000, softmax(np.asarray([0.5, -0.3, 0.0])), atol=0.02)
