@@ -1,6 +1,6 @@
 """DSAC-T: distributional soft actor-critic with three refinements (Duan et al., "Distributional
-Soft Actor-Critic with Three Refinements", arXiv 2310.05858), read next to its Algorithm 1 (§3 of
-shared/spec/algorithms.md gives the equations this file implements, step by step).
+Soft Actor-Critic with Three Refinements", arXiv 2310.05858), read next to its Algorithm 1 (summarised in
+docs/agents.md).
 
 Each critic j = 1, 2 models the soft return as a Gaussian Z_j(s, a) ~ N(Q_j, σ_j²). On the shared
 off-policy loop (`pgjax.offpolicy`), one gradient step:
@@ -16,17 +16,18 @@ off-policy loop (`pgjax.offpolicy`), one gradient step:
  8-10. every `delay_update` steps, from the first on, steps the actor and α (gradients from the pre-update
     critics and one shared reparameterised sample) and Polyak-averages all three targets (Q̄_1, Q̄_2, φ̄).
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.envs import Env
 
 from pgjax import maxent, offpolicy
 from pgjax.config import check_network, check_positive, check_unit_interval, hyper, static
 from pgjax.distributions import tanh_gaussian_sample
-from pgjax.envs import Env
 from pgjax.networks import GaussianReturnCritic, SquashedGaussianActor, apply_ensemble, polyak
 
 SAMPLE_CLIP = 3.0  # the standard-normal draw of step 2 and the boundary 3·b_j of step 6
@@ -80,8 +81,10 @@ explore, act, temperature_loss = maxent.explore, maxent.act, maxent.temperature_
 
 
 def _networks(env: Env, config: Config):
-    return (SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation, log_std_max=LOG_STD_MAX),
-            GaussianReturnCritic(config.hidden_sizes, config.activation))
+    return (
+        SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation, log_std_max=LOG_STD_MAX),
+        GaussianReturnCritic(config.hidden_sizes, config.activation),
+    )
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
@@ -89,9 +92,19 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
     log_alpha = jnp.asarray(config.init_log_alpha, jnp.float32)
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
-    return Learner(actor_params, actor_params, critic_params, critic_params, -jnp.ones(2), log_alpha,
-                   actor_opt.init(actor_params), critic_opt.init(critic_params), alpha_opt.init(log_alpha),
-                   jnp.zeros((), jnp.int32), actor)
+    return Learner(
+        actor_params,
+        actor_params,
+        critic_params,
+        critic_params,
+        -jnp.ones(2),
+        log_alpha,
+        actor_opt.init(actor_params),
+        critic_opt.init(critic_params),
+        alpha_opt.init(log_alpha),
+        jnp.zeros((), jnp.int32),
+        actor,
+    )
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
@@ -112,7 +125,9 @@ def critic_targets(actor, critic, learner: Learner, batch: dict, key: jax.Array,
     alpha = jnp.exp(learner.log_alpha)
     reward = config.reward_scale * batch["reward"]
     not_terminal = config.gamma * (1.0 - batch["terminated"])
-    return reward + not_terminal * (q_next - alpha * next_log_prob), reward + not_terminal * (z_next - alpha * next_log_prob)
+    return reward + not_terminal * (q_next - alpha * next_log_prob), reward + not_terminal * (
+        z_next - alpha * next_log_prob
+    )
 
 
 def running_std(b: jax.Array, std: jax.Array, tau_b) -> jax.Array:
@@ -136,7 +151,8 @@ def critic_loss(critic_params, critic, batch, y_q, y_z, b, config: Config):
     q, std = apply_ensemble(critic, critic_params, batch["obs"], batch["action"])
     b = running_std(b, std, config.tau_b)
     per_critic = jax.vmap(adjusted_critic_surrogate, in_axes=(0, 0, None, None, 0, None))(
-        q, std, y_q, y_z, jax.lax.stop_gradient(b), config.epsilon)
+        q, std, y_q, y_z, jax.lax.stop_gradient(b), config.epsilon
+    )
     return per_critic.sum(), (b, q.mean(), std.mean())
 
 
@@ -157,9 +173,11 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     # every gradient is taken at the pre-update parameters, then all of them step (as the official code)
     y_q, y_z = critic_targets(actor, critic, learner, batch, target_key, config)
     (q_loss, (b, q_mean, std_mean)), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-        learner.critic_params, critic, batch, y_q, y_z, learner.b, config)
+        learner.critic_params, critic, batch, y_q, y_z, learner.b, config
+    )
     (pi_loss, log_prob), pi_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        learner.actor_params, actor, critic, learner.critic_params, alpha, batch["obs"], actor_key)
+        learner.actor_params, actor, critic, learner.critic_params, alpha, batch["obs"], actor_key
+    )
     target_entropy = maxent.target_entropy(env.action_size, config)
     alpha_grad = jax.grad(temperature_loss)(learner.log_alpha, log_prob, target_entropy)
 
@@ -167,8 +185,12 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     # updates fall on gradient steps 1, 1 + delay, 1 + 2 delay, ...
     delayed_now = learner.steps % config.delay_update == 0
     updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
-    learner = learner.replace(critic_params=optax.apply_updates(learner.critic_params, updates),
-                              critic_opt=critic_opt_state, b=b, steps=learner.steps + 1)
+    learner = learner.replace(
+        critic_params=optax.apply_updates(learner.critic_params, updates),
+        critic_opt=critic_opt_state,
+        b=b,
+        steps=learner.steps + 1,
+    )
 
     def delayed_update(learner: Learner) -> Learner:
         """Step 10: actor, α and the three targets, only every `delay_update` steps (so their Adam
@@ -177,14 +199,24 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
         actor_params = optax.apply_updates(learner.actor_params, updates)
         updates, alpha_opt_state = alpha_opt.update(alpha_grad, learner.alpha_opt)
         return learner.replace(
-            actor_params=actor_params, actor_opt=actor_opt_state, alpha_opt=alpha_opt_state,
+            actor_params=actor_params,
+            actor_opt=actor_opt_state,
+            alpha_opt=alpha_opt_state,
             log_alpha=optax.apply_updates(learner.log_alpha, updates),
             target_actor_params=polyak(learner.target_actor_params, actor_params, config.tau),
-            target_critic_params=polyak(learner.target_critic_params, learner.critic_params, config.tau))
+            target_critic_params=polyak(learner.target_critic_params, learner.critic_params, config.tau),
+        )
 
     learner = jax.lax.cond(delayed_now, delayed_update, lambda l: l, learner)
-    return learner, {"critic_loss": q_loss, "actor_loss": pi_loss, "alpha": alpha, "q_mean": q_mean,
-                     "std_mean": std_mean, "b_mean": b.mean(), "entropy": -log_prob.mean()}
+    return learner, {
+        "critic_loss": q_loss,
+        "actor_loss": pi_loss,
+        "alpha": alpha,
+        "q_mean": q_mean,
+        "std_mean": std_mean,
+        "b_mean": b.mean(),
+        "entropy": -log_prob.mean(),
+    }
 
 
 def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:

@@ -1,5 +1,5 @@
 """Off-policy MDPO: Mirror Descent Policy Optimization (Tomar, Shani, Efroni, Ghavamzadeh, ICLR 2022,
-arXiv 2005.09814), read next to its Algorithm 3 and §5 of shared/spec/algorithms.md.
+arXiv 2005.09814), read next to its Algorithm 3 (summarised in docs/agents.md).
 
 On the shared off-policy loop (`pgjax.offpolicy`), with a tanh-Gaussian actor, twin Q-functions, a
 state value V and its Polyak target V̄, one gradient step on a replay batch:
@@ -13,17 +13,18 @@ Tsallis variant: every log above is log_q with q = 2 − q′, q′ = `tsallis_q
 to each action dimension's density and summed. Since 1/t_k = λ cancels the π_θk term, SAC-v1's actor
 loss with α = λ is the special case (tests/test_mdpo.py checks it).
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.envs import Env
 
 from pgjax import maxent, offpolicy
 from pgjax.config import check_network, check_positive, hyper, require, static
 from pgjax.distributions import gaussian_log_density, gaussian_sample
-from pgjax.envs import Env
 from pgjax.networks import MLP, QNetwork, SquashedGaussianActor, apply_ensemble, polyak
 
 DENSITY_FLOOR = 1e-6  # each dimension's density, as the reference's log_q (per-dimension log-prob >= -13.8)
@@ -73,8 +74,11 @@ act = maxent.act
 
 
 def _networks(env: Env, config: Config):
-    return (SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation),
-            QNetwork(config.hidden_sizes, config.activation), MLP(config.hidden_sizes, 1, config.activation))
+    return (
+        SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation),
+        QNetwork(config.hidden_sizes, config.activation),
+        MLP(config.hidden_sizes, 1, config.activation),
+    )
 
 
 def _optimizers(config: Config):
@@ -87,9 +91,18 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor_params, critic_params = maxent.init_actor_and_twin_critics(k_ac, actor, critic, env.obs_size, env.action_size)
     value_params = value.init(k_value, jnp.zeros((1, env.obs_size)))
     actor_opt, critic_opt = _optimizers(config)
-    return Learner(actor_params, actor_params, critic_params, value_params, value_params,
-                   actor_opt.init(actor_params), critic_opt.init((critic_params, value_params)),
-                   jnp.zeros((), jnp.int32), actor, config.deterministic_explore)
+    return Learner(
+        actor_params,
+        actor_params,
+        critic_params,
+        value_params,
+        value_params,
+        actor_opt.init(actor_params),
+        critic_opt.init((critic_params, value_params)),
+        jnp.zeros((), jnp.int32),
+        actor,
+        config.deterministic_explore,
+    )
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
@@ -165,11 +178,18 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
         return critic.apply(jax.tree.map(lambda p: p[0], learner.critic_params), obs, action)
 
     (pi_loss, (action, log_pi)), pi_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        learner.actor_params, actor, old_policy_log_density(actor, learner.old_actor_params), q1, batch["obs"], key,
-        config)
+        learner.actor_params,
+        actor,
+        old_policy_log_density(actor, learner.old_actor_params),
+        q1,
+        batch["obs"],
+        key,
+        config,
+    )
     q_target, v_target = critic_targets(learner, critic, value, batch, action, log_pi, config)
     c_grads, info = jax.grad(critic_loss, has_aux=True)(
-        (learner.critic_params, learner.value_params), critic, value, batch, q_target, v_target)
+        (learner.critic_params, learner.value_params), critic, value, batch, q_target, v_target
+    )
 
     updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
     actor_params = optax.apply_updates(learner.actor_params, updates)
@@ -180,12 +200,19 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     # so its first refresh falls on the first gradient step; the old policy is the initial one until then)
     steps = learner.steps + 1
     refresh = steps % config.sgd_steps == 0
-    old_actor_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), actor_params,
-                                    learner.old_actor_params)
-    new = learner.replace(actor_params=actor_params, old_actor_params=old_actor_params, critic_params=critic_params,
-                          value_params=value_params,
-                          target_value_params=polyak(learner.target_value_params, value_params, config.tau),
-                          actor_opt=actor_opt_state, critic_opt=critic_opt_state, steps=steps)
+    old_actor_params = jax.tree.map(
+        lambda new, old: jnp.where(refresh, new, old), actor_params, learner.old_actor_params
+    )
+    new = learner.replace(
+        actor_params=actor_params,
+        old_actor_params=old_actor_params,
+        critic_params=critic_params,
+        value_params=value_params,
+        target_value_params=polyak(learner.target_value_params, value_params, config.tau),
+        actor_opt=actor_opt_state,
+        critic_opt=critic_opt_state,
+        steps=steps,
+    )
     return new, {**info, "actor_loss": pi_loss, "log_pi": log_pi.mean()}
 
 

@@ -1,5 +1,5 @@
 """On-policy MDPO: Mirror Descent Policy Optimization (Tomar, Shani, Efroni, Ghavamzadeh, ICLR 2022,
-arXiv 2005.09814), read next to its Algorithm 2 and §5 of shared/spec/algorithms.md.
+arXiv 2005.09814), read next to its Algorithm 2 (summarised in docs/agents.md).
 
 Each iteration k of the shared on-policy loop (`pgjax.onpolicy`) collects a batch with π_θk and its
 GAE advantages, standardised over the whole batch. The policy then takes m (`sgd_steps`) Adam steps on
@@ -12,17 +12,18 @@ t_k = 1 − k/K annealed linearly over the run's own K iterations (so the KL wei
 The value network is trained apart, by its own minibatch epochs on the clipped value loss.
 Networks: separate 64-64 tanh policy and value, state-independent log-std; entropy bonus 0.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.envs import Env
 
 from pgjax import gaussian_policy, onpolicy
 from pgjax.config import check_network, check_positive, hyper, static
 from pgjax.distributions import gaussian_kl, gaussian_log_prob
-from pgjax.envs import Env
 from pgjax.networks import MLP, GaussianActor
 
 
@@ -73,8 +74,14 @@ def _optimizers(config: Config):
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor_params, critic_params = gaussian_policy.init_params(key, env, config)
     policy_opt, value_opt = _optimizers(config)
-    return Learner(actor_params, critic_params, policy_opt.init(actor_params), value_opt.init(critic_params),
-                   jnp.zeros((), jnp.int32), *gaussian_policy.networks(env, config))
+    return Learner(
+        actor_params,
+        critic_params,
+        policy_opt.init(actor_params),
+        value_opt.init(critic_params),
+        jnp.zeros((), jnp.int32),
+        *gaussian_policy.networks(env, config),
+    )
 
 
 def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
@@ -104,9 +111,11 @@ def policy_update(learner: Learner, batch: dict, config: Config):
     kl_weight = 1.0 / bregman_step_size(learner.k, config)
     step = onpolicy.descent_step(
         lambda params, full: policy_loss(params, learner.actor, full, old_mean, old_log_std, kl_weight),
-        _optimizers(config)[0])
+        _optimizers(config)[0],
+    )
     (actor_params, policy_opt), info = jax.lax.scan(
-        lambda carry, _: step(carry, batch), (learner.actor_params, learner.policy_opt), None, length=config.sgd_steps)
+        lambda carry, _: step(carry, batch), (learner.actor_params, learner.policy_opt), None, length=config.sgd_steps
+    )
     final_kl = gaussian_kl(*learner.actor.apply(actor_params, batch["obs"]), old_mean, old_log_std).mean()
     return actor_params, policy_opt, {**info, "final_kl": final_kl}
 
@@ -120,14 +129,25 @@ def value_loss(critic_params, critic: MLP, batch: dict, clip) -> tuple[jax.Array
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     batch = {**batch, "advantage": onpolicy.normalize_advantages(batch["advantage"])}  # over the whole batch
     actor_params, policy_opt, policy_info = policy_update(learner, batch, config)
-    step = onpolicy.descent_step(lambda params, mb: value_loss(params, learner.critic, mb, config.value_clip),
-                                 _optimizers(config)[1])
+    step = onpolicy.descent_step(
+        lambda params, mb: value_loss(params, learner.critic, mb, config.value_clip), _optimizers(config)[1]
+    )
     (critic_params, value_opt), value_info = onpolicy.minibatch_epochs(
-        step, (learner.critic_params, learner.value_opt), batch, key, config.num_epochs, config.num_minibatches)
-    metrics = {"surrogate": policy_info["surrogate"].mean(), "kl": policy_info["final_kl"],
-               "value_loss": value_info["value_loss"].mean(), "t_k": bregman_step_size(learner.k, config)}
-    return learner.replace(actor_params=actor_params, critic_params=critic_params, policy_opt=policy_opt,
-                           value_opt=value_opt, k=learner.k + 1), metrics
+        step, (learner.critic_params, learner.value_opt), batch, key, config.num_epochs, config.num_minibatches
+    )
+    metrics = {
+        "surrogate": policy_info["surrogate"].mean(),
+        "kl": policy_info["final_kl"],
+        "value_loss": value_info["value_loss"].mean(),
+        "t_k": bregman_step_size(learner.k, config),
+    }
+    return learner.replace(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        policy_opt=policy_opt,
+        value_opt=value_opt,
+        k=learner.k + 1,
+    ), metrics
 
 
 def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:

@@ -1,5 +1,6 @@
 """N-HARPG: normalized Hessian-aided recursive policy gradient (Fatkhullin, Barakat, Kireeva, He, ICML
-2023, arXiv 2302.01734), read next to the paper's N-HARPG algorithm and §4 of shared/spec/algorithms.md.
+2023, arXiv 2302.01734), read next to the paper's N-HARPG algorithm
+(docs/agents.md: our defaults beside the paper's).
 
 No critic, no Adam, no importance sampling. Each iteration t:
 
@@ -51,17 +52,18 @@ not fit the truncated, position-dependent Ψ without the position as an input.
 Policy: diagonal Gaussian, 64-64 tanh mean network, state-independent log-std (init std 1), the shared
 `pgjax.gaussian_policy` actor; observation normalisation and reward scaling from the on-policy loop.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.envs import Env, EnvState, batch_reset
 
 from pgjax import gaussian_policy
 from pgjax.config import check_choice, check_network, check_positive, check_unit_interval, hyper, require, static
 from pgjax.distributions import gaussian_log_prob
-from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.normalize import RewardScaler, RunningStats, normalizer
 from pgjax.returns import gae
 from pgjax.rollout import Transition, rollout
@@ -72,7 +74,7 @@ BASELINE_RIDGE = 1e-3  # on the second-moment matrix of the features (per sample
 
 @struct.dataclass
 class Config:
-    """Defaults chosen for the tasks the tests and the sweep run (see the README for how they depart from
+    """Defaults chosen for the tasks the tests and the sweep run (see docs/agents.md for how they depart from
     the reference launcher's: batch 1000, Hessian batch 32, γ_0 = 0.1 and η_0 = 1 with both decaying)."""
 
     total_steps: int = static(2_000_000)
@@ -84,7 +86,7 @@ class Config:
     hessian_num_envs: int = static(2)
     variant: str = static("nharpg")  # "nharpg" | "npg" (no Hessian term) | "harpg" (unnormalised)
     # Constant γ and η: with the decaying schedules a few hundred iterations travel too little (Σγ_t grows
-    # as 2γ_0 ln t) and d_t accumulates the u_t's noise as η_t → 0; see the README.
+    # as 2γ_0 ln t) and d_t accumulates the u_t's noise as η_t → 0; see docs/agents.md.
     constant_step: bool = static(True)  # γ_t = γ_0 instead of the decaying schedule
     constant_momentum: bool = static(True)  # η_t = η_0 (t ≥ 1) instead of η_0·2/(t+2)
     normalize_observations: bool = static(True)
@@ -156,9 +158,15 @@ def init(key: jax.Array, env: Env, config: Config) -> State:
     actor = gaussian_policy.networks(env, config)[0]
     zeros = jax.tree.map(jnp.zeros_like, actor_params)
     learner = Learner(actor_params, actor_params, zeros, jnp.zeros((), jnp.int32), actor)
-    return State(learner, RunningStats.create((env.obs_size,)), RewardScaler.create(config.num_envs),
-                 batch_reset(env, k_env, total_envs(config)), jnp.zeros((), jnp.int32), key,
-                 config.normalize_observations)
+    return State(
+        learner,
+        RunningStats.create((env.obs_size,)),
+        RewardScaler.create(config.num_envs),
+        batch_reset(env, k_env, total_envs(config)),
+        jnp.zeros((), jnp.int32),
+        key,
+        config.normalize_observations,
+    )
 
 
 # ---------------------------------------------------------------- schedules
@@ -276,8 +284,9 @@ def fit_baseline(obs: jax.Array, returns: jax.Array) -> jax.Array:
     return jnp.where(jnp.all(jnp.isfinite(w)), w, 0.0)
 
 
-def trajectory_batch(traj: Transition, normalize, reward_scaler: RewardScaler, config: Config,
-                     baseline: jax.Array | None = None) -> tuple[dict, jax.Array]:
+def trajectory_batch(
+    traj: Transition, normalize, reward_scaler: RewardScaler, config: Config, baseline: jax.Array | None = None
+) -> tuple[dict, jax.Array]:
     """The [T, M] batch (normalised obs, action, Ψ) of one rollout and the baseline's weights: those
     given, or (None) fitted on this rollout's own reward-to-go."""
     obs = normalize(traj.obs)
@@ -297,8 +306,9 @@ def total_envs(config: Config) -> int:
     return config.num_envs + (config.hessian_num_envs if uses_hessian(config) else 0)
 
 
-def sample_batches(env: Env, env_state: EnvState, learner: Learner, theta, theta_hat, normalize, key,
-                   config: Config) -> tuple[EnvState, Transition, Transition]:
+def sample_batches(
+    env: Env, env_state: EnvState, learner: Learner, theta, theta_hat, normalize, key, config: Config
+) -> tuple[EnvState, Transition, Transition]:
     """T steps of every env: the first num_envs act with π_θ (the batch at θ_t), the others with π_θ̂ (the
     independent batch at θ̂_t). One rollout for both keeps one compiled env step (Brax compiles are
     slow) and refills every env's reset pool in one place."""
@@ -326,8 +336,9 @@ def iteration(state: State, env: Env, config: Config) -> tuple[State, dict]:
 
     # 2. θ̂_t = q θ_t + (1 − q) θ_{t−1} is known before any step is taken, so both batches run together
     theta_hat, _ = interpolation_point(k_q, theta, learner.prev_actor_params)
-    env_state, traj, hess_traj = sample_batches(env, state.env_state, learner, theta, theta_hat, normalize,
-                                                k_rollout, config)
+    env_state, traj, hess_traj = sample_batches(
+        env, state.env_state, learner, theta, theta_hat, normalize, k_rollout, config
+    )
 
     # 1. the batch at θ_t, the baseline fitted on it, and the gradient g_t
     batch, baseline = trajectory_batch(traj, normalize, state.reward_scaler, config)
@@ -353,10 +364,21 @@ def iteration(state: State, env: Env, config: Config) -> tuple[State, dict]:
     if config.scale_rewards:
         reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
     step = jax.tree.map(jnp.subtract, new_theta, theta)
-    metrics = {"grad_norm": optax.global_norm(g), "correction_norm": optax.global_norm(u),
-               "momentum_norm": optax.global_norm(d), "step_length": optax.global_norm(step),
-               "step_size": gamma_t, "momentum_weight": eta,
-               "policy_std": jnp.exp(new_theta["params"]["log_std"]).mean()}
+    metrics = {
+        "grad_norm": optax.global_norm(g),
+        "correction_norm": optax.global_norm(u),
+        "momentum_norm": optax.global_norm(d),
+        "step_length": optax.global_norm(step),
+        "step_size": gamma_t,
+        "momentum_weight": eta,
+        "policy_std": jnp.exp(new_theta["params"]["log_std"]).mean(),
+    }
     steps = traj.reward.size + hess_traj.reward.size
-    return state.replace(learner=learner, obs_stats=obs_stats, reward_scaler=reward_scaler, env_state=env_state,
-                         env_steps=state.env_steps + steps, key=key), metrics
+    return state.replace(
+        learner=learner,
+        obs_stats=obs_stats,
+        reward_scaler=reward_scaler,
+        env_state=env_state,
+        env_steps=state.env_steps + steps,
+        key=key,
+    ), metrics

@@ -1,7 +1,7 @@
 """PG-Rainbow (Jeon, Lee, Lee 2024, arXiv 2407.13146): PPO whose value is distilled from an implicit
-quantile network, adapted from Atari to continuous control; read next to §7 of
-shared/spec/algorithms.md. No official code exists, and the paper's agent is discrete-action: this is
-the spec's continuous-control adaptation, not a reproduction.
+quantile network, adapted from Atari to continuous control; docs/agents.md summarises it. No official code exists,
+and the paper's agent is discrete-action: this is our continuous-control adaptation, not a
+reproduction.
 
  * An action-value IQN Z_φ(s, a; τ) (`pgjax.networks.ImplicitQuantileNetwork`) learns off-policy,
    every PPO iteration, from a FIFO replay of the last M rollouts: the quantile Huber loss (κ = 1,
@@ -13,7 +13,7 @@ the spec's continuous-control adaptation, not a reproduction.
  * The distilled value V_ψ(s) = f_ψ(h(s) ⊙ q_φ(s)) beside PPO's own scalar V_θ: h is a value network
    with K·N_q outputs, f_ψ a small ReLU MLP. Both learn from iteration 0 with PPO's clipped value loss
    on the λ-returns; GAE and the advantages use V_θ until the switch iteration and V_ψ from then on
-   ("timely distillation"). Keeping V_θ (rather than widening its head, as the issue put it) leaves a
+   ("timely distillation"). Keeping V_θ (rather than widening its head to K·N_q outputs) leaves a
    scalar value for the time before the switch, and makes PPO the exact ablation: with the switch
    past the end of the run, PPO's parameters, optimiser and keys are untouched.
  * value_source = "iqn_mean" is the naive substitution the paper reports hurts: after the switch, the
@@ -25,18 +25,19 @@ clipped value loss and the bootstrap observation all see the same features for t
 Observations in the replay are normalised, and rewards scaled, as PPO saw them when they were
 collected; over M = 8 iterations the running statistics move little.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.agents import ppo
+from pgjax.envs import Env
 
 from pgjax import gaussian_policy, onpolicy
-from pgjax.agents import ppo
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, hyper, require, static
 from pgjax.distributions import gaussian_sample
-from pgjax.envs import Env
 from pgjax.networks import MLP, GaussianActor, ImplicitQuantileNetwork, polyak
 from pgjax.replay import make_buffer, transition_item
 from pgjax.sorting import sort_last_axis
@@ -67,13 +68,30 @@ class Config(ppo.Config):
 
     def problems(self) -> list[str]:
         out = super().problems()
-        check_positive(out, self, "replay_rollouts", "num_quantiles", "feature_quantiles", "feature_actions",
-                       "num_cosines", "iqn_updates", "iqn_batch_size", "iqn_lr", "kappa")
-        require(out, all(h > 0 for h in self.iqn_hidden_sizes + self.distill_hidden_sizes),
-                "iqn_hidden_sizes and distill_hidden_sizes must be positive")
-        require(out, 0.0 <= self.switch_fraction <= 1.0,
-                f"switch_fraction = {self.switch_fraction} must lie in [0, 1] (the share of the run's "
-                "iterations before V_ψ is used; 1 never switches, which is PPO)")
+        check_positive(
+            out,
+            self,
+            "replay_rollouts",
+            "num_quantiles",
+            "feature_quantiles",
+            "feature_actions",
+            "num_cosines",
+            "iqn_updates",
+            "iqn_batch_size",
+            "iqn_lr",
+            "kappa",
+        )
+        require(
+            out,
+            all(h > 0 for h in self.iqn_hidden_sizes + self.distill_hidden_sizes),
+            "iqn_hidden_sizes and distill_hidden_sizes must be positive",
+        )
+        require(
+            out,
+            0.0 <= self.switch_fraction <= 1.0,
+            f"switch_fraction = {self.switch_fraction} must lie in [0, 1] (the share of the run's "
+            "iterations before V_ψ is used; 1 never switches, which is PPO)",
+        )
         require(out, 0.0 < self.iqn_target_tau <= 1.0, f"iqn_target_tau = {self.iqn_target_tau} must lie in (0, 1]")
         check_choice(out, self, "value_source", VALUE_SOURCES)
         # its quantile features act with unsquashed Gaussian samples
@@ -109,18 +127,18 @@ act = gaussian_policy.act
 
 # ---- the IQN and its loss -------------------------------------------------------------------------
 
+
 def quantile_huber_loss(quantiles: jax.Array, taus: jax.Array, target: jax.Array, kappa) -> jax.Array:
     """Per sample: (1/N') Σ_i Σ_j |τ_i - 1{δ_ij < 0}| Huber_κ(δ_ij)/κ with δ_ij = target_j - Z(τ_i).
     quantiles, taus: [..., N]; target: [..., N'] (held fixed)."""
     delta = target[..., None, :] - quantiles[..., :, None]
     abs_delta = jnp.abs(delta)
-    huber = jnp.where(abs_delta <= kappa, 0.5 * delta ** 2, kappa * (abs_delta - 0.5 * kappa))
+    huber = jnp.where(abs_delta <= kappa, 0.5 * delta**2, kappa * (abs_delta - 0.5 * kappa))
     weight = jnp.abs(taus[..., :, None] - (delta < 0).astype(delta.dtype))
     return (weight * huber / kappa).sum(-2).mean(-1)
 
 
-def sarsa_target(learner: Learner, actor_params, batch: dict, taus_next: jax.Array, key: jax.Array, gamma
-                 ) -> jax.Array:
+def sarsa_target(learner: Learner, actor_params, batch: dict, taus_next: jax.Array, key: jax.Array, gamma) -> jax.Array:
     """r + γ(1 - terminated) Z_φ̄(s', a'; τ'_j), a' ~ π_θ(·|s'): the next state's return distribution
     under the current policy. `next_obs` is pre-reset, so truncations bootstrap and terminations do not."""
     mean, log_std = learner.actor.apply(actor_params, batch["next_obs"])
@@ -138,8 +156,7 @@ def iqn_optimizer(config: Config):
     return optax.adam(config.iqn_lr)
 
 
-def iqn_step(learner: Learner, actor_params, batch: dict, key: jax.Array, config: Config
-             ) -> tuple[Learner, jax.Array]:
+def iqn_step(learner: Learner, actor_params, batch: dict, key: jax.Array, config: Config) -> tuple[Learner, jax.Array]:
     """One Adam step of Z_φ on a replay batch, then the Polyak step of its target; returns the loss.
     The N τ's (and N' τ''s) are drawn fresh for every batch and shared by its samples: the loss stays
     an unbiased estimate, and the cosine embedding runs for N τ's instead of batch·N, which would
@@ -151,9 +168,11 @@ def iqn_step(learner: Learner, actor_params, batch: dict, key: jax.Array, config
     loss, grads = jax.value_and_grad(iqn_loss)(learner.iqn_params, learner.iqn, batch, taus, target, config.kappa)
     updates, opt_state = iqn_optimizer(config).update(grads, learner.iqn_opt_state, learner.iqn_params)
     params = optax.apply_updates(learner.iqn_params, updates)
-    return learner.replace(iqn_params=params, iqn_target_params=polyak(learner.iqn_target_params, params,
-                                                                        config.iqn_target_tau),
-                           iqn_opt_state=opt_state), loss
+    return learner.replace(
+        iqn_params=params,
+        iqn_target_params=polyak(learner.iqn_target_params, params, config.iqn_target_tau),
+        iqn_opt_state=opt_state,
+    ), loss
 
 
 def replay_buffer(config: Config):
@@ -174,6 +193,7 @@ def train_iqn(learner: Learner, actor_params, key: jax.Array, config: Config) ->
 
 
 # ---- quantile features and the distilled value ----------------------------------------------------
+
 
 def feature_actions(learner: Learner, obs: jax.Array) -> jax.Array:
     """[..., K, A]: the policy mean, then μ(s) + σ ε_k for this iteration's ε_1..ε_{K-1}."""
@@ -214,16 +234,23 @@ def value(learner: Learner, obs: jax.Array) -> dict:
     # the naive ablation substitutes the IQN mean E_a E_τ Z, averaged over all K·N_q features (the
     # mean action's quantiles among them, as in q_φ(s) itself)
     substitute = features.mean(-1) if learner.value_source == "iqn_mean" else distilled
-    return {"value": jnp.where(switched(learner), substitute, critic_value), "critic_value": critic_value,
-            "features": features, "distilled_value": distilled}
+    return {
+        "value": jnp.where(switched(learner), substitute, critic_value),
+        "critic_value": critic_value,
+        "features": features,
+        "distilled_value": distilled,
+    }
 
 
 # ---- init and update ------------------------------------------------------------------------------
 
+
 def distill_networks(env: Env, config: Config) -> tuple[MLP, MLP]:
     width = config.feature_actions * config.feature_quantiles
-    return (MLP(config.hidden_sizes, width, config.activation, out_scale=1.0),
-            MLP(config.distill_hidden_sizes, 1, "relu", out_scale=1.0))
+    return (
+        MLP(config.hidden_sizes, width, config.activation, out_scale=1.0),
+        MLP(config.distill_hidden_sizes, 1, "relu", out_scale=1.0),
+    )
 
 
 def switch_iteration(config: Config) -> jax.Array:
@@ -238,15 +265,33 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     feature_head, distiller = distill_networks(env, config)
     iqn = ImplicitQuantileNetwork(config.iqn_hidden_sizes, config.num_cosines)
     obs, action = jnp.zeros((1, env.obs_size)), jnp.zeros((1, env.action_size))
-    distill_params = (feature_head.init(k_head, obs),
-                      distiller.init(k_distiller, jnp.zeros((1, feature_head.out_size))))
+    distill_params = (
+        feature_head.init(k_head, obs),
+        distiller.init(k_distiller, jnp.zeros((1, feature_head.out_size))),
+    )
     iqn_params = iqn.init(k_iqn, obs, action, jnp.zeros((1, config.num_quantiles)))
     replay = replay_buffer(config).init(transition_item(env.obs_size, env.action_size))
-    return Learner(base.actor_params, base.critic_params, base.opt_state, base.updates, distill_params,
-                   ppo.optimizer(config).init(distill_params), iqn_params, iqn_params,
-                   iqn_optimizer(config).init(iqn_params), replay, draw_feature_noise(k_noise, env.action_size, config),
-                   switch_iteration(config), base.actor, base.critic, feature_head, distiller, iqn,
-                   config.value_source, config.feature_quantiles)
+    return Learner(
+        base.actor_params,
+        base.critic_params,
+        base.opt_state,
+        base.updates,
+        distill_params,
+        ppo.optimizer(config).init(distill_params),
+        iqn_params,
+        iqn_params,
+        iqn_optimizer(config).init(iqn_params),
+        replay,
+        draw_feature_noise(k_noise, env.action_size, config),
+        switch_iteration(config),
+        base.actor,
+        base.critic,
+        feature_head,
+        distiller,
+        iqn,
+        config.value_source,
+        config.feature_quantiles,
+    )
 
 
 def draw_feature_noise(key: jax.Array, action_size: int, config: Config) -> jax.Array:
@@ -269,10 +314,10 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     the IQN on the replay that now holds this rollout, then fresh ε for the next iteration."""
     replay = replay_buffer(config).add(learner.replay, {k: batch[k] for k in transition_item(1, 1)})
     batch = {**batch, "value": batch["critic_value"]}  # PPO clips V_θ around its own old prediction
-    ppo_step = onpolicy.descent_step(lambda p, mb: ppo.ppo_loss(p, learner.actor, learner.critic, mb, config),
-                                     ppo.optimizer(config))
-    distill_step = onpolicy.descent_step(lambda p, mb: distillation_loss(p, learner, mb, config),
-                                         ppo.optimizer(config))
+    ppo_step = onpolicy.descent_step(
+        lambda p, mb: ppo.ppo_loss(p, learner.actor, learner.critic, mb, config), ppo.optimizer(config)
+    )
+    distill_step = onpolicy.descent_step(lambda p, mb: distillation_loss(p, learner, mb, config), ppo.optimizer(config))
 
     def step(carry, mb):
         ppo_carry, distill_carry = carry
@@ -280,19 +325,31 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
         distill_carry, distill_info = distill_step(distill_carry, mb)
         return (ppo_carry, distill_carry), {**info, **distill_info}
 
-    carry = (((learner.actor_params, learner.critic_params), learner.opt_state),
-             (learner.distill_params, learner.distill_opt_state))
-    (((actor_params, critic_params), opt_state), (distill_params, distill_opt_state)), info = \
-        onpolicy.minibatch_epochs(step, carry, batch, key, config.num_epochs, config.num_minibatches)
+    carry = (
+        ((learner.actor_params, learner.critic_params), learner.opt_state),
+        (learner.distill_params, learner.distill_opt_state),
+    )
+    (((actor_params, critic_params), opt_state), (distill_params, distill_opt_state)), info = onpolicy.minibatch_epochs(
+        step, carry, batch, key, config.num_epochs, config.num_minibatches
+    )
 
     k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, OWN_STREAM))
     learner, iqn_loss_mean = train_iqn(learner.replace(replay=replay), actor_params, k_iqn, config)
-    metrics = {**jax.tree.map(jnp.mean, info), "iqn_loss": iqn_loss_mean, "switched": switched(learner).astype(jnp.float32),
-               "value_gap": jnp.abs(batch["distilled_value"] - batch["value"]).mean()}
-    return learner.replace(actor_params=actor_params, critic_params=critic_params, opt_state=opt_state,
-                           distill_params=distill_params, distill_opt_state=distill_opt_state,
-                           feature_noise=draw_feature_noise(k_noise, env.action_size, config),
-                           updates=learner.updates + 1), metrics
+    metrics = {
+        **jax.tree.map(jnp.mean, info),
+        "iqn_loss": iqn_loss_mean,
+        "switched": switched(learner).astype(jnp.float32),
+        "value_gap": jnp.abs(batch["distilled_value"] - batch["value"]).mean(),
+    }
+    return learner.replace(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        opt_state=opt_state,
+        distill_params=distill_params,
+        distill_opt_state=distill_opt_state,
+        feature_noise=draw_feature_noise(k_noise, env.action_size, config),
+        updates=learner.updates + 1,
+    ), metrics
 
 
 def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:

@@ -1,5 +1,5 @@
 """PMOE-PPO: PPO with a probabilistic mixture-of-experts policy (Ren, Li, Ding, Pan, Dong, arXiv
-2104.09122), read next to §6 of shared/spec/algorithms.md.
+2104.09122), read next to its §4 (summarised in docs/agents.md).
 
 The policy is π(a|s) = Σ_k w_k(s) N(a; μ_k(s), σ_k²): a linear softmax gate w(s), K Gaussian experts
 on one 64-64 tanh trunk, each expert with a state-independent log-std (`pgjax.networks.MixtureActor`).
@@ -11,18 +11,19 @@ the experts), so the gate also learns from the surrogate. Two terms are added:
 L = L_freq + L_clip + c_v·L_V + L_Q, one Adam (eps 1e-5), global grad-norm clip; no entropy bonus (the
 mixture's entropy has no closed form) and, as the reference, no learning-rate annealing.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.agents import ppo
+from pgjax.envs import Env
 
 from pgjax import gaussian_policy, mixture, onpolicy
-from pgjax.agents import ppo
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, require, static
 from pgjax.distributions import gaussian_sample
-from pgjax.envs import Env
 from pgjax.networks import MLP, MixtureActor, QNetwork
 
 
@@ -64,9 +65,13 @@ value = gaussian_policy.value
 
 
 def _networks(env: Env, config: Config):
-    return (MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation,
-                         state_dependent_std=False),
-            MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0), QNetwork(config.q_hidden_sizes, "relu"))
+    return (
+        MixtureActor(
+            config.hidden_sizes, env.action_size, config.num_experts, config.activation, state_dependent_std=False
+        ),
+        MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0),
+        QNetwork(config.q_hidden_sizes, "relu"),
+    )
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
@@ -76,8 +81,15 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor_params = actor.init(k_actor, obs)
     actor_params["params"]["log_std"] = jnp.full((config.num_experts, env.action_size), config.init_log_std)
     params = (actor_params, critic.init(k_critic, obs), q_net.init(k_q, obs, action))
-    return Learner(*params, ppo.optimizer(config).init(params),
-                   jnp.full((config.num_experts,), 1.0 / config.num_experts), actor, critic, q_net, config.eval_expert)
+    return Learner(
+        *params,
+        ppo.optimizer(config).init(params),
+        jnp.full((config.num_experts,), 1.0 / config.num_experts),
+        actor,
+        critic,
+        q_net,
+        config.eval_expert,
+    )
 
 
 def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
@@ -113,8 +125,9 @@ def pmoe_ppo_loss(params, learner: Learner, batch: dict, config: Config, last_us
     """L_freq + L_clip (mixture likelihood) + c_v · L_V + L_Q on one minibatch (with its own key)."""
     actor_params, critic_params, q_params = params
     logits, mean, log_std = learner.actor.apply(actor_params, batch["obs"])
-    policy_loss, approx_kl = ppo.clipped_surrogate(mixture.mixture_log_prob(batch["action"], logits, mean, log_std),
-                                                   batch, config.clip_eps)
+    policy_loss, approx_kl = ppo.clipped_surrogate(
+        mixture.mixture_log_prob(batch["action"], logits, mean, log_std), batch, config.clip_eps
+    )
     v_loss = ppo.value_loss(learner.critic.apply(critic_params, batch["obs"])[..., 0], batch, config)
 
     expert_actions = jax.lax.stop_gradient(gaussian_sample(batch["key"], mean, log_std))  # [B, K, |A|]
@@ -123,20 +136,36 @@ def pmoe_ppo_loss(params, learner: Learner, batch: dict, config: Config, last_us
     q_loss = ((learner.q_net.apply(q_params, batch["obs"], batch["action"]) - batch["target"]) ** 2).mean()
 
     loss = freq_loss + policy_loss + config.vf_coef * v_loss + q_loss
-    return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "q_loss": q_loss, "frequency_loss": freq_loss,
-                  "approx_kl": approx_kl, **mixture.diagnostics(logits, best, last_usage)}
+    return loss, {
+        "policy_loss": policy_loss,
+        "value_loss": v_loss,
+        "q_loss": q_loss,
+        "frequency_loss": freq_loss,
+        "approx_kl": approx_kl,
+        **mixture.diagnostics(logits, best, last_usage),
+    }
 
 
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """num_epochs x num_minibatches Adam steps on the joint loss."""
-    step = onpolicy.descent_step(lambda params, mb: pmoe_ppo_loss(params, learner, mb, config, learner.last_usage),
-                                 ppo.optimizer(config))
+    step = onpolicy.descent_step(
+        lambda params, mb: pmoe_ppo_loss(params, learner, mb, config, learner.last_usage), ppo.optimizer(config)
+    )
     carry = ((learner.actor_params, learner.critic_params, learner.q_params), learner.opt_state)
     ((actor_params, critic_params, q_params), opt_state), info = onpolicy.minibatch_epochs(
-        step, carry, batch, key, config.num_epochs, config.num_minibatches)
+        step, carry, batch, key, config.num_epochs, config.num_minibatches
+    )
     metrics = jax.tree.map(lambda m: m.mean((0, 1)), info)  # over epochs and minibatches
-    return (learner.replace(actor_params=actor_params, critic_params=critic_params, q_params=q_params,
-                            opt_state=opt_state, last_usage=metrics["expert_usage"]), metrics)
+    return (
+        learner.replace(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            q_params=q_params,
+            opt_state=opt_state,
+            last_usage=metrics["expert_usage"],
+        ),
+        metrics,
+    )
 
 
 def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:

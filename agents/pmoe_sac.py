@@ -1,6 +1,6 @@
 """PMOE-SAC: SAC with a probabilistic mixture-of-experts policy (Ren, Li, Ding, Pan, Dong, "Probabilistic
 Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122), read next to its
-§4 and §6 of shared/spec/algorithms.md.
+§4 (summarised in docs/agents.md).
 
 The policy is π(a|s) = Σ_k w_k(s) π_k(a|s): a linear softmax gate w(s) and K tanh-Gaussian experts on
 one trunk (`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's
@@ -15,17 +15,18 @@ equations change:
    through the categorical draw. Only expert k*'s head gets gradient from the first term.
 α is tuned from log π_k*(ã_k*|s) (the mixture density has no closed form). K = 1 is SAC exactly.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+from pgjax.agents import sac
+from pgjax.envs import Env
 
 from pgjax import mixture, offpolicy
-from pgjax.agents import sac
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, static
 from pgjax.distributions import tanh_gaussian_sample
-from pgjax.envs import Env
 from pgjax.networks import MixtureActor, QNetwork, apply_ensemble
 
 TARGET_EXPERTS = ("sample", "argmax_q")
@@ -61,15 +62,24 @@ steps_per_iteration, warmup_steps = offpolicy.steps_per_iteration, offpolicy.war
 
 
 def _networks(env: Env, config: Config):
-    return (MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation),
-            QNetwork(config.hidden_sizes, config.activation, layer_norm=config.critic_layer_norm))
+    return (
+        MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation),
+        QNetwork(config.hidden_sizes, config.activation, layer_norm=config.critic_layer_norm),
+    )
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor, critic = _networks(env, config)
-    return sac.soft_actor_critic_learner(key, (actor, critic), env, config, Learner, critic=critic,
-                                         last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
-                                         eval_expert=config.eval_expert)
+    return sac.soft_actor_critic_learner(
+        key,
+        (actor, critic),
+        env,
+        config,
+        Learner,
+        critic=critic,
+        last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
+        eval_expert=config.eval_expert,
+    )
 
 
 def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
@@ -91,7 +101,9 @@ def act(state: offpolicy.State, obs: jax.Array, key: jax.Array, deterministic: b
         return explore(learner, obs, key)
     logits, mean, _ = learner.actor.apply(learner.actor_params, obs)
     q_of_means = lambda: expert_q_values(learner.critic, learner.critic_params, obs, jnp.tanh(mean))
-    return jnp.tanh(mixture.select_expert(mean, mixture.evaluation_expert(key, logits, learner.eval_expert, q_of_means)))
+    return jnp.tanh(
+        mixture.select_expert(mean, mixture.evaluation_expert(key, logits, learner.eval_expert, q_of_means))
+    )
 
 
 def expert_q_values(critic, critic_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
@@ -108,8 +120,15 @@ def critic_target(actor, critic, actor_params, target_params, alpha, batch, key,
         k = mixture.sample_expert(jax.random.fold_in(key, 1), logits)
     else:
         k = jnp.argmax(expert_q_values(critic, target_params, batch["next_obs"], actions), axis=-1)
-    return sac.soft_target(critic, target_params, mixture.select_expert(actions, k),
-                           mixture.select_expert(log_probs, k), alpha, batch, config)
+    return sac.soft_target(
+        critic,
+        target_params,
+        mixture.select_expert(actions, k),
+        mixture.select_expert(log_probs, k),
+        alpha,
+        batch,
+        config,
+    )
 
 
 def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key, last_usage):

@@ -11,16 +11,17 @@ Fields that reproduce Brax's `ppo.train` instead (`--preset brax`): `policy = "t
 `clip_value_loss = false` and, in the loop, `reward_scale`, `mask_truncated`, `gae_segment` and
 `advantage = "lambda_target"`.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.envs import Env
 
 from pgjax import gaussian_policy, onpolicy
 from pgjax.config import check_choice, check_network, check_positive, hyper, require, static
-from pgjax.envs import Env
 from pgjax.networks import KERNEL_INITS, MLP, GaussianActor
 
 
@@ -83,8 +84,9 @@ def optimizer(config: Config):
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     actor_params, critic_params = gaussian_policy.init_params(key, env, config)
     opt_state = optimizer(config).init((actor_params, critic_params))
-    return Learner(actor_params, critic_params, opt_state, jnp.zeros((), jnp.int32),
-                   *gaussian_policy.networks(env, config))
+    return Learner(
+        actor_params, critic_params, opt_state, jnp.zeros((), jnp.int32), *gaussian_policy.networks(env, config)
+    )
 
 
 def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
@@ -110,8 +112,9 @@ def ppo_loss(params, actor, critic, batch, config: Config):
     """Clipped surrogate + c_v · clipped value loss − c_e · entropy, on one minibatch."""
     actor_params, critic_params = params
     mean, log_std = actor.apply(actor_params, batch["obs"])
-    policy_loss, approx_kl = clipped_surrogate(gaussian_policy.log_prob(actor, mean, log_std, batch), batch,
-                                               config.clip_eps)
+    policy_loss, approx_kl = clipped_surrogate(
+        gaussian_policy.log_prob(actor, mean, log_std, batch), batch, config.clip_eps
+    )
     v_loss = value_loss(critic.apply(critic_params, batch["obs"])[..., 0], batch, config)
     entropy = gaussian_policy.entropy(actor, mean, log_std, batch.get("key")).mean()
     loss = policy_loss + config.vf_coef * v_loss - config.ent_coef * entropy
@@ -120,13 +123,19 @@ def ppo_loss(params, actor, critic, batch, config: Config):
 
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """num_epochs x num_minibatches Adam steps on the joint actor-critic loss."""
-    step = onpolicy.descent_step(lambda params, mb: ppo_loss(params, learner.actor, learner.critic, mb, config),
-                                 optimizer(config))
+    step = onpolicy.descent_step(
+        lambda params, mb: ppo_loss(params, learner.actor, learner.critic, mb, config), optimizer(config)
+    )
     carry = ((learner.actor_params, learner.critic_params), learner.opt_state)
     ((actor_params, critic_params), opt_state), info = onpolicy.minibatch_epochs(
-        step, carry, batch, key, config.num_epochs, config.num_minibatches)
-    return (learner.replace(actor_params=actor_params, critic_params=critic_params, opt_state=opt_state,
-                            updates=learner.updates + 1), jax.tree.map(jnp.mean, info))
+        step, carry, batch, key, config.num_epochs, config.num_minibatches
+    )
+    return (
+        learner.replace(
+            actor_params=actor_params, critic_params=critic_params, opt_state=opt_state, updates=learner.updates + 1
+        ),
+        jax.tree.map(jnp.mean, info),
+    )
 
 
 def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:

@@ -6,18 +6,26 @@ each gradient step moves twin soft Q-functions toward r + γ(1-d)(min_j Q̄_j(s'
 the reparameterised actor toward min_j Q_j - α log π, the temperature toward the target entropy -|A|,
 and Polyak-averages the target critics.
 """
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from pgjax.envs import Env
 
 from pgjax import maxent, offpolicy
 from pgjax.config import check_choice, check_network, check_positive, hyper, static
 from pgjax.distributions import tanh_gaussian_sample
-from pgjax.envs import Env
-from pgjax.networks import KERNEL_INITS, QNetwork, SoftplusTanhGaussianActor, SquashedGaussianActor, apply_ensemble, polyak
+from pgjax.networks import (
+    KERNEL_INITS,
+    QNetwork,
+    SoftplusTanhGaussianActor,
+    SquashedGaussianActor,
+    apply_ensemble,
+    polyak,
+)
 
 POLICY_STDS = ("clipped_log_std", "softplus")
 
@@ -38,8 +46,14 @@ class Config(offpolicy.Config):
     mask_truncated: bool = static(False)  # truncated transitions left out of the critic loss
     actor_on_updated_critics: bool = static(True)  # False: the actor steps on this step's pre-update critics
     temperature_loss: str = static("log_alpha")  # -log α·sg(log π + H̄), or "alpha": -α·sg(log π + H̄)
-    ADDED_FIELDS = ("critic_layer_norm", "policy_std", "kernel_init", "mask_truncated", "actor_on_updated_critics",
-                    "temperature_loss")
+    ADDED_FIELDS = (
+        "critic_layer_norm",
+        "policy_std",
+        "kernel_init",
+        "mask_truncated",
+        "actor_on_updated_critics",
+        "temperature_loss",
+    )
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -84,8 +98,17 @@ def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config
     actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
     log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
-    return learner_cls(actor_params, critic_params, critic_params, log_alpha, actor_opt.init(actor_params),
-                       critic_opt.init(critic_params), alpha_opt.init(log_alpha), actor, **extra)
+    return learner_cls(
+        actor_params,
+        critic_params,
+        critic_params,
+        log_alpha,
+        actor_opt.init(actor_params),
+        critic_opt.init(critic_params),
+        alpha_opt.init(log_alpha),
+        actor,
+        **extra,
+    )
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
@@ -134,8 +157,9 @@ def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key):
     return (alpha * log_prob - q).mean(), (log_prob, {})
 
 
-def soft_actor_critic_step(learner, batch: dict, key: jax.Array, env: Env, config: Config, critic,
-                           target_fn, actor_loss_fn) -> tuple:
+def soft_actor_critic_step(
+    learner, batch: dict, key: jax.Array, env: Env, config: Config, critic, target_fn, actor_loss_fn
+) -> tuple:
     """One gradient step of Algorithm 1, given its target and its actor loss: the twin critics toward
     target_fn(learner, α, key), the actor on actor_loss_fn(actor params, critic params, α, key)
     -> (loss, (log π used for α, extra metrics)) with the updated critics (or, as Brax, the step's
@@ -147,13 +171,15 @@ def soft_actor_critic_step(learner, batch: dict, key: jax.Array, env: Env, confi
 
     target = target_fn(learner, alpha, target_key)
     (q_loss, q_mean), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-        learner.critic_params, critic, batch, jax.lax.stop_gradient(target), critic_weight(batch, config))
+        learner.critic_params, critic, batch, jax.lax.stop_gradient(target), critic_weight(batch, config)
+    )
     updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
     critic_params = optax.apply_updates(learner.critic_params, updates)
 
     actor_critics = critic_params if config.actor_on_updated_critics else learner.critic_params
     (pi_loss, (log_prob, extra)), pi_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-        learner.actor_params, actor_critics, alpha, actor_key)
+        learner.actor_params, actor_critics, alpha, actor_key
+    )
     updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
     actor_params = optax.apply_updates(learner.actor_params, updates)
 
@@ -164,11 +190,22 @@ def soft_actor_critic_step(learner, batch: dict, key: jax.Array, env: Env, confi
     log_alpha = optax.apply_updates(learner.log_alpha, updates)
 
     new_state = learner.replace(
-        actor_params=actor_params, critic_params=critic_params, log_alpha=log_alpha,
+        actor_params=actor_params,
+        critic_params=critic_params,
+        log_alpha=log_alpha,
         target_params=polyak(learner.target_params, critic_params, config.tau),
-        actor_opt=actor_opt_state, critic_opt=critic_opt_state, alpha_opt=alpha_opt_state)
-    return new_state, {"critic_loss": q_loss, "actor_loss": pi_loss, "alpha": alpha, "q_mean": q_mean,
-                       "entropy": -log_prob.mean(), **extra}
+        actor_opt=actor_opt_state,
+        critic_opt=critic_opt_state,
+        alpha_opt=alpha_opt_state,
+    )
+    return new_state, {
+        "critic_loss": q_loss,
+        "actor_loss": pi_loss,
+        "alpha": alpha,
+        "q_mean": q_mean,
+        "entropy": -log_prob.mean(),
+        **extra,
+    }
 
 
 def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:

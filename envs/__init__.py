@@ -1,5 +1,6 @@
 """Environments behind one functional interface: `make("gymnax/Pendulum-v1")`, `make("brax/hopper")`,
 `make("dmc/CheetahRun")`."""
+
 from __future__ import annotations
 
 from .brax_env import BACKENDS as BRAX_BACKENDS
@@ -14,8 +15,11 @@ from .dmc_env import make_dmc, missing_packages
 from .gymnax_env import TASKS as GYMNAX_TASKS
 from .gymnax_env import make_gymnax
 
-ENV_NAMES = (tuple(f"gymnax/{t}" for t in GYMNAX_TASKS) + tuple(f"brax/{t}" for t in BRAX_TASKS)
-             + tuple(f"dmc/{t}" for t in DMC_TASKS))
+ENV_NAMES = (
+    tuple(f"gymnax/{t}" for t in GYMNAX_TASKS)
+    + tuple(f"brax/{t}" for t in BRAX_TASKS)
+    + tuple(f"dmc/{t}" for t in DMC_TASKS)
+)
 FAMILY_BACKENDS = {"gymnax": ("gymnax",), "brax": BRAX_BACKENDS, "dmc": DMC_BACKENDS}
 _DEFAULT_BACKENDS = {"gymnax": "gymnax", "brax": DEFAULT_BRAX_BACKEND, "dmc": DEFAULT_DMC_BACKEND}
 
@@ -53,6 +57,22 @@ def make(name: str, backend: str | None = None) -> Env:
     return make_brax(task, backend or DEFAULT_BRAX_BACKEND)
 
 
-__all__ = ["Env", "EnvState", "EpisodeStats", "ENV_NAMES", "make", "batch_reset", "batch_step", "refresh",
-           "default_backend", "backends_for", "unavailable_reason", "family", "BRAX_BACKENDS", "DMC_BACKENDS",
-           "GYMNAX_TASKS", "BRAX_TASKS", "DMC_TASKS"]
+__all__ = [
+    "Env",
+    "EnvState",
+    "EpisodeStats",
+    "ENV_NAMES",
+    "make",
+    "batch_reset",
+    "batch_step",
+    "refresh",
+    "default_backend",
+    "backends_for",
+    "unavailable_reason",
+    "family",
+    "BRAX_BACKENDS",
+    "DMC_BACKENDS",
+    "GYMNAX_TASKS",
+    "BRAX_TASKS",
+    "DMC_TASKS",
+]

@@ -1,4 +1,5 @@
 """Brax adapter: the bare brax environment behind our time limit and fresh-start auto-reset (`pooled`)."""
+
 from __future__ import annotations
 
 import jax
@@ -7,8 +8,19 @@ import jax.numpy as jnp
 from .core import Env
 from .pooled import pooled_env
 
-TASKS = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
-         "inverted_double_pendulum", "pusher", "reacher", "swimmer", "walker2d")
+TASKS = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "humanoidstandup",
+    "inverted_pendulum",
+    "inverted_double_pendulum",
+    "pusher",
+    "reacher",
+    "swimmer",
+    "walker2d",
+)
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 DEFAULT_BACKEND = "generalized"
 EPISODE_LENGTH = 1000
@@ -47,5 +59,14 @@ def make_brax(task: str, backend: str = DEFAULT_BACKEND, episode_length: int = E
     obs_size = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs.shape[-1]
     # Brax tasks take actions in [-1, 1] already.
     unit = (-1.0,) * int(env.action_size), (1.0,) * int(env.action_size)
-    return pooled_env(f"brax/{task}", backend, int(obs_size), int(env.action_size), episode_length,
-                      env.reset, env.step, *unit, {"episode_length": episode_length})
+    return pooled_env(
+        f"brax/{task}",
+        backend,
+        int(obs_size),
+        int(env.action_size),
+        episode_length,
+        env.reset,
+        env.step,
+        *unit,
+        {"episode_length": episode_length},
+    )

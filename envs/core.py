@@ -6,10 +6,12 @@ instance (vmap for many). Actions at this interface are in [-1, 1]; adapters res
 `final_obs`) are kept apart. Episodes auto-reset, and `final_obs` holds the real last observation
 of an episode that just ended (equal to `obs` on every other step).
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +29,11 @@ class EpisodeStats:
     episodes_done: jax.Array
 
     @classmethod
-    def zeros(cls) -> "EpisodeStats":
+    def zeros(cls) -> EpisodeStats:
         f, i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
         return cls(f, i, f, i, i)
 
-    def record(self, reward: jax.Array, done: jax.Array) -> "EpisodeStats":
+    def record(self, reward: jax.Array, done: jax.Array) -> EpisodeStats:
         ret = self.episode_return + reward
         length = self.episode_length + 1
         return EpisodeStats(
@@ -102,8 +104,15 @@ def first_state(inner: Any, obs: jax.Array) -> EnvState:
     return EnvState(inner, obs, jnp.zeros((), jnp.float32), false, false, obs, EpisodeStats.zeros())
 
 
-def next_state(prev: EnvState, inner: Any, obs: jax.Array, final_obs: jax.Array, reward: jax.Array,
-               terminated: jax.Array, truncated: jax.Array) -> EnvState:
+def next_state(
+    prev: EnvState,
+    inner: Any,
+    obs: jax.Array,
+    final_obs: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+) -> EnvState:
     reward = jnp.asarray(reward, jnp.float32).reshape(())
     terminated = jnp.asarray(terminated, bool).reshape(())
     truncated = jnp.logical_and(jnp.asarray(truncated, bool).reshape(()), ~terminated)

@@ -11,6 +11,7 @@ The backend is Playground's physics implementation: "jax" (MJX in JAX; the defau
 curves from a CPU and a GPU come from the same physics code) or "warp" (MuJoCo Warp, Playground's own
 default on NVIDIA GPUs; it needs the `mujoco-warp` package).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,11 +26,33 @@ from .pooled import pooled_env
 
 # Playground 0.2's dm_control_suite.ALL_ENVS (a test checks this list against it), listed here so that
 # naming a task does not import Playground.
-TASKS = ("AcrobotSwingup", "AcrobotSwingupSparse", "BallInCup", "CartpoleBalance", "CartpoleBalanceSparse",
-         "CartpoleSwingup", "CartpoleSwingupSparse", "CheetahRun", "FingerSpin", "FingerTurnEasy",
-         "FingerTurnHard", "FishSwim", "HopperHop", "HopperStand", "HumanoidStand", "HumanoidWalk",
-         "HumanoidRun", "PendulumSwingup", "PointMass", "ReacherEasy", "ReacherHard", "SwimmerSwimmer6",
-         "WalkerRun", "WalkerStand", "WalkerWalk")
+TASKS = (
+    "AcrobotSwingup",
+    "AcrobotSwingupSparse",
+    "BallInCup",
+    "CartpoleBalance",
+    "CartpoleBalanceSparse",
+    "CartpoleSwingup",
+    "CartpoleSwingupSparse",
+    "CheetahRun",
+    "FingerSpin",
+    "FingerTurnEasy",
+    "FingerTurnHard",
+    "FishSwim",
+    "HopperHop",
+    "HopperStand",
+    "HumanoidStand",
+    "HumanoidWalk",
+    "HumanoidRun",
+    "PendulumSwingup",
+    "PointMass",
+    "ReacherEasy",
+    "ReacherHard",
+    "SwimmerSwimmer6",
+    "WalkerRun",
+    "WalkerStand",
+    "WalkerWalk",
+)
 BACKENDS = ("jax", "warp")
 DEFAULT_BACKEND = "jax"
 _NEEDS = {"jax": ("mujoco_playground",), "warp": ("mujoco_playground", "mujoco_warp", "warp")}
@@ -45,10 +68,12 @@ def _strongly_typed(tree):
     """Every array leaf with a fixed (not weak) dtype: Playground's reset and step return some leaves
     weakly typed in one and not the other (the reward of ReacherEasy, a metric of HopperHop, the time
     of CheetahRun), so a scan carry or a jit cache would see two types for one state."""
+
     def fix(x):
         if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             return jax.lax.convert_element_type(x, x.dtype)
         return x
+
     return jax.tree.map(fix, tree)
 
 
@@ -100,13 +125,27 @@ def make_dmc(task: str, backend: str = DEFAULT_BACKEND) -> Env:
     limited = np.asarray(env.mj_model.actuator_ctrllimited, bool)
     low = tuple(float(r[0]) if lim else -1.0 for r, lim in zip(ranges, limited))
     high = tuple(float(r[1]) if lim else 1.0 for r, lim in zip(ranges, limited))
-    return pooled_env(f"dmc/{task}", backend, int(env.observation_size), int(env.action_size), episode_length,
-                      reset, step, low, high,
-                      {"episode_length": episode_length, "action_repeat": action_repeat,
-                       "ctrl_dt": float(config.ctrl_dt), "sim_dt": float(config.sim_dt),
-                       "source": "mujoco_playground dm_control_suite.get_default_config"},
-                      # A DMC episode never ends before its time limit, so an env refilled at least once per
-                      # episode needs one fresh state; a pool of 8 refilled every 32 steps made 250 resets
-                      # per episode, and some tasks' resets run hundreds of physics steps (CheetahRun settles
-                      # for 200): stepping CheetahRun ran at 0.03x Playground's own wrapper.
-                      pool_size=1, refresh_every=episode_length)
+    return pooled_env(
+        f"dmc/{task}",
+        backend,
+        int(env.observation_size),
+        int(env.action_size),
+        episode_length,
+        reset,
+        step,
+        low,
+        high,
+        {
+            "episode_length": episode_length,
+            "action_repeat": action_repeat,
+            "ctrl_dt": float(config.ctrl_dt),
+            "sim_dt": float(config.sim_dt),
+            "source": "mujoco_playground dm_control_suite.get_default_config",
+        },
+        # A DMC episode never ends before its time limit, so an env refilled at least once per
+        # episode needs one fresh state; a pool of 8 refilled every 32 steps made 250 resets
+        # per episode, and some tasks' resets run hundreds of physics steps (CheetahRun settles
+        # for 200): stepping CheetahRun ran at 0.03x Playground's own wrapper.
+        pool_size=1,
+        refresh_every=episode_length,
+    )

@@ -1,4 +1,5 @@
 """gymnax adapter (gymnax >= 1.0: step returns terminated and truncated separately)."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -23,11 +24,27 @@ def make_gymnax(task: str) -> Env:
 
     def step(state, action, key):
         obs, inner, reward, terminated, truncated, info = env.step(
-            key, state.inner, rescale_action(action, low, high), params)
-        return next_state(state, inner, obs.astype(jnp.float32),
-                          info["final_observation"].astype(jnp.float32), reward, terminated, truncated)
+            key, state.inner, rescale_action(action, low, high), params
+        )
+        return next_state(
+            state,
+            inner,
+            obs.astype(jnp.float32),
+            info["final_observation"].astype(jnp.float32),
+            reward,
+            terminated,
+            truncated,
+        )
 
-    return Env(f"gymnax/{task}", "gymnax", obs_size, int(space.shape[0]),
-               int(params.max_steps_in_episode), reset, step,
-               action_low=tuple(map(float, low)), action_high=tuple(map(float, high)),
-               details={"episode_length": int(params.max_steps_in_episode)})
+    return Env(
+        f"gymnax/{task}",
+        "gymnax",
+        obs_size,
+        int(space.shape[0]),
+        int(params.max_steps_in_episode),
+        reset,
+        step,
+        action_low=tuple(map(float, low)),
+        action_high=tuple(map(float, high)),
+        details={"episode_length": int(params.max_steps_in_episode)},
+    )

@@ -18,9 +18,11 @@ rollout longer than the refill period at its start, the off-policy warm-up befor
 evaluation never uses it. Filling it at reset with fresh states made every reset cost 1 + POOL_SIZE
 resets (CheetahRun's settles 200 physics steps: its reset ran 3x Playground's).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +48,7 @@ PHYSICS_RESET, PHYSICS_STEP = "physics_reset", "physics_step"
 
 def named(fn: Callable, name: str) -> Callable:
     """`fn` under another name (what a jitted call is called in a program)."""
+
     def call(*args):
         return fn(*args)
 
@@ -57,10 +60,20 @@ def _select(done, on_done, otherwise):
     return jax.tree.map(lambda a, b: jnp.where(done, a, b), on_done, otherwise)
 
 
-def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode_length: int,
-               inner_reset: Callable[[jax.Array], Any], inner_step: Callable[[Any, jax.Array], Any],
-               action_low: tuple[float, ...], action_high: tuple[float, ...], details: dict,
-               pool_size: int = POOL_SIZE, refresh_every: int = REFRESH_EVERY) -> Env:
+def pooled_env(
+    name: str,
+    backend: str,
+    obs_size: int,
+    action_size: int,
+    episode_length: int,
+    inner_reset: Callable[[jax.Array], Any],
+    inner_step: Callable[[Any, jax.Array], Any],
+    action_low: tuple[float, ...],
+    action_high: tuple[float, ...],
+    details: dict,
+    pool_size: int = POOL_SIZE,
+    refresh_every: int = REFRESH_EVERY,
+) -> Env:
     """An `Env` over `inner_reset(key) -> s` and `inner_step(s, env_action) -> s`, where `s.done` is the
     task's own termination; `details` are recorded with a run's results. Each env keeps `pool_size` fresh
     states, refilled every `refresh_every` of its steps."""
@@ -84,8 +97,7 @@ def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode
 
     def refresh(state):
         pool_key, next_key = jax.random.split(state.inner.pool_key)
-        inner = state.inner.replace(pool=fresh_pool(pool_key), pool_used=jnp.zeros((), jnp.int32),
-                                    pool_key=next_key)
+        inner = state.inner.replace(pool=fresh_pool(pool_key), pool_used=jnp.zeros((), jnp.int32), pool_key=next_key)
         return state.replace(inner=inner)
 
     def step(state, action, key):
@@ -102,6 +114,18 @@ def pooled_env(name: str, backend: str, obs_size: int, action_size: int, episode
         inner = inner.replace(state=running, t=jnp.where(done, 0, t), pool_used=inner.pool_used + done)
         return next_state(state, inner, running.obs, stepped.obs, stepped.reward, terminated, truncated)
 
-    spec = Env(name, backend, obs_size, action_size, episode_length, reset, step, refresh, refresh_every,
-               action_low, action_high, details=details)
+    spec = Env(
+        name,
+        backend,
+        obs_size,
+        action_size,
+        episode_length,
+        reset,
+        step,
+        refresh,
+        refresh_every,
+        action_low,
+        action_high,
+        details=details,
+    )
     return spec

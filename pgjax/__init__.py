@@ -1,4 +1,5 @@
 """pgjax: jitted, vmapped reference implementations of continuous-control RL agents."""
+
 __version__ = "0.1.0"
 
 

@@ -3,11 +3,12 @@ precipice", 2021): scores normalised per task (a random policy = 0, a documented
 IQM and optimality gap with stratified-bootstrap 95 % confidence intervals, performance profiles,
 the probability of improvement of every pair of agents, and per-task IQMs with bootstrap intervals.
 The statistics are rliable's own functions; this module only arranges the score matrices."""
+
 from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -51,8 +52,11 @@ def rliable():
 
 # The DeepMind Control Suite's own scale (per-step rewards in [0, 1] over 1000-step episodes): every dmc/
 # task is normalised on it, whatever a sweep file says, so DMC scores read as the field reads them.
-DMC_SCALE = {"random": 0.0, "reference": 1000.0,
-             "source": "DMC's own scale: returns lie in [0, 1000] (0 = no reward, 1000 = perfect)"}
+DMC_SCALE = {
+    "random": 0.0,
+    "reference": 1000.0,
+    "source": "DMC's own scale: returns lie in [0, 1000] (0 = no reward, 1000 = perfect)",
+}
 
 
 def with_dmc_scale(scores: Mapping[str, Mapping], envs) -> dict:
@@ -67,16 +71,18 @@ def normalize(returns, random: float, reference: float) -> np.ndarray:
     return (np.asarray(returns, float) - random) / (reference - random)
 
 
-def score_matrices(finals: Mapping[str, Mapping[str, np.ndarray]], scores: Mapping[str, Mapping[str, float]],
-                   tasks: list[str]) -> dict[str, np.ndarray]:
+def score_matrices(
+    finals: Mapping[str, Mapping[str, np.ndarray]], scores: Mapping[str, Mapping[str, float]], tasks: list[str]
+) -> dict[str, np.ndarray]:
     """{agent: normalised final returns [runs, tasks]} from {agent: {task: per-seed returns}}; rliable's
     stratified bootstrap needs as many runs on every task, so each agent keeps its first n seeds on
     every task, n the fewest it has."""
     out = {}
     for agent, per_task in finals.items():
         n = min(len(per_task[t]) for t in tasks)
-        out[agent] = np.stack([normalize(np.asarray(per_task[t])[:n], scores[t]["random"], scores[t]["reference"])
-                               for t in tasks], axis=1)
+        out[agent] = np.stack(
+            [normalize(np.asarray(per_task[t])[:n], scores[t]["random"], scores[t]["reference"]) for t in tasks], axis=1
+        )
     return out
 
 
@@ -106,16 +112,20 @@ def iqm_and_optimality_gap(matrices: Mapping[str, np.ndarray], reps: int = REPS)
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_optimality_gap(x)])
 
     points, intervals = _estimates(library, dict(matrices), both, reps)
-    return {a: {name: (float(points[a][i]), float(intervals[a][0, i]), float(intervals[a][1, i]))
-                for i, name in enumerate(("IQM", "optimality gap"))} for a in matrices}
+    return {
+        a: {
+            name: (float(points[a][i]), float(intervals[a][0, i]), float(intervals[a][1, i]))
+            for i, name in enumerate(("IQM", "optimality gap"))
+        }
+        for a in matrices
+    }
 
 
 def performance_profiles(matrices: Mapping[str, np.ndarray], taus: np.ndarray, reps: int = REPS):
     """({agent: fraction of runs scoring above each τ}, {agent: [2, len(taus)] interval})."""
     library, _ = rliable()
     with _seeded():
-        return library.create_performance_profile(dict(matrices), taus, reps=reps,
-                                                  confidence_interval_size=CONFIDENCE)
+        return library.create_performance_profile(dict(matrices), taus, reps=reps, confidence_interval_size=CONFIDENCE)
 
 
 def probability_of_improvement(matrices: Mapping[str, np.ndarray], reps: int = REPS) -> dict[tuple, tuple]:
@@ -125,10 +135,13 @@ def probability_of_improvement(matrices: Mapping[str, np.ndarray], reps: int = R
     pairs = {str(i): (matrices[x], matrices[y]) for i, (x, y) in enumerate(ordered)}
     if not pairs:
         return {}
-    points, intervals = _estimates(library, pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]),
-                                   reps)
-    return {pair: (float(points[str(i)][0]), float(intervals[str(i)][0, 0]), float(intervals[str(i)][1, 0]))
-            for i, pair in enumerate(ordered)}
+    points, intervals = _estimates(
+        library, pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps
+    )
+    return {
+        pair: (float(points[str(i)][0]), float(intervals[str(i)][0, 0]), float(intervals[str(i)][1, 0]))
+        for i, pair in enumerate(ordered)
+    }
 
 
 def task_iqm(returns: np.ndarray, reps: int = REPS) -> tuple[float, float, float]:

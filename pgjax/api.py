@@ -1,18 +1,20 @@
 """The Python API: train an agent without the CLI, and load a trained policy from a results folder.
 
-    import pgjax
-    result = pgjax.train("ppo", "gymnax/Pendulum-v1", seeds=4, steps=200_000, lr=1e-3)
-    print(result.final_returns)                      # one per seed
-    act = pgjax.load("results/quick", run="ppo-3d5b9b0c", seed=0)
-    action = act(obs, key)                           # in the env's own units
+import pgjax
+result = pgjax.train("ppo", "gymnax/Pendulum-v1", seeds=4, steps=200_000, lr=1e-3)
+print(result.final_returns)                      # one per seed
+act = pgjax.load("results/quick", run="ppo-3d5b9b0c", seed=0)
+action = act(obs, key)                           # in the env's own units
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -39,8 +41,14 @@ class Trained:
     @property
     def final_returns(self) -> np.ndarray:
         last = max(r["env_steps"] for r in self.curves)
-        return np.array([r["eval_return_mean"] for s in self.seeds for r in self.curves
-                         if r["seed"] == s and r["env_steps"] == last])
+        return np.array(
+            [
+                r["eval_return_mean"]
+                for s in self.seeds
+                for r in self.curves
+                if r["seed"] == s and r["env_steps"] == last
+            ]
+        )
 
     def policy(self, seed: int, best: bool = False) -> Callable:
         """The deterministic-by-default policy of one seed, in the env's own units."""
@@ -49,9 +57,20 @@ class Trained:
         return policy_fn(self.agent, make_env(self.env, self.backend), jax.tree.map(lambda x: x[index], part))
 
 
-def train(agent: str, env: str, seeds: int | list[int] = 1, steps: int = 100_000, *, backend: str | None = None,
-          num_evals: int = driver.DEFAULT_NUM_EVALS, eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
-          out: str | Path | None = None, overwrite: bool = False, progress: bool = False, **config) -> Trained:
+def train(
+    agent: str,
+    env: str,
+    seeds: int | list[int] = 1,
+    steps: int = 100_000,
+    *,
+    backend: str | None = None,
+    num_evals: int = driver.DEFAULT_NUM_EVALS,
+    eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    **config,
+) -> Trained:
     """Train `agent` on `env` for `steps` env steps per seed, all seeds vmapped in one compiled program;
     `config` sets the agent's Config fields. With `out`, the results folder is kept there (curves,
     metrics, runs.json, policies) as `pgjax run` writes it, without the report (`pgjax report`
@@ -62,17 +81,30 @@ def train(agent: str, env: str, seeds: int | list[int] = 1, steps: int = 100_000
     from pgjax.sweep import run_groups
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    (group,) = make_group(agent, env, backend, seed_list, [{**config, "total_steps": steps}], num_evals,
-                          eval_episodes)
+    (group,) = make_group(agent, env, backend, seed_list, [{**config, "total_steps": steps}], num_evals, eval_episodes)
     finished = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out) if out is not None else Path(scratch) / "run"
-        run_groups(f"{agent}-{env.split('/')[-1]}", [group], folder, progress,
-                   "overwrite" if overwrite else "new", on_finish=finished.append)
+        run_groups(
+            f"{agent}-{env.split('/')[-1]}",
+            [group],
+            folder,
+            progress,
+            "overwrite" if overwrite else "new",
+            on_finish=finished.append,
+        )
     (result,) = finished
     states = jax.tree.map(lambda x: x[0], result.run)  # one config: keep the seeds axis
-    return Trained(agent, group.env, group.backend, seed_list, result.rows, result.metric_rows, states,
-                   Path(out) if out is not None else None)
+    return Trained(
+        agent,
+        group.env,
+        group.backend,
+        seed_list,
+        result.rows,
+        result.metric_rows,
+        states,
+        Path(out) if out is not None else None,
+    )
 
 
 def policy_fn(agent_name: str, env, state) -> Callable:
@@ -99,8 +131,9 @@ def load(results_dir: str | Path, run: str | None = None, seed: int | None = Non
     ids = [cid for g in groups for cid in g["config_ids"]]
     if run is None:
         if len(ids) != 1:
-            raise ConfigError(f"{results_dir} holds {len(ids)} runs with saved policies; choose one with "
-                              f"run=... from {ids}")
+            raise ConfigError(
+                f"{results_dir} holds {len(ids)} runs with saved policies; choose one with run=... from {ids}"
+            )
         run = ids[0]
     found = [g for g in groups if run in g["config_ids"]]
     if not found:

@@ -1,6 +1,7 @@
 """`pgjax bench`: every agent on gymnax Pendulum with vmapped seeds
 (compile s, run s, env steps/s, peak memory, final return), and the Brax adapter's stepping speed beside
 bare Brax's on hopper. A benchmark, never a test."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,7 @@ from pgjax.driver import DEFAULT_NUM_EVALS
 from pgjax.results import append_durably, device_info, git_commit, versions
 from pgjax.runner import compile_group, make_group, prepare, run_group
 
-# The configurations of the issue's targets (2-core CPU: PPO 8 x 1M <= 65 s, SAC 8 x 40k <= 210 s).
+# The configurations of the speed targets (docs/speed.md: 2-core CPU, PPO 8 x 1M, SAC 8 x 40k).
 PPO = {"num_envs": 64, "rollout_length": 64, "num_epochs": 10, "num_minibatches": 8, "hidden_sizes": "64,64"}
 SAC = {"num_envs": 1, "gradient_steps": 1, "batch_size": 256, "hidden_sizes": "64,64", "warmup_steps": 1000}
 # DSAC-T on SAC's bench configuration, networks included (ReLU), so the line compares the algorithms;
@@ -40,13 +41,29 @@ NHARPG: dict = {}
 # Evaluation points per run (equal chunks here, though the schedule allows uneven ones):
 # PPO 1M // 4096 = 244 iterations = 4 x 61 (999,424 steps, as many as purejaxrl's 1e6 // 4096 updates),
 # SAC 40k - 1k warm-up = 39,000 iterations = 10 x 3,900.
-NUM_EVALS = {"ppo": 4, "sac": 10, "dsact": 10, "mdpo_on": 4, "mdpo_off": 10, "pmoe_sac": 10, "pmoe_ppo": 4,
-             "pg_rainbow": 4, "nharpg": 4}
+NUM_EVALS = {
+    "ppo": 4,
+    "sac": 10,
+    "dsact": 10,
+    "mdpo_on": 4,
+    "mdpo_off": 10,
+    "pmoe_sac": 10,
+    "pmoe_ppo": 4,
+    "pg_rainbow": 4,
+    "nharpg": 4,
+}
 # name: (agent config, the bench's budget argument)
-BENCHES = {"ppo": (PPO, "ppo_steps"), "sac": (SAC, "sac_steps"), "dsact": (DSACT, "sac_steps"),
-           "mdpo_on": (MDPO_ON, "ppo_steps"), "mdpo_off": (MDPO_OFF, "sac_steps"),
-           "pmoe_sac": (PMOE_SAC, "sac_steps"), "pmoe_ppo": (PMOE_PPO, "ppo_steps"),
-           "pg_rainbow": (PG_RAINBOW, "ppo_steps"), "nharpg": (NHARPG, "ppo_steps")}
+BENCHES = {
+    "ppo": (PPO, "ppo_steps"),
+    "sac": (SAC, "sac_steps"),
+    "dsact": (DSACT, "sac_steps"),
+    "mdpo_on": (MDPO_ON, "ppo_steps"),
+    "mdpo_off": (MDPO_OFF, "sac_steps"),
+    "pmoe_sac": (PMOE_SAC, "sac_steps"),
+    "pmoe_ppo": (PMOE_PPO, "ppo_steps"),
+    "pg_rainbow": (PG_RAINBOW, "ppo_steps"),
+    "nharpg": (NHARPG, "ppo_steps"),
+}
 
 
 def peak_memory_mb() -> float:
@@ -81,20 +98,35 @@ def compile_from_cache_s(group) -> float:
 
 
 def bench_group(agent: str, overrides: dict, seeds: int, steps: int, num_evals: int):
-    (group,) = make_group(agent, "gymnax/Pendulum-v1", None, list(range(seeds)), [{**overrides, "total_steps": steps}],
-                          num_evals=num_evals, eval_episodes=8)
+    (group,) = make_group(
+        agent,
+        "gymnax/Pendulum-v1",
+        None,
+        list(range(seeds)),
+        [{**overrides, "total_steps": steps}],
+        num_evals=num_evals,
+        eval_episodes=8,
+    )
     return group
 
 
 def bench_one(agent: str, overrides: dict, seeds: int, steps: int) -> dict:
     group = bench_group(agent, overrides, seeds, steps, NUM_EVALS[agent])
     result = run_group(group, progress=False)
-    return {"agent": agent, "env": group.env, "seeds": seeds, "steps_per_seed": result.env_steps,
-            "compile_s": round(result.compile_s, 2), "compile_from_cache_s": round(compile_from_cache_s(group), 2),
-            "run_s": round(result.run_s, 2),
-            "env_steps_per_s": round(result.steps_per_s), "peak_memory_mb": round(peak_memory_mb()),
-            "final_return": round(float(result.final_returns.mean()), 1),
-            "device": f"{jax.devices()[0].device_kind} x{result.devices}", "jax": jax.__version__}
+    return {
+        "agent": agent,
+        "env": group.env,
+        "seeds": seeds,
+        "steps_per_seed": result.env_steps,
+        "compile_s": round(result.compile_s, 2),
+        "compile_from_cache_s": round(compile_from_cache_s(group), 2),
+        "run_s": round(result.run_s, 2),
+        "env_steps_per_s": round(result.steps_per_s),
+        "peak_memory_mb": round(peak_memory_mb()),
+        "final_return": round(float(result.final_returns.mean()), 1),
+        "device": f"{jax.devices()[0].device_kind} x{result.devices}",
+        "jax": jax.__version__,
+    }
 
 
 def device_counts(available: int) -> list[int]:
@@ -109,12 +141,22 @@ def bench_scaling(seeds: int, steps: int) -> list[dict]:
     rows = []
     for count in device_counts(len(jax.local_devices())):
         result = run_group(group, progress=False, devices=jax.local_devices()[:count])
-        rows.append({"bench": "scaling", "agent": "ppo", "env": group.env, "seeds": seeds,
-                     "steps_per_seed": result.env_steps, "devices_asked": count, "devices_used": result.devices,
-                     "compile_s": round(result.compile_s, 2), "run_s": round(result.run_s, 2),
-                     "env_steps_per_s": round(result.steps_per_s),
-                     "speedup": round(result.steps_per_s / rows[0]["env_steps_per_s"], 3) if rows else 1.0,
-                     "device": jax.devices()[0].device_kind})
+        rows.append(
+            {
+                "bench": "scaling",
+                "agent": "ppo",
+                "env": group.env,
+                "seeds": seeds,
+                "steps_per_seed": result.env_steps,
+                "devices_asked": count,
+                "devices_used": result.devices,
+                "compile_s": round(result.compile_s, 2),
+                "run_s": round(result.run_s, 2),
+                "env_steps_per_s": round(result.steps_per_s),
+                "speedup": round(result.steps_per_s / rows[0]["env_steps_per_s"], 3) if rows else 1.0,
+                "device": jax.devices()[0].device_kind,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -129,23 +171,37 @@ def bench_checkpoints(agent: str, overrides: dict, seeds: int, steps: int, every
     group = bench_group(agent, overrides, seeds, steps, DEFAULT_NUM_EVALS)
     plain = run_group(group, progress=False).run_s
     with tempfile.TemporaryDirectory() as folder:
-        recorder = FolderRecorder(ResultsFolder(Path(folder)), group, group_key(group_plan(group)), every, False,
-                                  lambda *_: None)
+        recorder = FolderRecorder(
+            ResultsFolder(Path(folder)), group, group_key(group_plan(group)), every, False, lambda *_: None
+        )
         checkpointed = run_group(group, progress=False, recorder=recorder).run_s
         recorder.checkpoints.close()
         size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
-    return {"bench": "checkpoint_overhead", "agent": agent, "seeds": seeds, "steps_per_seed": steps,
-            "evaluation_points": DEFAULT_NUM_EVALS + 1, "checkpoint_every": every or "default (60 s)",
-            "checkpoints_saved": recorder.checkpoints.saves, "run_s": round(plain, 2),
-            "run_s_checkpointed": round(checkpointed, 2), "overhead": round(checkpointed / plain - 1, 4),
-            "checkpoint_mb": round(size / 2**20, 1), "device": f"{jax.devices()[0].device_kind}",
-            "jax": jax.__version__}
+    return {
+        "bench": "checkpoint_overhead",
+        "agent": agent,
+        "seeds": seeds,
+        "steps_per_seed": steps,
+        "evaluation_points": DEFAULT_NUM_EVALS + 1,
+        "checkpoint_every": every or "default (60 s)",
+        "checkpoints_saved": recorder.checkpoints.saves,
+        "run_s": round(plain, 2),
+        "run_s_checkpointed": round(checkpointed, 2),
+        "overhead": round(checkpointed / plain - 1, 4),
+        "checkpoint_mb": round(size / 2**20, 1),
+        "device": f"{jax.devices()[0].device_kind}",
+        "jax": jax.__version__,
+    }
 
 
 # The compile breakdown's groups (agent, env, preset, overrides): Playground's PPO parameters on two DMC
 # tasks, one seed (what compare-brax trains), and the PPO and SAC benches' groups on Pendulum.
-COMPILE_CASES = (("ppo", "dmc/CartpoleSwingup", "playground", {}), ("ppo", "dmc/CheetahRun", "playground", {}),
-                 ("ppo", "gymnax/Pendulum-v1", None, PPO), ("sac", "gymnax/Pendulum-v1", None, SAC))
+COMPILE_CASES = (
+    ("ppo", "dmc/CartpoleSwingup", "playground", {}),
+    ("ppo", "dmc/CheetahRun", "playground", {}),
+    ("ppo", "gymnax/Pendulum-v1", None, PPO),
+    ("sac", "gymnax/Pendulum-v1", None, SAC),
+)
 
 
 def physics_copies(jaxpr) -> dict[str, int]:
@@ -184,8 +240,9 @@ def no_persistent_cache():
         jax.config.update("jax_compilation_cache_dir", before)
 
 
-def compile_breakdown(agent: str, env: str, preset: str | None, overrides: dict, seeds: int = 1,
-                      steps: int = 4_915_200) -> dict:
+def compile_breakdown(
+    agent: str, env: str, preset: str | None, overrides: dict, seeds: int = 1, steps: int = 4_915_200
+) -> dict:
     """Where a group's cold compile goes, program by program (init, advance, evaluate), one after another:
     seconds tracing, lowering and compiling, the lowered program's size (StableHLO lines) and its copies of
     the physics reset and step; then the whole cold compile as the runner does it (`runner_s`: each
@@ -211,17 +268,30 @@ def compile_breakdown(agent: str, env: str, preset: str | None, overrides: dict,
             t3 = time.perf_counter()
             lowered.compile()
             t4 = time.perf_counter()
-            programs[name] = {"trace_s": round(t2 - t1, 2), "lower_s": round(t3 - t2, 2), "compile_s": round(t4 - t3, 2),
-                              "stablehlo_lines": lowered.as_text().count("\n"),
-                              **physics_copies(traces[name].jaxpr.jaxpr)}
+            programs[name] = {
+                "trace_s": round(t2 - t1, 2),
+                "lower_s": round(t3 - t2, 2),
+                "compile_s": round(t4 - t3, 2),
+                "stablehlo_lines": lowered.as_text().count("\n"),
+                **physics_copies(traces[name].jaxpr.jaxpr),
+            }
         sequential = time.perf_counter() - t0
         jax.clear_caches()
         overlapped = compile_group(trainer, keys, configs, mesh, group.matmul_precision).seconds
-    return {"bench": "compile", "agent": agent, "env": env, "preset": preset, "seeds": seeds,
-            "num_envs": group.configs[0].num_envs, "programs": programs, "total_s": round(sequential, 2),
-            "compile_only_s": round(sum(programs[n]["compile_s"] for n in traces), 2),
-            "runner_s": round(overlapped, 2), "device": f"{jax.devices()[0].device_kind}",
-            "jax": jax.__version__}
+    return {
+        "bench": "compile",
+        "agent": agent,
+        "env": env,
+        "preset": preset,
+        "seeds": seeds,
+        "num_envs": group.configs[0].num_envs,
+        "programs": programs,
+        "total_s": round(sequential, 2),
+        "compile_only_s": round(sum(programs[n]["compile_s"] for n in traces), 2),
+        "runner_s": round(overlapped, 2),
+        "device": f"{jax.devices()[0].device_kind}",
+        "jax": jax.__version__,
+    }
 
 
 def _timed(fn, key) -> tuple[float, float]:
@@ -260,10 +330,18 @@ def compare_stepping(ours, bare, num_envs: int, steps: int, bare_name: str) -> d
         key = jax.device_put(jax.random.PRNGKey(0), device)
         (c_bare, r_bare), (c_ours, r_ours) = _timed(run_bare, key), _timed(run_ours, key)
     total = num_envs * steps
-    return {"env": ours.name, "backend": ours.backend, "num_envs": num_envs, "steps": steps,
-            f"bare_{bare_name}_steps_per_s": round(total / r_bare), "pgjax_steps_per_s": round(total / r_ours),
-            "pgjax_over_bare": round(r_bare / r_ours, 3), "compile_s": [round(c_bare, 2), round(c_ours, 2)],
-            "device": f"{device.device_kind} x1", "jax": jax.__version__}
+    return {
+        "env": ours.name,
+        "backend": ours.backend,
+        "num_envs": num_envs,
+        "steps": steps,
+        f"bare_{bare_name}_steps_per_s": round(total / r_bare),
+        "pgjax_steps_per_s": round(total / r_ours),
+        "pgjax_over_bare": round(r_bare / r_ours, 3),
+        "compile_s": [round(c_bare, 2), round(c_ours, 2)],
+        "device": f"{device.device_kind} x1",
+        "jax": jax.__version__,
+    }
 
 
 def bench_brax_stepping(task: str = "hopper", num_envs: int = 64, steps: int = 1000) -> dict:
@@ -311,8 +389,12 @@ def record_file(folder: Path) -> Path:
 
 def provenance() -> dict:
     """What makes a figure comparable: when, on what, with which code and libraries."""
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-            "machine": device_info(), "versions": versions()}
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "machine": device_info(),
+        "versions": versions(),
+    }
 
 
 def main(args) -> int:
@@ -332,7 +414,7 @@ def main(args) -> int:
             if args.only in (None, agent):
                 rows.append(bench_one(agent, overrides, args.seeds, getattr(args, budget)))
                 print(json.dumps(rows[-1]), flush=True)
-                for every in ([None, 1] if args.checkpoint_overhead else []):
+                for every in [None, 1] if args.checkpoint_overhead else []:
                     rows.append(bench_checkpoints(agent, overrides, args.seeds, getattr(args, budget), every))
                     print(json.dumps(rows[-1]), flush=True)
     for family, stepping in (("brax", bench_brax_stepping), ("dmc", bench_dmc_stepping)):

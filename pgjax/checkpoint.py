@@ -6,6 +6,7 @@ point, asynchronously, keeping the last two. Step n is the state after n chunks.
 checkpoint by renaming it into place, so one cut short by a kill is never listed; one damaged on disk
 afterwards fails to restore and the previous one is used, with a warning.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -47,10 +48,12 @@ def without_empty_arrays(tree):
 
 def with_empty_arrays(restored, abstract):
     """`restored` with each None that stood for a zero-size array of `abstract` made again, laid out as there."""
+
     def fill(want, got):
         if got is not None:
             return got
         return jax.jit(lambda: jnp.zeros(want.shape, want.dtype), out_shardings=want.sharding)()
+
     return jax.tree.map(fill, abstract, restored)
 
 
@@ -70,8 +73,10 @@ class GroupCheckpoints:
         self.last_wall_s = 0.0
         self.saves = 0
         self.closed = False
-        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=KEEP, enable_async_checkpointing=True, create=True))
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, enable_async_checkpointing=True, create=True),
+        )
 
     def due(self, chunks_done: int, wall_s: float) -> bool:
         if self.every is None:
@@ -83,8 +88,9 @@ class GroupCheckpoints:
         self.saves += 1
         copy = without_empty_arrays(detached_copy(run))  # a device's failure is not a write's
         with writing(self.directory, ORBAX_FAILURES):
-            self.manager.save(chunks_done, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(copy), meta=ocp.args.JsonSave(meta)))
+            self.manager.save(
+                chunks_done, args=ocp.args.Composite(state=ocp.args.StandardSave(copy), meta=ocp.args.JsonSave(meta))
+            )
 
     def restore_latest(self, abstract_run) -> tuple[int, object, dict] | None:
         """(chunks done, run state laid out as `abstract_run`, meta) of the newest checkpoint that reads
@@ -95,14 +101,21 @@ class GroupCheckpoints:
         failures = []
         for step in steps:
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(without_empty_arrays(abstract_run)), meta=ocp.args.JsonRestore()))
+                restored = self.manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(without_empty_arrays(abstract_run)), meta=ocp.args.JsonRestore()
+                    ),
+                )
                 state = with_empty_arrays(restored.state, abstract_run)
                 check_layout(state, abstract_run)
             except Exception as e:  # orbax/tensorstore raise many kinds for a damaged file
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-                warnings.warn(f"checkpoint {self.directory / str(step)} cannot be read ({reason}); moved to "
-                              f"damaged-{step}, trying an earlier one", stacklevel=2)
+                warnings.warn(
+                    f"checkpoint {self.directory / str(step)} cannot be read ({reason}); moved to "
+                    f"damaged-{step}, trying an earlier one",
+                    stacklevel=2,
+                )
                 if distributed.is_writer():  # every process meets the same damage; one moves it
                     (self.directory / str(step)).rename(self.directory / f"damaged-{step}-{len(failures)}")
                 self.manager.reload()
@@ -111,9 +124,11 @@ class GroupCheckpoints:
             self.last_wall_s = restored.meta["wall_s"]
             return step, state, dict(restored.meta)
         if failures:
-            raise ConfigError(f"no checkpoint in {self.directory} could be restored (the newest: {failures[0]}); "
-                              "if the code changed since they were written, resume with that version, or start "
-                              "over with --overwrite")
+            raise ConfigError(
+                f"no checkpoint in {self.directory} could be restored (the newest: {failures[0]}); "
+                "if the code changed since they were written, resume with that version, or start "
+                "over with --overwrite"
+            )
         return None
 
     def close(self, quiet: bool = False) -> None:
@@ -140,8 +155,9 @@ class GroupCheckpoints:
 def this_process_alone() -> ocp.StandardCheckpointer:
     """A checkpointer that waits for no other process: policies are gathered and written by process 0."""
     me = jax.process_index()
-    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
-        primary_host=me, active_processes={me}))
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    )
 
 
 def save_policies(directory: Path, final, best) -> None:

@@ -1,11 +1,13 @@
 """Agent configs: static fields vs float hyperparameters, overrides from the command line or a
 sweep file, and the checks that reject bad input before anything is compiled."""
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flax import struct
 
@@ -24,9 +26,15 @@ def hyper(default: float) -> Any:
     return struct.field(pytree_node=True, default=default)
 
 
-def suggest(name: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """ "; did you mean X or Y?" for the valid names closest to a typo (case and an "env/" prefix ignored),
+    or "" when none is close: the one suggestion every name check (agents, envs, fields, presets) makes."""
+    valid = list(valid)
+    lowered = {v.lower(): v for v in valid}
+    lowered.update({v.split("/")[-1].lower(): v for v in valid})
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.4)
+    close = list(dict.fromkeys(lowered[h] for h in hits))
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def fields(config_cls) -> dict[str, dataclasses.Field]:
@@ -35,10 +43,6 @@ def fields(config_cls) -> dict[str, dataclasses.Field]:
 
 def is_static(field: dataclasses.Field) -> bool:
     return not field.metadata.get("pytree_node", True)
-
-
-def float_fields(config_cls) -> list[str]:
-    return [n for n, f in fields(config_cls).items() if not is_static(f)]
 
 
 def _field_type(config_cls, name: str):
@@ -156,9 +160,16 @@ def describe_fields(config_cls) -> list[dict]:
     """Every field of a Config: name, default, type, whether it is a float (a vmapped leaf: a sweep over
     it is one compiled program) or static (one program per value), and its meaning."""
     hints = typing.get_type_hints(config_cls)
-    return [{"field": f.name, "default": f.default, "type": _type_name(hints[f.name]),
-             "kind": "static" if is_static(f) else "float (vmappable)", "meaning": field_meaning(config_cls, f.name)}
-            for f in dataclasses.fields(config_cls)]
+    return [
+        {
+            "field": f.name,
+            "default": f.default,
+            "type": _type_name(hints[f.name]),
+            "kind": "static" if is_static(f) else "float (vmappable)",
+            "meaning": field_meaning(config_cls, f.name),
+        }
+        for f in dataclasses.fields(config_cls)
+    ]
 
 
 def _type_name(typ) -> str:
@@ -168,8 +179,9 @@ def _type_name(typ) -> str:
 def check_field_name(config_cls, name: str, agent: str) -> dataclasses.Field:
     known = fields(config_cls)
     if name not in known:
-        raise ConfigError(f"unknown config field {name!r} for {agent}{suggest(name, known)} "
-                          f"(fields: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown config field {name!r} for {agent}{did_you_mean(name, known)} (fields: {', '.join(sorted(known))})"
+        )
     return known[name]
 
 
@@ -264,5 +276,8 @@ def fields_kept_at_default(config, names: tuple[str, ...], agent: str) -> list[s
     """Problems for an agent whose Config inherits fields it does not honour (its networks are its own):
     each of `names` must keep its default."""
     default = type(config)()
-    return [f"{agent} supports only {n} = {getattr(default, n)!r} (got {getattr(config, n)!r})"
-            for n in names if getattr(config, n) != getattr(default, n)]
+    return [
+        f"{agent} supports only {n} = {getattr(default, n)!r} (got {getattr(config, n)!r})"
+        for n in names
+        if getattr(config, n) != getattr(default, n)
+    ]

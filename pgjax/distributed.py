@@ -7,6 +7,7 @@ process 0 alone writes curves, metrics, runs.json, policies and reports. Checkpo
 each process writing its own shards into a folder process 0 creates and finalises, so any sweep that
 checkpoints needs its results folder on a filesystem every host sees.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,8 +36,10 @@ def start(coordinator: str | None, num_processes: int | None, process_id: int | 
     Cloud TPU, JAX_COORDINATOR_ADDRESS) when `detect` or when a multi-task job launched us."""
     explicit = [coordinator, num_processes, process_id]
     if any(v is not None for v in explicit) and None in explicit:
-        raise ConfigError("--coordinator, --num-processes and --process-id go together (or give none and let "
-                          "--distributed detect them from SLURM, Open MPI or a Cloud TPU)")
+        raise ConfigError(
+            "--coordinator, --num-processes and --process-id go together (or give none and let "
+            "--distributed detect them from SLURM, Open MPI or a Cloud TPU)"
+        )
     if num_processes is not None and num_processes < 1:
         raise ConfigError(f"--num-processes must be >= 1 (got {num_processes})")
     if num_processes is not None and not 0 <= process_id < num_processes:
@@ -46,8 +49,7 @@ def start(coordinator: str | None, num_processes: int | None, process_id: int | 
     if coordinator is None and not (detect or launched_by_cluster()):
         return
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id)
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     except (ValueError, RuntimeError) as e:
         raise ConfigError(f"cannot start JAX's distributed runtime: {str(e).splitlines()[0]}") from None
 
@@ -63,8 +65,9 @@ def multi_process() -> bool:
 
 def to_global(tree, sharding):
     """Host values every process holds alike, laid out on a (possibly multi-process) sharding."""
-    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding,
-                                                               lambda index: np.asarray(x)[index]), tree)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree
+    )
 
 
 def to_host(tree):
@@ -93,7 +96,7 @@ def writer_message(message: str | None) -> str | None:
         return message
     encoded = np.zeros(MESSAGE_BYTES, np.int32)
     text = (message or "").encode()[:MESSAGE_BYTES]
-    encoded[:len(text)] = np.frombuffer(text, np.uint8)
+    encoded[: len(text)] = np.frombuffer(text, np.uint8)
     received = np.asarray(multihost_utils.broadcast_one_to_all(encoded)).astype(np.uint8)
     return bytes(received).rstrip(b"\0").decode(errors="replace") or None
 

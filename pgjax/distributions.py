@@ -1,4 +1,5 @@
 """Diagonal Gaussian and tanh-squashed Gaussian log-densities, written out so they can be tested."""
+
 from __future__ import annotations
 
 import jax

@@ -6,6 +6,7 @@ its State carries the training envs as `env_state`. The driver scans iterations 
 points (one jitted *chunk* per point), evaluates the deterministic policy on separate envs with
 separate keys, flags divergence, and vmaps all of it over seeds and over float hyperparameters.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,12 +61,16 @@ class Schedule:
         """What runs instead of what was asked, in one line (None when it is what was asked)."""
         notes = []
         if asked_steps is not None and self.total_steps != asked_steps:
-            notes.append(f"{asked_steps:,} steps is not a whole number of iterations ({self.steps_per_iteration:,} "
-                         f"env steps each{f' after {self.warmup_steps:,} of warm-up' if self.warmup_steps else ''}); "
-                         f"running {self.total_steps:,}")
+            notes.append(
+                f"{asked_steps:,} steps is not a whole number of iterations ({self.steps_per_iteration:,} "
+                f"env steps each{f' after {self.warmup_steps:,} of warm-up' if self.warmup_steps else ''}); "
+                f"running {self.total_steps:,}"
+            )
         if self.num_chunks != num_evals:
-            notes.append(f"num_evals = {num_evals} exceeds the {self.num_iterations} iteration(s) the budget holds; "
-                         f"writing {self.num_chunks + 1} evaluation points (one after every iteration)")
+            notes.append(
+                f"num_evals = {num_evals} exceeds the {self.num_iterations} iteration(s) the budget holds; "
+                f"writing {self.num_chunks + 1} evaluation points (one after every iteration)"
+            )
         return "; ".join(notes) or None
 
 
@@ -77,7 +82,8 @@ def make_schedule(agent: ModuleType, config, num_evals: int = DEFAULT_NUM_EVALS)
         raise ConfigError(
             f"total_steps = {config.total_steps} leaves no training iteration after warmup_steps = {warmup} "
             f"(one iteration takes {per_iteration} env steps): raise total_steps"
-            + (" or lower warmup_steps" if warmup else ""))
+            + (" or lower warmup_steps" if warmup else "")
+        )
     return Schedule(warmup, per_iteration, iterations, min(num_evals, iterations))
 
 
@@ -126,6 +132,7 @@ def evaluate(agent: ModuleType, env: Env, agent_state, key: jax.Array, num_episo
 
 def uniform_random_returns(env: Env, key: jax.Array, num_episodes: int) -> jax.Array:
     """Returns of uniform random actions in [-1, 1]: a task's score 0 in the aggregate statistics."""
+
     def act(obs, k):
         return jax.random.uniform(k, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
 
@@ -138,8 +145,9 @@ def policy_part(agent_state):
 
 
 def all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    leaves = [
+        jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
@@ -164,8 +172,15 @@ class Trainer:
         state = self.agent.init(agent_key, self.env, config)
         shapes = jax.eval_shape(lambda s: self.iteration(s, config)[1], state)
         no_metrics = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
-        return RunState(state, eval_key, jnp.zeros((), jnp.int32), ~all_finite(state), no_metrics,
-                        jnp.asarray(-jnp.inf, jnp.float32), policy_part(state))
+        return RunState(
+            state,
+            eval_key,
+            jnp.zeros((), jnp.int32),
+            ~all_finite(state),
+            no_metrics,
+            jnp.asarray(-jnp.inf, jnp.float32),
+            policy_part(state),
+        )
 
     def evaluate(self, run: RunState) -> tuple[RunState, CurvePoint]:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
@@ -173,8 +188,9 @@ class Trainer:
         point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged, run.metrics)
         better = (mean > run.best_return) & ~run.diverged  # False for a NaN mean: best_return stays a number
         best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy_part(run.agent), run.best_policy)
-        return run.replace(evals_done=run.evals_done + 1, best_return=jnp.where(better, mean, run.best_return),
-                           best_policy=best), point
+        return run.replace(
+            evals_done=run.evals_done + 1, best_return=jnp.where(better, mean, run.best_return), best_policy=best
+        ), point
 
     def advance(self, run: RunState, config, iterations) -> RunState:
         """`iterations` training iterations (a traced scalar shared by all runs, so chunks of different
@@ -184,8 +200,11 @@ class Trainer:
         def body(i, carry):
             state, finite, total = carry
             if refill_every:  # the predicate is the same for every run, so this stays a real branch
-                state = state.replace(env_state=jax.lax.cond(
-                    i % refill_every == 0, partial(refresh, self.env), lambda s: s, state.env_state))
+                state = state.replace(
+                    env_state=jax.lax.cond(
+                        i % refill_every == 0, partial(refresh, self.env), lambda s: s, state.env_state
+                    )
+                )
             state, metrics = self.iteration(state, config)
             return state, finite & all_finite(metrics), jax.tree.map(jnp.add, total, metrics)
 
@@ -220,6 +239,7 @@ def over_seeds_and_configs(fn, x_per_config: bool):
     """vmap fn(x, config, *shared) over seeds (x's leading axis) and over a leading config axis of the
     config's float leaves; x is shared by all configs (seed keys) unless x_per_config (run states),
     and the remaining arguments are shared by every run."""
+
     def batched(x, config, *shared):
         rest = (None,) * len(shared)
         per_seed = jax.vmap(fn, in_axes=(0, None) + rest)

@@ -2,14 +2,20 @@
 (stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO and MDPO-on; PPO may
 instead take Brax's tanh-squashed Gaussian (`policy = "tanh_gaussian"`). Their learners keep the
 networks as `actor` and `critic` and the parameters as `actor_params` and `critic_params`."""
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
 from pgjax import onpolicy
-from pgjax.distributions import (gaussian_entropy, gaussian_log_prob, gaussian_sample, log_one_minus_tanh_sq,
-                                 tanh_gaussian_log_prob)
+from pgjax.distributions import (
+    gaussian_entropy,
+    gaussian_log_prob,
+    gaussian_sample,
+    log_one_minus_tanh_sq,
+    tanh_gaussian_log_prob,
+)
 from pgjax.envs import Env
 from pgjax.networks import MLP, GaussianActor, SoftplusTanhGaussianActor
 

@@ -1,6 +1,7 @@
 """Pieces shared by the maximum-entropy actor-critics whose policy is a tanh-squashed Gaussian
 (SAC, DSAC-T): their learners keep the policy network as `actor` and its parameters as
 `actor_params`, and tune the temperature α toward a target entropy."""
+
 from __future__ import annotations
 
 import jax

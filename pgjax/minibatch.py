@@ -1,4 +1,5 @@
 """Shuffling a rollout into minibatches: one place for every on-policy agent."""
+
 from __future__ import annotations
 
 import math

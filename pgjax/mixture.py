@@ -1,5 +1,6 @@
 """Mixture-of-experts policies (PMOE, Ren et al. 2021): the pieces PMOE-SAC and PMOE-PPO share.
 Every array with an expert axis has it right after the batch axes: [..., K] or [..., K, |A|]."""
+
 from __future__ import annotations
 
 import jax
@@ -49,9 +50,12 @@ def diagnostics(logits: jax.Array, best: jax.Array, last_usage: jax.Array) -> di
     batch sampling alone); and how often k* is not the expert the gate favours."""
     log_w = jax.nn.log_softmax(logits, axis=-1)
     usage = expert_usage(best, logits.shape[-1])
-    return {"gate_entropy": -(jnp.exp(log_w) * log_w).sum(-1).mean(), "expert_usage": usage,
-            "k_star_change": 0.5 * jnp.abs(usage - last_usage).sum(),
-            "gate_disagreement": (best != jnp.argmax(logits, axis=-1)).mean()}
+    return {
+        "gate_entropy": -(jnp.exp(log_w) * log_w).sum(-1).mean(),
+        "expert_usage": usage,
+        "k_star_change": 0.5 * jnp.abs(usage - last_usage).sum(),
+        "gate_disagreement": (best != jnp.argmax(logits, axis=-1)).mean(),
+    }
 
 
 def evaluation_expert(key: jax.Array, logits: jax.Array, choice: str, q_of_means) -> jax.Array:

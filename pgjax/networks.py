@@ -1,8 +1,9 @@
 """Small flax.linen networks shared by the agents."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -11,8 +12,13 @@ import numpy as np
 
 # "gelu" is the exact erf form (torch's default, which the DSAC-T reference uses); jax's default is the
 # tanh approximation, available as "gelu_tanh".
-ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "swish": nn.swish,
-                                    "gelu": partial(jax.nn.gelu, approximate=False), "gelu_tanh": jax.nn.gelu}
+ACTIVATIONS: dict[str, Callable] = {
+    "tanh": nn.tanh,
+    "relu": nn.relu,
+    "swish": nn.swish,
+    "gelu": partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": jax.nn.gelu,
+}
 
 
 def orthogonal(scale: float) -> Callable:
@@ -51,12 +57,20 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=kernel_initializer(self.weight_init, np.sqrt(2.0)),
-                             bias_init=nn.initializers.zeros)(x))
+            x = act(
+                nn.Dense(
+                    size,
+                    kernel_init=kernel_initializer(self.weight_init, np.sqrt(2.0)),
+                    bias_init=nn.initializers.zeros,
+                )(x)
+            )
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
-        return nn.Dense(self.out_size, kernel_init=kernel_initializer(self.weight_init, self.out_scale),
-                        bias_init=nn.initializers.zeros)(x)
+        return nn.Dense(
+            self.out_size,
+            kernel_init=kernel_initializer(self.weight_init, self.out_scale),
+            bias_init=nn.initializers.zeros,
+        )(x)
 
 
 class GaussianActor(nn.Module):
@@ -71,7 +85,9 @@ class GaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = MLP(self.hidden_sizes, self.action_size, self.activation, out_scale=0.01, weight_init=self.weight_init)(obs)
+        mean = MLP(self.hidden_sizes, self.action_size, self.activation, out_scale=0.01, weight_init=self.weight_init)(
+            obs
+        )
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_size,))
         return mean, jnp.broadcast_to(log_std, mean.shape)
 
@@ -90,7 +106,9 @@ class SoftplusTanhGaussianActor(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_sizes, 2 * self.action_size, self.activation, out_scale=0.01, weight_init=self.weight_init)(obs)
+        out = MLP(
+            self.hidden_sizes, 2 * self.action_size, self.activation, out_scale=0.01, weight_init=self.weight_init
+        )(obs)
         mean, raw_scale = jnp.split(out, 2, axis=-1)
         return mean, jnp.log(jax.nn.softplus(raw_scale) + self.min_std)
 
@@ -193,7 +211,8 @@ class QNetwork(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         return MLP(self.hidden_sizes, 1, self.activation, layer_norm=self.layer_norm, weight_init=self.weight_init)(
-            jnp.concatenate([obs, action], -1))[..., 0]
+            jnp.concatenate([obs, action], -1)
+        )[..., 0]
 
 
 def init_ensemble(module: nn.Module, key: jax.Array, n: int, *example):

@@ -1,4 +1,5 @@
 """Running observation normalisation and reward scaling: per-seed state, never a global."""
+
 from __future__ import annotations
 
 import jax
@@ -18,10 +19,10 @@ class RunningStats:
     count: jax.Array
 
     @classmethod
-    def create(cls, shape: tuple[int, ...] = ()) -> "RunningStats":
+    def create(cls, shape: tuple[int, ...] = ()) -> RunningStats:
         return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
 
-    def update(self, batch: jax.Array) -> "RunningStats":
+    def update(self, batch: jax.Array) -> RunningStats:
         batch = batch.reshape((-1,) + self.mean.shape)
         b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
         total = self.count + b_count
@@ -42,10 +43,10 @@ class RewardScaler:
     stats: RunningStats
 
     @classmethod
-    def create(cls, num_envs: int) -> "RewardScaler":
+    def create(cls, num_envs: int) -> RewardScaler:
         return cls(jnp.zeros((num_envs,), jnp.float32), RunningStats.create(()))
 
-    def update(self, rewards: jax.Array, dones: jax.Array, gamma: jax.Array) -> "RewardScaler":
+    def update(self, rewards: jax.Array, dones: jax.Array, gamma: jax.Array) -> RewardScaler:
         """rewards, dones: [T, num_envs] in time order."""
 
         def accumulate(ret, step):

@@ -7,9 +7,11 @@ observations are normalised with the running statistics. The first `warmup_steps
 the buffer with uniform random actions, or with the initial policy where `random_warmup` is off. An agent supplies its learner (networks, parameters, optimiser states, ...),
 its exploration policy and its gradient step; everything else lives here, once.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from flax import struct
@@ -17,7 +19,14 @@ from flax import struct
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
 from pgjax.envs import Env, EnvState, batch_reset, refresh
 from pgjax.normalize import RunningStats, normalizer
-from pgjax.replay import as_items, buffer_capacity, keeps_truncation, make_buffer, replay_budget_problems, transition_item
+from pgjax.replay import (
+    as_items,
+    buffer_capacity,
+    keeps_truncation,
+    make_buffer,
+    replay_budget_problems,
+    transition_item,
+)
 from pgjax.rollout import env_step, rollout, uniform_policy
 
 # (learner, normalised obs, key) -> action in [-1, 1]
@@ -44,8 +53,9 @@ class Config:
 
     def problems(self) -> list[str]:
         out: list[str] = []
-        check_positive(out, self, "total_steps", "num_envs", "gradient_steps", "batch_size", "buffer_size",
-                       "reward_scale")
+        check_positive(
+            out, self, "total_steps", "num_envs", "gradient_steps", "batch_size", "buffer_size", "reward_scale"
+        )
         check_unit_interval(out, self, "gamma", "tau")
         require(out, self.warmup_steps >= 0, f"warmup_steps must be >= 0 (got {self.warmup_steps})")
         return out + replay_budget_problems(self)
@@ -73,8 +83,9 @@ def replay_buffer(config: Config):
     return make_buffer(buffer_capacity(config), config.batch_size)
 
 
-def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any],
-         explore: Explore) -> State:
+def init(
+    key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any], explore: Explore
+) -> State:
     """The learner, a replay buffer holding `warmup_steps` transitions (uniform random actions, or the
     initial policy's), and the training envs."""
     k_learner, k_env, k_warm, key = jax.random.split(key, 4)
@@ -87,19 +98,20 @@ def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.A
         # a reset's fresh-start pools hold copies of its first states until refilled, and the warm-up's
         # episodes end before the driver's first refill
         env_state = refresh(env, env_state)
+
         def initial_policy(obs, k):
             return explore(learner, obs_stats.normalize(obs) if config.normalize_observations else obs, k), ()
 
         warmup = uniform_policy(env.action_size) if config.random_warmup else initial_policy
-        env_state, traj = rollout(env, env_state, warmup, k_warm,
-                                  config.warmup_steps // config.num_envs)
+        env_state, traj = rollout(env, env_state, warmup, k_warm, config.warmup_steps // config.num_envs)
         buffer_state = buffer.add(buffer_state, as_items(traj, keeps_truncation(config)))
         obs_stats = obs_stats.update(traj.obs)
     return State(learner, buffer_state, obs_stats, env_state, key, config.normalize_observations)
 
 
-def iteration(state: State, env: Env, config: Config, explore: Explore, gradient_step: GradientStep
-              ) -> tuple[State, dict]:
+def iteration(
+    state: State, env: Env, config: Config, explore: Explore, gradient_step: GradientStep
+) -> tuple[State, dict]:
     """One env step in every training env, then `gradient_steps` updates (their batches normalised with
     the statistics the policy acted on); metrics are the updates' means."""
     normalize = normalizer(state)
@@ -120,6 +132,5 @@ def iteration(state: State, env: Env, config: Config, explore: Explore, gradient
         return gradient_step(learner, batch, step_key, env, config)
 
     learner, metrics = jax.lax.scan(update, state.learner, jax.random.split(update_key, config.gradient_steps))
-    new_state = state.replace(learner=learner, buffer=buffer_state, obs_stats=obs_stats, env_state=env_state,
-                              key=key)
+    new_state = state.replace(learner=learner, buffer=buffer_state, obs_stats=obs_stats, env_state=env_state, key=key)
     return new_state, jax.tree.map(lambda m: m.mean(0), metrics)  # over the updates (a metric may be a vector)

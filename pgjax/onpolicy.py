@@ -9,9 +9,11 @@ normalisation, the clipped value loss, the annealed learning rate) live here too
 supplies its learner (networks, parameters, optimiser states, ...), how it samples an action, its
 value function and its update.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -56,14 +58,18 @@ class Config:
 
     def problems(self) -> list[str]:
         out: list[str] = []
-        check_positive(out, self, "total_steps", "num_envs", "rollout_length", "num_epochs", "num_minibatches",
-                       "reward_scale")
+        check_positive(
+            out, self, "total_steps", "num_envs", "rollout_length", "num_epochs", "num_minibatches", "reward_scale"
+        )
         check_unit_interval(out, self, "gamma", "gae_lambda")
         check_choice(out, self, "advantage", ADVANTAGES)
         require(out, self.gae_segment >= 0, f"gae_segment must be >= 0 (got {self.gae_segment})")
         batch = self.num_envs * self.rollout_length
-        require(out, self.num_minibatches <= 0 or batch % self.num_minibatches == 0,
-                f"num_envs * rollout_length = {batch} must be divisible by num_minibatches = {self.num_minibatches}")
+        require(
+            out,
+            self.num_minibatches <= 0 or batch % self.num_minibatches == 0,
+            f"num_envs * rollout_length = {batch} must be divisible by num_minibatches = {self.num_minibatches}",
+        )
         return out
 
 
@@ -98,13 +104,19 @@ def annealed_lr(lr, config: Config, updates_per_iteration: int):
 
 def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any]) -> State:
     k_learner, k_env, key = jax.random.split(key, 3)
-    return State(init_learner(k_learner, env, config), RunningStats.create((env.obs_size,)),
-                 RewardScaler.create(config.num_envs), batch_reset(env, k_env, config.num_envs), key,
-                 config.normalize_observations)
+    return State(
+        init_learner(k_learner, env, config),
+        RunningStats.create((env.obs_size,)),
+        RewardScaler.create(config.num_envs),
+        batch_reset(env, k_env, config.num_envs),
+        key,
+        config.normalize_observations,
+    )
 
 
-def iteration(state: State, env: Env, config: Config, sample: Sample, value: Value, update: Update
-              ) -> tuple[State, dict]:
+def iteration(
+    state: State, env: Env, config: Config, sample: Sample, value: Value, update: Update
+) -> tuple[State, dict]:
     """Rollout, advantages, then the agent's update on the flat batch of num_envs * rollout_length
     samples: obs (normalised), action, the sample's and the value's extras, value, advantage (not yet normalised),
     target (the λ-return Â + V), and for agents that also learn off-policy from the transitions
@@ -126,19 +138,38 @@ def iteration(state: State, env: Env, config: Config, sample: Sample, value: Val
         reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
         rewards = reward_scaler.scale(traj.reward)
     rewards = config.reward_scale * rewards
-    advantages, targets = gae(rewards, values, next_values, traj.terminated, traj.done, config.gamma,
-                              config.gae_lambda, segment=config.gae_segment, mask_truncated=config.mask_truncated,
-                              advantage=config.advantage)
+    advantages, targets = gae(
+        rewards,
+        values,
+        next_values,
+        traj.terminated,
+        traj.done,
+        config.gamma,
+        config.gae_lambda,
+        segment=config.gae_segment,
+        mask_truncated=config.mask_truncated,
+        advantage=config.advantage,
+    )
 
-    batch = {"obs": obs, "action": traj.action, **traj.extras, **value_extras, "value": values, "advantage": advantages,
-             "target": targets, "reward": rewards, "next_obs": next_obs,
-             "terminated": traj.terminated.astype(jnp.float32)}
+    batch = {
+        "obs": obs,
+        "action": traj.action,
+        **traj.extras,
+        **value_extras,
+        "value": values,
+        "advantage": advantages,
+        "target": targets,
+        "reward": rewards,
+        "next_obs": next_obs,
+        "terminated": traj.terminated.astype(jnp.float32),
+    }
     batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     learner, metrics = update(state.learner, batch, update_key, env, config)
 
     obs_stats = state.obs_stats.update(traj.obs) if config.normalize_observations else state.obs_stats
-    return state.replace(learner=learner, obs_stats=obs_stats, reward_scaler=reward_scaler, env_state=env_state,
-                         key=key), metrics
+    return state.replace(
+        learner=learner, obs_stats=obs_stats, reward_scaler=reward_scaler, env_state=env_state, key=key
+    ), metrics
 
 
 def values_and_extras(out: jax.Array | dict) -> tuple[jax.Array, dict]:
@@ -164,6 +195,7 @@ def minibatch_epochs(step: Callable, carry, batch: dict, key: jax.Array, num_epo
     """`num_epochs` passes over the batch, each in `num_minibatches` freshly shuffled minibatches, each
     minibatch with a fresh "key" of its own (for losses that sample); returns the final carry and the
     per-step infos stacked [num_epochs, num_minibatches]."""
+
     def epoch(carry, k):
         minibatches = shuffled_minibatches(k, batch, num_minibatches)
         minibatches["key"] = jax.random.split(jax.random.fold_in(k, 1), num_minibatches)

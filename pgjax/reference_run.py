@@ -6,6 +6,7 @@ Pendulum-v1, the same sample budget and evaluation layout, several seeds; a repe
 skips what is finished); the comparison plots ours over theirs and gives the collected samples at which each
 run's evaluation return first reaches THRESHOLD. A comparison: it records figures and asserts nothing.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,10 @@ import numpy as np
 
 THRESHOLD = -250.0
 OFFICIAL_CURVE = "official/evaluation_return_by_collected_samples.csv"
-SOURCE = ("Jingliang-Duan/DSAC-v2 at 53447f4, results/DSAC_V2_gym_pendulum/240223-003213 "
-          "(data/Evaluation_3. TAR-Collected samples.csv)")
+SOURCE = (
+    "Jingliang-Duan/DSAC-v2 at 53447f4, results/DSAC_V2_gym_pendulum/240223-003213 "
+    "(data/Evaluation_3. TAR-Collected samples.csv)"
+)
 
 
 def first_reach(curve: list[tuple[int, float]], threshold: float = THRESHOLD) -> int | None:
@@ -44,24 +47,36 @@ def comparison(folder: Path) -> dict:
     ours, theirs = our_curves(folder), official_curve(folder)
     reached = {seed: first_reach(curve) for seed, curve in ours.items()}
     hit = [r for r in reached.values() if r is not None]
-    return {"threshold": THRESHOLD, "official_source": SOURCE,
-            "official": {"samples": theirs[-1][0], "first_reaches_threshold_at": first_reach(theirs),
-                         "final_return": theirs[-1][1]},
-            "ours": {"seeds": len(ours), "samples": max(c[-1][0] for c in ours.values()),
-                     "first_reaches_threshold_at": reached,
-                     "median_first_reach": float(np.median(hit)) if len(hit) == len(reached) else None,
-                     "seeds_reaching": len(hit), "final_return": {s: c[-1][1] for s, c in ours.items()},
-                     "final_return_mean": round(float(np.mean([c[-1][1] for c in ours.values()])), 1)}}
+    return {
+        "threshold": THRESHOLD,
+        "official_source": SOURCE,
+        "official": {
+            "samples": theirs[-1][0],
+            "first_reaches_threshold_at": first_reach(theirs),
+            "final_return": theirs[-1][1],
+        },
+        "ours": {
+            "seeds": len(ours),
+            "samples": max(c[-1][0] for c in ours.values()),
+            "first_reaches_threshold_at": reached,
+            "median_first_reach": float(np.median(hit)) if len(hit) == len(reached) else None,
+            "seeds_reaching": len(hit),
+            "final_return": {s: c[-1][1] for s, c in ours.items()},
+            "final_return_mean": round(float(np.mean([c[-1][1] for c in ours.values()])), 1),
+        },
+    }
 
 
 def markdown(result: dict) -> str:
     o, t = result["ours"], result["official"]
     reached = ", ".join(f"{r:,}" if r is not None else "never" for r in o["first_reaches_threshold_at"].values())
     finals = ", ".join(f"{v:.0f}" for v in o["final_return"].values())
-    return (f"| run | seeds | samples | first reaches {result['threshold']:g} at | final return |\n|---|---|---|---|---|\n"
-            f"| official DSAC-T ({t['samples']:,} samples) | 1 | {t['samples']:,} | {t['first_reaches_threshold_at']:,} | "
-            f"{t['final_return']:.0f} |\n"
-            f"| ours (`dsact`) | {o['seeds']} | {o['samples']:,} | {reached} | {finals} (mean {o['final_return_mean']}) |\n")
+    return (
+        f"| run | seeds | samples | first reaches {result['threshold']:g} at | final return |\n|---|---|---|---|---|\n"
+        f"| official DSAC-T ({t['samples']:,} samples) | 1 | {t['samples']:,} | {t['first_reaches_threshold_at']:,} | "
+        f"{t['final_return']:.0f} |\n"
+        f"| ours (`dsact`) | {o['seeds']} | {o['samples']:,} | {reached} | {finals} (mean {o['final_return_mean']}) |\n"
+    )
 
 
 def plot(folder: Path, result: dict) -> None:
@@ -105,8 +120,10 @@ def main(args) -> int:
 
     out = Path(args.out)
     if not (out / OFFICIAL_CURVE).exists():
-        raise ConfigError(f"{out / OFFICIAL_CURVE} is missing: the official run's curve lives in the repository's "
-                          f"results/parity/dsact_pendulum/official/ ({SOURCE})")
+        raise ConfigError(
+            f"{out / OFFICIAL_CURVE} is missing: the official run's curve lives in the repository's "
+            f"results/parity/dsact_pendulum/official/ ({SOURCE})"
+        )
     name, groups = load_sweep(args.sweep)
     results: list[dict] = []
 
@@ -116,8 +133,16 @@ def main(args) -> int:
         results.append(write_comparison(out))
         write_report([out], out)
 
-    run_groups(name, groups, out, not args.quiet, "resume", resume_hint=f"pgjax compare-official --out {out}",
-               scores=load_scores(args.sweep), then=compare)
+    run_groups(
+        name,
+        groups,
+        out,
+        not args.quiet,
+        "resume",
+        resume_hint=f"pgjax compare-official --out {out}",
+        scores=load_scores(args.sweep),
+        then=compare,
+    )
     print(markdown(results[0]))
     print(f"wrote {out}")
     return 0

@@ -1,4 +1,5 @@
 """Agent names -> modules implementing the train contract (Config, init, iteration, act)."""
+
 from __future__ import annotations
 
 import importlib

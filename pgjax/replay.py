@@ -1,4 +1,5 @@
 """Replay buffer inside the pure train state: flashbax's item buffer (vmaps over seeds)."""
+
 from __future__ import annotations
 
 import flashbax as fbx
@@ -34,8 +35,7 @@ def replay_budget_problems(config) -> list[str]:
 
 
 def make_buffer(capacity: int, batch_size: int):
-    return fbx.make_item_buffer(max_length=capacity, min_length=1, sample_batch_size=batch_size,
-                                add_batches=True)
+    return fbx.make_item_buffer(max_length=capacity, min_length=1, sample_batch_size=batch_size, add_batches=True)
 
 
 def keeps_truncation(config) -> bool:
@@ -47,15 +47,25 @@ def keeps_truncation(config) -> bool:
 def transition_item(obs_size: int, action_size: int, truncated: bool = False) -> dict:
     """The stored fields of one transition: everything a TD target needs, nothing else."""
     f = jnp.float32
-    item = {"obs": jnp.zeros(obs_size, f), "action": jnp.zeros(action_size, f), "reward": jnp.zeros((), f),
-            "terminated": jnp.zeros((), f), "next_obs": jnp.zeros(obs_size, f)}
+    item = {
+        "obs": jnp.zeros(obs_size, f),
+        "action": jnp.zeros(action_size, f),
+        "reward": jnp.zeros((), f),
+        "terminated": jnp.zeros((), f),
+        "next_obs": jnp.zeros(obs_size, f),
+    }
     return {**item, "truncated": jnp.zeros((), f)} if truncated else item
 
 
 def as_items(t: Transition, truncated: bool = False) -> dict:
     """A batch of env transitions (leading axes flattened) in the stored form."""
-    items = {"obs": t.obs, "action": t.action, "reward": t.reward,
-             "terminated": t.terminated.astype(jnp.float32), "next_obs": t.next_obs}
+    items = {
+        "obs": t.obs,
+        "action": t.action,
+        "reward": t.reward,
+        "terminated": t.terminated.astype(jnp.float32),
+        "next_obs": t.next_obs,
+    }
     if truncated:
         items["truncated"] = t.truncated.astype(jnp.float32)
-    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[t.reward.ndim:]), items)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[t.reward.ndim :]), items)

@@ -1,6 +1,7 @@
 """Reports: final-return tables (mean, IQM with bootstrap 95% intervals over seeds), learning-curve
 plots per environment, and the run metadata of every results folder, so that two machines' or two
 versions' results can be compared side by side."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ def load_runs(folders: list[Path]) -> dict:
     for folder, label in zip(folders, labels):
         for row in read_curves(folder / "curves.csv"):
             key = (label, row["agent"], row["env"], row["backend"], row["config_id"])
-            runs[key][int(row["seed"])].append(
-                (int(row["env_steps"]), float(row["eval_return_mean"]), row["status"]))
+            runs[key][int(row["seed"])].append((int(row["env_steps"]), float(row["eval_return_mean"]), row["status"]))
     return runs
 
 
@@ -40,7 +40,7 @@ def final_metrics_table(metrics: dict, multi_folder: bool, labels: dict[str, str
     """Each run's training metrics over the last chunk, mean over seeds."""
     head = ["agent", "env"] + (["results"] if multi_folder else []) + ["config", "training metrics (mean over seeds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (label, agent, env, backend, cid), per_metric in sorted(metrics.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
+    for (label, agent, env, _backend, cid), per_metric in sorted(metrics.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
         values = [f"{name} {np.mean(by_step[max(by_step)]):.4g}" for name, by_step in sorted(per_metric.items())]
         cells = [agent, env] + ([label] if multi_folder else []) + [labels.get(cid) or cid, "; ".join(values)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -59,8 +59,7 @@ def panel_grid(count: int, max_cols: int, panel_size: tuple[float, float], dpi: 
     plt = _pyplot()
     cols = min(max_cols, count)
     rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), dpi=dpi,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), dpi=dpi, squeeze=False)
     for ax in axes.flat[count:]:
         ax.axis("off")
     return plt, fig, axes
@@ -73,7 +72,7 @@ def plot_expert_usage(env: str, metrics: dict, out: Path, labels: dict[str, str]
     if not runs:
         return None
     plt, fig, axes = panel_grid(len(runs), 3, (4.4, 3.3), 110)
-    for ax, ((label, agent, _, _, cid), m) in zip(axes.flat, runs):
+    for ax, ((_label, agent, _, _, cid), m) in zip(axes.flat, runs):
         experts = sorted((n for n in m if n.startswith("expert_usage[")), key=lambda n: int(n[13:-1]))
         for name in experts:
             steps = sorted(m[name])
@@ -154,8 +153,11 @@ def run_curves(per_seed: dict) -> tuple[np.ndarray, np.ndarray, list[int], int]:
 
 
 def final_table(runs: dict, multi_folder: bool, labels: dict[str, str]) -> list[str]:
-    head = ["agent", "env", "backend"] + (["results"] if multi_folder else []) + ["config_id", "config", "seeds",
-            "env steps", "mean", "IQM", "IQM 95% CI", "diverged"]
+    head = (
+        ["agent", "env", "backend"]
+        + (["results"] if multi_folder else [])
+        + ["config_id", "config", "seeds", "env steps", "mean", "IQM", "IQM 95% CI", "diverged"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (label, agent, env, backend, cid), per_seed in sorted(runs.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
         steps, returns, seeds, diverged = run_curves(per_seed)
@@ -167,8 +169,11 @@ def final_table(runs: dict, multi_folder: bool, labels: dict[str, str]) -> list[
             ci = f"[{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else "n/a"
         else:
             mean = mid = ci = "n/a"
-        cells = [agent, env, backend] + ([label] if multi_folder else []) + [
-            cid, labels.get(cid, ""), str(len(seeds)), f"{steps[-1]:,}", mean, mid, ci, str(diverged)]
+        cells = (
+            [agent, env, backend]
+            + ([label] if multi_folder else [])
+            + [cid, labels.get(cid, ""), str(len(seeds)), f"{steps[-1]:,}", mean, mid, ci, str(diverged)]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -191,11 +196,11 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[s
     plt = _pyplot()
 
     configs_per_agent = defaultdict(set)  # on this env
-    for (label, agent, e, backend, cid) in runs:
+    for label, agent, e, _backend, cid in runs:
         if e == env:
             configs_per_agent[(label, agent)].add(cid)
     series = []
-    for (label, agent, e, backend, cid), per_seed in sorted(runs.items()):
+    for (label, agent, e, _backend, cid), per_seed in sorted(runs.items()):
         if e != env:
             continue
         steps, returns, seeds, _ = run_curves(per_seed)
@@ -207,7 +212,7 @@ def plot_env(env: str, runs: dict, out: Path, multi_folder: bool, labels: dict[s
     fig, axes = plt.subplots(1, num_panels, figsize=(6.4 * num_panels, 4.2), dpi=110, sharey=True, squeeze=False)
     for (steps, returns, name), panel in zip(series, panel_of):
         mid, lo, hi = aggregate.iqm_curve(returns)
-        line, = axes[0, panel].plot(steps, mid, label=name)
+        (line,) = axes[0, panel].plot(steps, mid, label=name)
         axes[0, panel].fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     backends = sorted({k[3] for k in runs if k[2] == env})
     fig.suptitle(f"{env} ({', '.join(backends)})")
@@ -229,9 +234,11 @@ def read_scores(folders: list[Path]) -> tuple[dict, list[str]]:
         for task, s in (json.loads(path.read_text()).get("scores") or {} if path.is_file() else {}).items():
             kept = scores.setdefault(task, s)
             if (kept["random"], kept["reference"]) != (s["random"], s["reference"]):
-                disagreements.append(f"{folder} normalises {task} with random {s['random']:g} and reference "
-                                     f"{s['reference']:g}; the first folder's {kept['random']:g} and "
-                                     f"{kept['reference']:g} are used.")
+                disagreements.append(
+                    f"{folder} normalises {task} with random {s['random']:g} and reference "
+                    f"{s['reference']:g}; the first folder's {kept['random']:g} and "
+                    f"{kept['reference']:g} are used."
+                )
     return scores, disagreements
 
 
@@ -240,7 +247,7 @@ def method_finals(runs: dict, labels: dict[str, str], multi_folder: bool) -> dic
     fields where it ran several configs on one env, and its folder when comparing folders); a
     diverged run's final return is NaN."""
     per_env, backends = defaultdict(set), defaultdict(set)
-    for (label, agent, env, backend, cid) in runs:
+    for label, agent, env, backend, cid in runs:
         per_env[(label, agent, env)].add(cid)
         backends[(label, agent, env)].add(backend)
     several = {(label, agent) for (label, agent, _), ids in per_env.items() if len(ids) > 1}
@@ -260,46 +267,88 @@ def aggregate_section(runs: dict, scores: dict, out: Path, labels: dict[str, str
     tasks = sorted(t for t in scores if all(t in per_task for per_task in finals.values()))
     left_out = sorted({t for per_task in finals.values() for t in per_task} - set(tasks))
     if not tasks:
-        return ["", "## Aggregate over tasks", "",
+        return (
+            [
+                "",
+                "## Aggregate over tasks",
+                "",
                 f"Not computed: no task with a score normalisation ({', '.join(sorted(scores))}) was run by every "
-                f"method ({', '.join(sorted(finals))})."] if scores else []
+                f"method ({', '.join(sorted(finals))}).",
+            ]
+            if scores
+            else []
+        )
     # a diverged run failed: it scores as the random policy
-    finals = {m: {t: np.nan_to_num(per_task[t], nan=scores[t]["random"]) for t in tasks} for m, per_task in finals.items()}
+    finals = {
+        m: {t: np.nan_to_num(per_task[t], nan=scores[t]["random"]) for t in tasks} for m, per_task in finals.items()
+    }
     matrices = aggregate.score_matrices(finals, scores, tasks)
     estimates = aggregate.iqm_and_optimality_gap(matrices)
     runs_per_task = {m: x.shape[0] for m, x in matrices.items()}
-    lines = ["", "## Aggregate over tasks", "",
-             f"Final returns normalised per task (a uniform random policy = 0, the reference = 1; dmc/ tasks on DMC's "
-             f"own scale, 0 and 1000) on {len(tasks)} "
-             f"task(s): {', '.join(tasks)}. IQM and optimality gap (the mean shortfall below 1) across runs x "
-             f"tasks with stratified-bootstrap 95% CIs ({aggregate.REPS} resamples), computed with rliable. A "
-             "diverged run scores 0." + (f" Tasks without a score normalisation, or not run by every method, "
-                                         f"are left out: {', '.join(left_out)}." if left_out else ""), ""]
+    lines = [
+        "",
+        "## Aggregate over tasks",
+        "",
+        f"Final returns normalised per task (a uniform random policy = 0, the reference = 1; dmc/ tasks on DMC's "
+        f"own scale, 0 and 1000) on {len(tasks)} "
+        f"task(s): {', '.join(tasks)}. IQM and optimality gap (the mean shortfall below 1) across runs x "
+        f"tasks with stratified-bootstrap 95% CIs ({aggregate.REPS} resamples), computed with rliable. A "
+        "diverged run scores 0."
+        + (
+            f" Tasks without a score normalisation, or not run by every method, are left out: {', '.join(left_out)}."
+            if left_out
+            else ""
+        ),
+        "",
+    ]
     few = sorted(m for m, n in runs_per_task.items() if n < aggregate.FEW_SEEDS)
     if few:
-        lines += [f"**Fewer than {aggregate.FEW_SEEDS} runs per task** for {', '.join(few)}: their intervals rest "
-                  "on too few seeds to be trusted.", ""]
-    lines += ["| method | runs per task | IQM | IQM 95% CI | optimality gap | gap 95% CI |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"**Fewer than {aggregate.FEW_SEEDS} runs per task** for {', '.join(few)}: their intervals rest "
+            "on too few seeds to be trusted.",
+            "",
+        ]
+    lines += [
+        "| method | runs per task | IQM | IQM 95% CI | optimality gap | gap 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in sorted(estimates, key=lambda m: -estimates[m]["IQM"][0]):
         (iqm_, lo, hi), (gap, glo, ghi) = estimates[m]["IQM"], estimates[m]["optimality gap"]
-        lines.append(f"| {m} | {runs_per_task[m]} | {iqm_:.3f} | [{lo:.3f}, {hi:.3f}] | {gap:.3f} | [{glo:.3f}, {ghi:.3f}] |")
+        lines.append(
+            f"| {m} | {runs_per_task[m]} | {iqm_:.3f} | [{lo:.3f}, {hi:.3f}] | {gap:.3f} | [{glo:.3f}, {ghi:.3f}] |"
+        )
     lines += ["", "| task | random policy (0) | reference (1) | reference source |", "|---|---|---|---|"]
-    lines += [f"| {t} | {scores[t]['random']:g} | {scores[t]['reference']:g} | {scores[t].get('source', '')} |"
-              for t in tasks]
+    lines += [
+        f"| {t} | {scores[t]['random']:g} | {scores[t]['reference']:g} | {scores[t].get('source', '')} |" for t in tasks
+    ]
     plots = [plot_aggregate(estimates, out)]
     taus = np.linspace(0.0, max(1.0, max(float(x.max()) for x in matrices.values())), 41)
     plots.append(plot_profiles(aggregate.performance_profiles(matrices, taus), taus, out))
     if len(matrices) > 1:
         improvement = aggregate.probability_of_improvement(matrices)
         plots.append(plot_improvement(improvement, sorted(matrices), out))
-        lines += ["", "Probability of improvement P(row > column): the chance that a run of the row method on a "
-                  "random task scores above one of the column method (rliable; 95% CIs in the plot's data)."]
+        lines += [
+            "",
+            "Probability of improvement P(row > column): the chance that a run of the row method on a "
+            "random task scores above one of the column method (rliable; 95% CIs in the plot's data).",
+        ]
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
-    write_atomic(out / "aggregate.json", json.dumps({
-        "tasks": tasks, "scores": {t: scores[t] for t in tasks}, "estimates": estimates,
-        "runs_per_task": runs_per_task,
-        "probability_of_improvement": {f"{x} > {y}": v for (x, y), v in
-                                       (improvement.items() if len(matrices) > 1 else [])}}, indent=1) + "\n")
+    write_atomic(
+        out / "aggregate.json",
+        json.dumps(
+            {
+                "tasks": tasks,
+                "scores": {t: scores[t] for t in tasks},
+                "estimates": estimates,
+                "runs_per_task": runs_per_task,
+                "probability_of_improvement": {
+                    f"{x} > {y}": v for (x, y), v in (improvement.items() if len(matrices) > 1 else [])
+                },
+            },
+            indent=1,
+        )
+        + "\n",
+    )
     return lines
 
 
@@ -318,8 +367,14 @@ def plot_aggregate(estimates: dict, out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(methods) + 1.5), dpi=110, sharey=True)
     for ax, stat in zip(axes, ("IQM", "optimality gap")):
         values = np.array([estimates[m][stat] for m in methods])
-        ax.barh(methods, values[:, 0], xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]], capsize=3,
-                color="tab:blue", alpha=0.7)
+        ax.barh(
+            methods,
+            values[:, 0],
+            xerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]],
+            capsize=3,
+            color="tab:blue",
+            alpha=0.7,
+        )
         ax.set_title(f"{stat} of normalised score (95% CI)", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
     return save_figure(plt, fig, out / "aggregate.png")
@@ -330,7 +385,7 @@ def plot_profiles(profiles: tuple, taus: np.ndarray, out: Path) -> Path:
     points, intervals = profiles
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     for m in sorted(points):
-        line, = ax.plot(taus, points[m], label=m)
+        (line,) = ax.plot(taus, points[m], label=m)
         ax.fill_between(taus, intervals[m][0], intervals[m][1], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("normalised score τ")
     ax.set_ylabel("fraction of runs with score > τ")
@@ -358,8 +413,10 @@ def plot_improvement(improvement: dict, methods: list[str], out: Path) -> Path:
 
 
 def metadata_lines(folders: list[Path], labels: list[str]) -> list[str]:
-    lines = ["| results | commit | device | matmul precision | jax | brax | gymnax | compile s | run s | steps/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| results | commit | device | matmul precision | jax | brax | gymnax | compile s | run s | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for folder, label in zip(folders, labels):
         path = folder / "runs.json"
         if not path.is_file():
@@ -367,10 +424,12 @@ def metadata_lines(folders: list[Path], labels: list[str]) -> list[str]:
         meta = json.loads(path.read_text())
         v, d = meta.get("versions", {}), meta.get("device", {})
         for g in meta.get("groups", []):
-            lines.append(f"| {label} ({g['agent']} {g['env']}) | {meta.get('git_commit', '?')[:12]} | "
-                         f"{d.get('kind', '?')} x{d.get('count', '?')} | {g.get('matmul_precision', d.get('matmul_precision', '?'))} | "
-                         f"{v.get('jax', '?')} | {v.get('brax', '?')} | {v.get('gymnax', '?')} | "
-                         f"{g['compile_s']:.1f} | {g['run_s']:.1f} | {g['steps_per_s']:,.0f} |")
+            lines.append(
+                f"| {label} ({g['agent']} {g['env']}) | {meta.get('git_commit', '?')[:12]} | "
+                f"{d.get('kind', '?')} x{d.get('count', '?')} | {g.get('matmul_precision', d.get('matmul_precision', '?'))} | "
+                f"{v.get('jax', '?')} | {v.get('brax', '?')} | {v.get('gymnax', '?')} | "
+                f"{g['compile_s']:.1f} | {g['run_s']:.1f} | {g['steps_per_s']:,.0f} |"
+            )
     return lines
 
 
@@ -395,13 +454,18 @@ def comparison_section(runs: dict, folders: list[Path], labels: list[str], confi
     """Every folder against the first, run by run (same agent, env, backend and config): whether the
     curves are identical, the final returns' difference, and the speed ratio."""
     speeds = group_speeds(folders, labels)
-    lines = ["", f"## Against {labels[0]}", "",
-             f"Runs of the same agent, env, backend and config in {labels[0]} and another folder. identical: every "
-             "seed's curve equal as stored (6 significant digits; the same code, seeds and devices give this); difference: "
-             "mean final return minus the first folder's, with a 95% interval (normal approximation over seeds); "
-             "speed: env steps per second relative to the first folder.", "",
-             "| agent | env | config | results | seeds | identical | final mean | first's | difference | speed |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## Against {labels[0]}",
+        "",
+        f"Runs of the same agent, env, backend and config in {labels[0]} and another folder. identical: every "
+        "seed's curve equal as stored (6 significant digits; the same code, seeds and devices give this); difference: "
+        "mean final return minus the first folder's, with a 95% interval (normal approximation over seeds); "
+        "speed: env steps per second relative to the first folder.",
+        "",
+        "| agent | env | config | results | seeds | identical | final mean | first's | difference | speed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     compared = 0
     for (label, agent, env, backend, cid), per_seed in sorted(runs.items()):
         first = runs.get((labels[0], agent, env, backend, cid))
@@ -412,12 +476,18 @@ def comparison_section(runs: dict, folders: list[Path], labels: list[str], confi
         identical = seeds_a == seeds_b and np.array_equal(steps_a, steps_b) and np.array_equal(a, b, equal_nan=True)
         diff, half = final_difference(a[:, -1], b[:, -1])
         ratio = speeds.get((label, cid), np.nan) / speeds.get((labels[0], cid), np.nan)
-        lines.append(f"| {agent} | {env} | {configs.get(cid) or cid} | {label} | {len(seeds_b)} vs {len(seeds_a)} | "
-                     f"{'yes' if identical else 'no'} | {np.nanmean(b[:, -1]):.1f} | {np.nanmean(a[:, -1]):.1f} | "
-                     f"{diff:+.1f} ± {half:.1f} | {f'{ratio:.2f}x' if np.isfinite(ratio) else 'n/a'} |")
+        lines.append(
+            f"| {agent} | {env} | {configs.get(cid) or cid} | {label} | {len(seeds_b)} vs {len(seeds_a)} | "
+            f"{'yes' if identical else 'no'} | {np.nanmean(b[:, -1]):.1f} | {np.nanmean(a[:, -1]):.1f} | "
+            f"{diff:+.1f} ± {half:.1f} | {f'{ratio:.2f}x' if np.isfinite(ratio) else 'n/a'} |"
+        )
         compared += 1
-    return lines if compared else lines[:3] + ["No run of another folder has the same agent, env, backend and "
-                                               f"config as one in {labels[0]}."]
+    return (
+        lines
+        if compared
+        else lines[:3]
+        + [f"No run of another folder has the same agent, env, backend and config as one in {labels[0]}."]
+    )
 
 
 def write_report(folders: list[Path], out: Path) -> Path:
@@ -429,13 +499,20 @@ def write_report(folders: list[Path], out: Path) -> Path:
     envs = sorted({k[2] for k in runs})
     configs = config_labels(folders)
     plots = [plot_env(env, runs, out, multi_folder, configs) for env in envs]
-    lines = ["# pgjax report", "", f"Results: {', '.join(str(f) for f in folders)}", "",
-             "## Final evaluation return", "",
-             "Return of the deterministic policy at the last evaluation point, over seeds; "
-             "IQM = interquartile mean, with a percentile bootstrap 95% interval "
-             f"({aggregate.REPS} resamples of the seeds, rliable); the curves show the same statistic (their "
-             f"bands from {aggregate.REPS // 2} resamples). "
-             "Diverged runs are left out of the statistics.", ""]
+    lines = [
+        "# pgjax report",
+        "",
+        f"Results: {', '.join(str(f) for f in folders)}",
+        "",
+        "## Final evaluation return",
+        "",
+        "Return of the deterministic policy at the last evaluation point, over seeds; "
+        "IQM = interquartile mean, with a percentile bootstrap 95% interval "
+        f"({aggregate.REPS} resamples of the seeds, rliable); the curves show the same statistic (their "
+        f"bands from {aggregate.REPS // 2} resamples). "
+        "Diverged runs are left out of the statistics.",
+        "",
+    ]
     lines += final_table(runs, multi_folder, configs)
     if multi_folder:
         lines += comparison_section(runs, folders, labels, configs)

@@ -1,4 +1,5 @@
 """Writing results: tidy curves.csv and metrics.csv, and runs.json, atomically, with the run metadata."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,12 +17,34 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-
-CURVE_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
-                 "eval_return_mean", "eval_return_std", "train_return_mean", "status"]
+CURVE_COLUMNS = [
+    "agent",
+    "env",
+    "backend",
+    "config_id",
+    "seed",
+    "env_steps",
+    "wall_time_s",
+    "eval_return_mean",
+    "eval_return_std",
+    "train_return_mean",
+    "status",
+]
 METRIC_COLUMNS = ["agent", "env", "backend", "config_id", "seed", "env_steps", "metric", "value"]
-VERSIONED = ["jax", "jaxlib", "flax", "optax", "brax", "gymnax", "playground", "mujoco", "mujoco-mjx", "chex", "flashbax",
-             "pgjax"]
+VERSIONED = [
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "brax",
+    "gymnax",
+    "playground",
+    "mujoco",
+    "mujoco-mjx",
+    "chex",
+    "flashbax",
+    "pgjax",
+]
 
 
 class WriteFailed(Exception):
@@ -94,10 +117,6 @@ def tidy_csv(rows: list[dict], columns: list[str], header: bool = True) -> str:
     return out.getvalue()
 
 
-def curves_csv(rows: list[dict]) -> str:
-    return tidy_csv(rows, CURVE_COLUMNS)
-
-
 def _fmt(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
@@ -105,7 +124,7 @@ def _fmt(v):
 def read_curves(path: Path) -> list[dict]:
     """The whole rows of a tidy CSV; a last line cut short by a kill mid-append is left out."""
     text = Path(path).read_text()
-    return list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
+    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -127,17 +146,28 @@ def device_info() -> dict:
     import jax
 
     devices = jax.devices()
-    return {"platform": devices[0].platform, "kind": devices[0].device_kind, "count": len(devices),
-            "processes": jax.process_count(), "host": platform.machine()}
+    return {
+        "platform": devices[0].platform,
+        "kind": devices[0].device_kind,
+        "count": len(devices),
+        "processes": jax.process_count(),
+        "host": platform.machine(),
+    }
 
 
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
@@ -184,10 +214,15 @@ class FolderLock:
             os.close(fd)
             if not isinstance(e, BlockingIOError):  # a filesystem without locks
                 return f"cannot lock {self.path}: {e.strerror}; write elsewhere with --out"
-            who = "this process" if holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},") else \
-                "another pgjax command"
-            return (f"{self.path.parent} is in use by {who} ({holder}); let it finish or stop it, "
-                    "or write elsewhere with --out")
+            who = (
+                "this process"
+                if holder.startswith(f"pid {os.getpid()} on {socket.gethostname()},")
+                else "another pgjax command"
+            )
+            return (
+                f"{self.path.parent} is in use by {who} ({holder}); let it finish or stop it, "
+                "or write elsewhere with --out"
+            )
         since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {since}\n".encode(), 0)

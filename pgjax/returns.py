@@ -1,4 +1,5 @@
 """Advantage estimation with terminations and truncations kept apart."""
+
 from __future__ import annotations
 
 import jax
@@ -20,8 +21,19 @@ def continues(done: jax.Array, segment: int = 0) -> jax.Array:
     return out
 
 
-def gae(rewards, values, next_values, terminated, done, gamma, lam, *, segment: int = 0,
-        mask_truncated: bool = False, advantage: str = "gae"):
+def gae(
+    rewards,
+    values,
+    next_values,
+    terminated,
+    done,
+    gamma,
+    lam,
+    *,
+    segment: int = 0,
+    mask_truncated: bool = False,
+    advantage: str = "gae",
+):
     """Generalised advantage estimation over a [T, ...] rollout.
 
     next_values[t] is V of the true next observation (the pre-reset `final_obs` at episode ends), so

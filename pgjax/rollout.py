@@ -1,8 +1,10 @@
 """Collecting experience from a batch of environments: one place for every agent."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,12 +38,10 @@ def env_step(env: Env, env_state: EnvState, policy: Policy, key: jax.Array) -> t
     act_key, step_key = jax.random.split(key)
     action, extras = policy(env_state.obs, act_key)
     nxt = batch_step(env, env_state, action, step_key)
-    return nxt, Transition(env_state.obs, action, nxt.reward, nxt.terminated, nxt.truncated,
-                           nxt.final_obs, extras)
+    return nxt, Transition(env_state.obs, action, nxt.reward, nxt.terminated, nxt.truncated, nxt.final_obs, extras)
 
 
-def rollout(env: Env, env_state: EnvState, policy: Policy, key: jax.Array, length: int
-            ) -> tuple[EnvState, Transition]:
+def rollout(env: Env, env_state: EnvState, policy: Policy, key: jax.Array, length: int) -> tuple[EnvState, Transition]:
     """`length` steps of every env under a fixed policy; the result is stacked [length, num_envs, ...].
     A rollout longer than the env's refresh period refills its fresh-reset pools at its start and every
     period after (shorter ones are refilled by the driver, before each iteration that needs it)."""

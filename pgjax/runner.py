@@ -1,5 +1,6 @@
 """Running groups of training runs: jit once, vmap over seeds × float hyperparameters, advance in
 chunks (one per evaluation point) with a progress bar, and collect tidy curve rows."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,6 @@ from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
 from pgjax.registry import get_agent
 from pgjax.results import human_bytes
-
 
 # float32 matmuls everywhere: JAX's "default" on recent NVIDIA GPUs runs float32 matmuls as TF32 or
 # bf16 passes, so GPU curves would differ from CPU ones for a reason nobody chose.
@@ -64,9 +64,16 @@ def check_matmul_precision(precision: str) -> str:
     return precision
 
 
-def make_group(agent: str, env: str, backend: str | None, seeds: list[int], overrides: list[dict],
-               num_evals: int = driver.DEFAULT_NUM_EVALS, eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
-               matmul_precision: str = DEFAULT_MATMUL_PRECISION) -> list[Group]:
+def make_group(
+    agent: str,
+    env: str,
+    backend: str | None,
+    seeds: list[int],
+    overrides: list[dict],
+    num_evals: int = driver.DEFAULT_NUM_EVALS,
+    eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
+    matmul_precision: str = DEFAULT_MATMUL_PRECISION,
+) -> list[Group]:
     """Validate names, configs and budgets (nothing is compiled) and split them into groups by static
     fields."""
     check_agent(agent)
@@ -83,8 +90,9 @@ def make_group(agent: str, env: str, backend: str | None, seeds: list[int], over
     groups: dict[tuple, Group] = {}
     for c in configs:
         driver.make_schedule(module, c, num_evals)  # refuses a budget that holds no iteration
-        groups.setdefault(static_key(c), Group(agent, env, backend, list(seeds), [], num_evals, eval_episodes,
-                                               matmul_precision))
+        groups.setdefault(
+            static_key(c), Group(agent, env, backend, list(seeds), [], num_evals, eval_episodes, matmul_precision)
+        )
         groups[static_key(c)].configs.append(c)
     return list(groups.values())
 
@@ -111,14 +119,23 @@ class GroupResult:
 
     def summary(self) -> dict:
         g = self.group
-        return {"agent": g.agent, "env": g.env, "backend": g.backend, "seeds": g.seeds,
-                "config_ids": g.config_ids, "env_details": self.env_details, "env_steps_per_run": self.env_steps,
-                "compile_s": round(self.compile_s, 3), "run_s": round(self.run_s, 3),
-                "steps_per_s": round(self.steps_per_s, 1), "devices": self.devices,
-                "matmul_precision": g.matmul_precision,
-                "final_return_mean": round(float(np.nanmean(self.final_returns)), 3),
-                "diverged_runs": int(self.diverged.sum()),
-                **({"memory_per_device": self.memory.summary()} if self.memory else {})}
+        return {
+            "agent": g.agent,
+            "env": g.env,
+            "backend": g.backend,
+            "seeds": g.seeds,
+            "config_ids": g.config_ids,
+            "env_details": self.env_details,
+            "env_steps_per_run": self.env_steps,
+            "compile_s": round(self.compile_s, 3),
+            "run_s": round(self.run_s, 3),
+            "steps_per_s": round(self.steps_per_s, 1),
+            "devices": self.devices,
+            "matmul_precision": g.matmul_precision,
+            "final_return_mean": round(float(np.nanmean(self.final_returns)), 3),
+            "diverged_runs": int(self.diverged.sum()),
+            **({"memory_per_device": self.memory.summary()} if self.memory else {}),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,24 +155,35 @@ class MemoryEstimate:
         return self.run_state + self.checkpoint_copy + (self.temporaries or 0)
 
     def summary(self) -> dict:
-        return {"total_bytes": self.total, "run_state_bytes": self.run_state, "replay_bytes": self.replay,
-                "checkpoint_copy_bytes": self.checkpoint_copy, "temporaries_bytes": self.temporaries}
+        return {
+            "total_bytes": self.total,
+            "run_state_bytes": self.run_state,
+            "replay_bytes": self.replay,
+            "checkpoint_copy_bytes": self.checkpoint_copy,
+            "temporaries_bytes": self.temporaries,
+        }
 
     def describe(self) -> str:
-        parts = [f"run state {human_bytes(self.run_state)}"
-                 + (f", {human_bytes(self.replay)} of it replay buffers" if self.replay else "")]
+        parts = [
+            f"run state {human_bytes(self.run_state)}"
+            + (f", {human_bytes(self.replay)} of it replay buffers" if self.replay else "")
+        ]
         if self.checkpoint_copy:
             parts.append(f"a checkpoint's copy of it {human_bytes(self.checkpoint_copy)}")
-        parts.append(f"compiled programs' scratch space {human_bytes(self.temporaries)}" if self.temporaries is not None
-                     else "the compiled programs' scratch space not counted yet")
+        parts.append(
+            f"compiled programs' scratch space {human_bytes(self.temporaries)}"
+            if self.temporaries is not None
+            else "the compiled programs' scratch space not counted yet"
+        )
         return f"about {human_bytes(self.total)} per device ({'; '.join(parts)})"
 
 
 REPLAY_FIELDS = ("buffer", "replay")  # the state fields that hold replay buffers (off-policy agents, PG-Rainbow)
 
 
-def run_state_memory(run_shape, devices: int, temporaries: int | None = None, checkpoints: bool = False
-                     ) -> MemoryEstimate:
+def run_state_memory(
+    run_shape, devices: int, temporaries: int | None = None, checkpoints: bool = False
+) -> MemoryEstimate:
     """The per-device share of a group's run states of shape `run_shape` split over `devices` (and of the
     copy a checkpoint takes, with `checkpoints`)."""
     leaves = jax.tree_util.tree_flatten_with_path(run_shape)[0]
@@ -215,14 +243,17 @@ def check_fits(group: Group, estimate: MemoryEstimate, limit: tuple[int, str] | 
     if limit is None or estimate.total <= limit[0]:
         return
     runs = len(group.configs) * len(group.seeds)
-    changes = [f"fewer seeds per device (now {runs // devices} run(s) on each of {devices} device(s))",
-               "more devices"]
+    changes = [f"fewer seeds per device (now {runs // devices} run(s) on each of {devices} device(s))", "more devices"]
     if estimate.replay and hasattr(group.configs[0], "buffer_size"):
         from pgjax.replay import buffer_capacity
 
-        changes.append(f"a smaller buffer_size (each buffer holds {buffer_capacity(group.configs[0]):,} transitions now)")
-    raise ConfigError(f"{group.agent} on {group.env} needs {estimate.describe()}, more than a device's "
-                      f"{human_bytes(limit[0])} ({limit[1]}); use {', '.join(changes[:-1])} or {changes[-1]}")
+        changes.append(
+            f"a smaller buffer_size (each buffer holds {buffer_capacity(group.configs[0]):,} transitions now)"
+        )
+    raise ConfigError(
+        f"{group.agent} on {group.env} needs {estimate.describe()}, more than a device's "
+        f"{human_bytes(limit[0])} ({limit[1]}); use {', '.join(changes[:-1])} or {changes[-1]}"
+    )
 
 
 def check_group_fits(group: Group, given: int | None = None, checkpoints: bool = False, devices=None) -> None:
@@ -234,8 +265,12 @@ def check_group_fits(group: Group, given: int | None = None, checkpoints: bool =
     if limit is None:
         return
     trainer, keys, configs, mesh = prepare(group, devices)
-    check_fits(group, run_state_memory(run_shape_of(trainer, keys, configs), mesh.size, checkpoints=checkpoints),
-               limit, mesh.size)
+    check_fits(
+        group,
+        run_state_memory(run_shape_of(trainer, keys, configs), mesh.size, checkpoints=checkpoints),
+        limit,
+        mesh.size,
+    )
 
 
 class Progress:
@@ -246,8 +281,9 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=label, unit="step", unit_scale=True, file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total, desc=label, unit="step", unit_scale=True, file=sys.stderr, dynamic_ncols=True, leave=True
+            )
 
     def update(self, steps: int, latest_return: float, steps_per_s: float) -> None:
         if self.bar is not None:
@@ -273,12 +309,13 @@ def runs_mesh(num_configs: int, num_seeds: int, devices=None) -> Mesh:
         processes = sorted({d.process_index for d in devices})
         local = {p: [d for d in devices if d.process_index == p] for p in processes}
         per_configs, per_seeds, per_process = split_over_processes(
-            num_configs, num_seeds, len(processes), min(len(v) for v in local.values()))
+            num_configs, num_seeds, len(processes), min(len(v) for v in local.values())
+        )
         chosen = [d for p in processes for d in local[p][:per_process]]
     else:
         per_seeds = largest_divisor(num_seeds, len(devices))
         per_configs = largest_divisor(num_configs, len(devices) // per_seeds)
-        chosen = devices[:per_configs * per_seeds]
+        chosen = devices[: per_configs * per_seeds]
     return Mesh(np.array(chosen).reshape(per_configs, per_seeds), ("configs", "seeds"))
 
 
@@ -287,15 +324,19 @@ def split_over_processes(num_configs: int, num_seeds: int, processes: int, local
     allows with the same number from every process (each must hold a share); seeds are split first."""
     for per_process in range(local_devices, 0, -1):
         count = per_process * processes
-        tilings = [(c, count // c) for c in range(1, count + 1)
-                   if count % c == 0 and num_configs % c == 0 and num_seeds % (count // c) == 0]
+        tilings = [
+            (c, count // c)
+            for c in range(1, count + 1)
+            if count % c == 0 and num_configs % c == 0 and num_seeds % (count // c) == 0
+        ]
         if tilings:
             per_configs, per_seeds = max(tilings, key=lambda t: t[1])
             return per_configs, per_seeds, per_process
     raise ConfigError(
         f"{num_configs} config(s) x {num_seeds} seed(s) cannot be split evenly over {processes} processes (each must "
         f"hold an equal share of the runs); use a multiple of {processes} seeds, or configs x seeds that {processes} "
-        "processes can share evenly")
+        "processes can share evenly"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,8 +355,7 @@ class Compiled:
 
     def inputs(self, keys, configs):
         """Seed keys and configs laid out as the programs take them (on every process's devices)."""
-        return (distributed.to_global(keys, self.seed_sharding),
-                distributed.to_global(configs, self.config_sharding))
+        return (distributed.to_global(keys, self.seed_sharding), distributed.to_global(configs, self.config_sharding))
 
     def iterations(self, n: int):
         return distributed.to_global(np.int32(n), self.shared_sharding)
@@ -328,9 +368,11 @@ def laid_out(mesh: Mesh, *axes: str) -> NamedSharding:
 
 def jitted_init(trainer: driver.Trainer, mesh: Mesh):
     """The runs' initialisation (seed keys, stacked configs) -> run states, laid out on `mesh`."""
-    return jax.jit(driver.over_seeds_and_configs(trainer.init, False),
-                   in_shardings=(laid_out(mesh, "seeds"), laid_out(mesh, "configs")),
-                   out_shardings=laid_out(mesh, "configs", "seeds"))
+    return jax.jit(
+        driver.over_seeds_and_configs(trainer.init, False),
+        in_shardings=(laid_out(mesh, "seeds"), laid_out(mesh, "configs")),
+        out_shardings=laid_out(mesh, "configs", "seeds"),
+    )
 
 
 def run_shape_of(trainer: driver.Trainer, keys, configs):
@@ -344,14 +386,20 @@ def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[s
     input; evaluate runs -> (runs, curve point), donating its input (replay buffers are updated in place)."""
     runs, per_config, shared = laid_out(mesh, "configs", "seeds"), laid_out(mesh, "configs"), laid_out(mesh)
     init = jitted_init(trainer, mesh)
-    advance = jax.jit(driver.over_seeds_and_configs(trainer.advance, True),
-                      in_shardings=(runs, per_config, shared), out_shardings=runs, donate_argnums=0)
-    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs,
-                       donate_argnums=0)
+    advance = jax.jit(
+        driver.over_seeds_and_configs(trainer.advance, True),
+        in_shardings=(runs, per_config, shared),
+        out_shardings=runs,
+        donate_argnums=0,
+    )
+    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs, donate_argnums=0)
     run_shape = run_shape_of(trainer, keys, configs)
     iterations = jax.ShapeDtypeStruct((), jnp.int32)
-    return {"init": (init, (keys, configs)), "advance": (advance, (run_shape, configs, iterations)),
-            "evaluate": (evaluate, (run_shape,))}
+    return {
+        "init": (init, (keys, configs)),
+        "advance": (advance, (run_shape, configs, iterations)),
+        "evaluate": (evaluate, (run_shape,)),
+    }
 
 
 def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_precision: str) -> Compiled:
@@ -366,9 +414,18 @@ def compile_group(trainer: driver.Trainer, keys, configs, mesh: Mesh, matmul_pre
         compiled = tuple(p.result() for p in pending)
     seconds = time.perf_counter() - t0
     runs = laid_out(mesh, "configs", "seeds")
-    run_shape = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), programs["evaluate"][1][0])
-    return Compiled(*compiled, seconds, run_shape, compiled_temporaries(compiled), laid_out(mesh, "seeds"),
-                    laid_out(mesh, "configs"), laid_out(mesh))
+    run_shape = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runs), programs["evaluate"][1][0]
+    )
+    return Compiled(
+        *compiled,
+        seconds,
+        run_shape,
+        compiled_temporaries(compiled),
+        laid_out(mesh, "seeds"),
+        laid_out(mesh, "configs"),
+        laid_out(mesh),
+    )
 
 
 class Recorder:
@@ -381,8 +438,9 @@ class Recorder:
         """(chunks done, run state, wall seconds so far) to continue from, or None to start afresh."""
         return None
 
-    def point(self, chunks_done: int, rows: list[dict], metric_rows: list[dict], run, wall_s: float,
-              last: bool) -> None:
+    def point(
+        self, chunks_done: int, rows: list[dict], metric_rows: list[dict], run, wall_s: float, last: bool
+    ) -> None:
         """Evaluation point `chunks_done` (0: right after init) was reached with these rows."""
 
 
@@ -392,12 +450,21 @@ def prepare(group: Group, devices=None) -> tuple[driver.Trainer, jax.Array, Any,
     agent = get_agent(group.agent)
     schedule = driver.make_schedule(agent, group.configs[0], group.num_evals)
     trainer = driver.Trainer(agent, make_env(group.env, group.backend), schedule, group.eval_episodes)
-    return (trainer, driver.seed_keys(group.seeds), driver.stack_configs(group.configs),
-            runs_mesh(len(group.configs), len(group.seeds), devices))
+    return (
+        trainer,
+        driver.seed_keys(group.seeds),
+        driver.stack_configs(group.configs),
+        runs_mesh(len(group.configs), len(group.seeds), devices),
+    )
 
 
-def run_group(group: Group, progress: bool = True, recorder: Recorder | None = None, devices=None,
-              device_memory_given: int | None = None) -> GroupResult:
+def run_group(
+    group: Group,
+    progress: bool = True,
+    recorder: Recorder | None = None,
+    devices=None,
+    device_memory_given: int | None = None,
+) -> GroupResult:
     """Run a group chunk by chunk (on `devices`, by default all); `recorder` receives each evaluation point
     and may hand back a saved state to continue from. The result's rows are the points run by this call.
     Once compiled, a group that needs more memory than a device has (as reported, or
@@ -430,8 +497,11 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         metrics.extend(new_metrics)
         recorder.point(chunks_done, new_rows, new_metrics, run, wall_s, chunks_done == schedule.num_chunks)
         done_steps = int(eval_steps[chunks_done] - eval_steps[start - 1]) * n_runs
-        bar.update(int(eval_steps[chunks_done] - (eval_steps[chunks_done - 1] if chunks_done else 0)) * n_runs,
-                   float(np.nanmean(point.eval_return_mean)), done_steps / max(time.perf_counter() - t0, 1e-9))
+        bar.update(
+            int(eval_steps[chunks_done] - (eval_steps[chunks_done - 1] if chunks_done else 0)) * n_runs,
+            float(np.nanmean(point.eval_return_mean)),
+            done_steps / max(time.perf_counter() - t0, 1e-9),
+        )
         finals.update(returns=point.eval_return_mean, diverged=point.diverged, wall_s=wall_s)
 
     finals: dict = {}
@@ -448,8 +518,20 @@ def run_group(group: Group, progress: bool = True, recorder: Recorder | None = N
         run, point = fns.evaluate(fns.advance(run, configs, fns.iterations(schedule.chunk_iterations(j))))
         reached(j + 1, run, point, wall_before)
     bar.close()
-    return GroupResult(group, rows, fns.seconds, finals["wall_s"], schedule.total_steps, finals["returns"],
-                       finals["diverged"], mesh.size, metrics, run, dict(trainer.env.details), memory)
+    return GroupResult(
+        group,
+        rows,
+        fns.seconds,
+        finals["wall_s"],
+        schedule.total_steps,
+        finals["returns"],
+        finals["diverged"],
+        mesh.size,
+        metrics,
+        run,
+        dict(trainer.env.details),
+        memory,
+    )
 
 
 def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]:
@@ -462,10 +544,18 @@ def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]
         for ci, cid in enumerate(group.config_ids):
             for si, seed in enumerate(group.seeds):
                 for entry in entries:
-                    rows.append({"agent": group.agent, "env": group.env, "backend": group.backend,
-                                 "config_id": cid, "seed": seed, "env_steps": env_steps,
-                                 "metric": name + "".join(f"[{i}]" for i in entry),
-                                 "value": float(values[(ci, si) + entry])})
+                    rows.append(
+                        {
+                            "agent": group.agent,
+                            "env": group.env,
+                            "backend": group.backend,
+                            "config_id": cid,
+                            "seed": seed,
+                            "env_steps": env_steps,
+                            "metric": name + "".join(f"[{i}]" for i in entry),
+                            "value": float(values[(ci, si) + entry]),
+                        }
+                    )
     return rows
 
 
@@ -474,11 +564,19 @@ def point_rows(group: Group, env_steps: int, point, wall_s: float) -> list[dict]
     rows = []
     for ci, cid in enumerate(group.config_ids):
         for si, seed in enumerate(group.seeds):
-            rows.append({
-                "agent": group.agent, "env": group.env, "backend": group.backend, "config_id": cid,
-                "seed": seed, "env_steps": env_steps, "wall_time_s": float(wall_s),
-                "eval_return_mean": float(point.eval_return_mean[ci, si]),
-                "eval_return_std": float(point.eval_return_std[ci, si]),
-                "train_return_mean": float(point.train_return_mean[ci, si]),
-                "status": "diverged" if point.diverged[ci, si] else "ok"})
+            rows.append(
+                {
+                    "agent": group.agent,
+                    "env": group.env,
+                    "backend": group.backend,
+                    "config_id": cid,
+                    "seed": seed,
+                    "env_steps": env_steps,
+                    "wall_time_s": float(wall_s),
+                    "eval_return_mean": float(point.eval_return_mean[ci, si]),
+                    "eval_return_std": float(point.eval_return_std[ci, si]),
+                    "train_return_mean": float(point.train_return_mean[ci, si]),
+                    "status": "diverged" if point.diverged[ci, si] else "ok",
+                }
+            )
     return rows

@@ -5,6 +5,7 @@ value call (8 seeds x 4096 states x 4 actions) take 0.5 s, longer than PPO's who
 bitonic network does the same in log2(n)(log2(n)+1)/2 rounds of elementwise min/max on static slices,
 which XLA vectorises.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ def _compare_exchange(x: jax.Array, block: int, stride: int) -> jax.Array:
     pairs = x.reshape(x.shape[:-1] + (n // (2 * stride), 2, stride))
     first, second = pairs[..., 0, :], pairs[..., 1, :]
     low, high = jnp.minimum(first, second), jnp.maximum(first, second)
-    position = (jnp.arange(n // (2 * stride))[:, None] * 2 * stride + jnp.arange(stride)[None, :])
+    position = jnp.arange(n // (2 * stride))[:, None] * 2 * stride + jnp.arange(stride)[None, :]
     ascending = (position & block) == 0
     first, second = jnp.where(ascending, low, high), jnp.where(ascending, high, low)
     return jnp.stack([first, second], -2).reshape(x.shape)

@@ -17,6 +17,7 @@
 Everything is validated before anything compiles. Rows are appended at every evaluation point and
 each group's run state is checkpointed, so `--resume` continues a killed sweep exactly.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,12 +25,12 @@ import hashlib
 import itertools
 import json
 import shutil
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
+import tomllib
 
 from pgjax import distributed, driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
@@ -79,18 +80,23 @@ def load_scores(path: str | Path) -> dict[str, dict]:
     policy's return: score 0) and `reference` (a documented return: score 1) with their `source`."""
     scores = read_sweep_file(Path(path)).get("scores", {})
     if not isinstance(scores, dict):
-        raise ConfigError(f"{path}: scores must be a table of [scores.\"env\"] tables")
+        raise ConfigError(f'{path}: scores must be a table of [scores."env"] tables')
     for env, s in scores.items():
         where = f"{path}: scores.{env!r}"
-        if not isinstance(s, dict) or set(s) - {"random", "reference", "source"} or not {"random", "reference"} <= set(s):
+        if (
+            not isinstance(s, dict)
+            or set(s) - {"random", "reference", "source"}
+            or not {"random", "reference"} <= set(s)
+        ):
             raise ConfigError(f"{where} needs random and reference (numbers) and may give a source")
         if not all(isinstance(s[k], (int, float)) and not isinstance(s[k], bool) for k in ("random", "reference")):
             raise ConfigError(f"{where}: random and reference must be numbers")
         if s["random"] == s["reference"]:
             raise ConfigError(f"{where}: reference must differ from random")
         if env.startswith("dmc/"):
-            raise ConfigError(f"{where}: dmc/ tasks are always normalised on DMC's own scale (0 and 1000); "
-                              "remove this table")
+            raise ConfigError(
+                f"{where}: dmc/ tasks are always normalised on DMC's own scale (0 and 1000); remove this table"
+            )
     return scores
 
 
@@ -136,11 +142,22 @@ def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[s
         seeds = seeds_from(run["seeds"], where) if "seeds" in run else default_seeds
         points = grid_points(grid, where)
         try:
-            preset = preset_overrides(str(run["preset"]), str(run["agent"]), str(run["env"]), steps) \
-                if "preset" in run else {}
+            preset = (
+                preset_overrides(str(run["preset"]), str(run["agent"]), str(run["env"]), steps)
+                if "preset" in run
+                else {}
+            )
             overrides = [{**preset, **fixed, **point, "total_steps": steps} for point in points]
-            groups += make_group(str(run["agent"]), str(run["env"]), run.get("backend"), seeds, overrides,
-                                 num_evals, eval_episodes, str(precision))
+            groups += make_group(
+                str(run["agent"]),
+                str(run["env"]),
+                run.get("backend"),
+                seeds,
+                overrides,
+                num_evals,
+                eval_episodes,
+                str(precision),
+            )
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
     seen: dict = {}
@@ -148,18 +165,27 @@ def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[s
         for cid in g.config_ids:
             for seed in g.seeds:
                 if (cid, seed) in seen:
-                    raise ConfigError(f"{path}: {g.agent} on {g.env} with config {cid} and seed {seed} is planned twice "
-                                      f"(groups {seen[(cid, seed)] + 1} and {i + 1}); a run's results would collide")
+                    raise ConfigError(
+                        f"{path}: {g.agent} on {g.env} with config {cid} and seed {seed} is planned twice "
+                        f"(groups {seen[(cid, seed)] + 1} and {i + 1}); a run's results would collide"
+                    )
                 seen[(cid, seed)] = i
     return name, groups
 
 
 def group_plan(group: Group) -> dict:
     """Everything that decides a group's curves: a resumed sweep must plan exactly the same."""
-    return {"agent": group.agent, "env": group.env, "backend": group.backend, "seeds": group.seeds,
-            "num_evals": group.num_evals, "eval_episodes": group.eval_episodes,
-            "matmul_precision": group.matmul_precision,
-            "configs": [to_dict(c) for c in group.configs], "config_ids": group.config_ids}
+    return {
+        "agent": group.agent,
+        "env": group.env,
+        "backend": group.backend,
+        "seeds": group.seeds,
+        "num_evals": group.num_evals,
+        "eval_episodes": group.eval_episodes,
+        "matmul_precision": group.matmul_precision,
+        "configs": [to_dict(c) for c in group.configs],
+        "config_ids": group.config_ids,
+    }
 
 
 def group_key(plan: dict) -> str:
@@ -181,8 +207,11 @@ def plan_differences(old: list[dict], new: list[dict]) -> list[str]:
     a = {k: v for i, p in enumerate(old) for k, v in flat(p, f"group {i + 1}").items()}
     b = {k: v for i, p in enumerate(new) for k, v in flat(p, f"group {i + 1}").items()}
     missing = object()
-    return [f"{k}: {a.get(k, 'absent')} -> {b.get(k, 'absent')}" for k in sorted(a.keys() | b.keys(), key=str)
-            if a.get(k, missing) != b.get(k, missing)]
+    return [
+        f"{k}: {a.get(k, 'absent')} -> {b.get(k, 'absent')}"
+        for k in sorted(a.keys() | b.keys(), key=str)
+        if a.get(k, missing) != b.get(k, missing)
+    ]
 
 
 class FolderRecorder(Recorder):
@@ -190,8 +219,16 @@ class FolderRecorder(Recorder):
 
     saves_run_state = True
 
-    def __init__(self, folder: ResultsFolder, group: Group, key: str, checkpoint_every: int | None, resume: bool,
-                 on_point, stream=None):
+    def __init__(
+        self,
+        folder: ResultsFolder,
+        group: Group,
+        key: str,
+        checkpoint_every: int | None,
+        resume: bool,
+        on_point,
+        stream=None,
+    ):
         self.folder, self.key, self.resuming, self.on_point, self.stream = folder, key, resume, on_point, stream
         self.owns = run_owner(group)
         self.checkpoints = GroupCheckpoints(folder.checkpoints / key, checkpoint_every)
@@ -208,9 +245,12 @@ class FolderRecorder(Recorder):
             return None
         chunks_done, run, meta = restored
         if meta.get("devices") != jax.device_count():
-            warnings.warn(f"{self.key} was checkpointed with {meta.get('devices')} device(s) and resumes on "
-                          f"{jax.device_count()}: the curves from here on will not be bit-identical to an "
-                          "uninterrupted run (the runs are split over the devices differently)", stacklevel=2)
+            warnings.warn(
+                f"{self.key} was checkpointed with {meta.get('devices')} device(s) and resumes on "
+                f"{jax.device_count()}: the curves from here on will not be bit-identical to an "
+                "uninterrupted run (the runs are split over the devices differently)",
+                stacklevel=2,
+            )
         self.chunks_done = chunks_done
         return chunks_done, run, meta["wall_s"]
 
@@ -222,8 +262,11 @@ class FolderRecorder(Recorder):
         self.on_point(self.key, chunks_done)
         # process 0's clock decides for all: orbax's save is collective, and each process's wall time differs
         if chunks_done and not last and distributed.same_as_writer(self.checkpoints.due(chunks_done, wall_s)):
-            self.checkpoints.save(chunks_done, run, {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s,
-                                                     "devices": jax.device_count()})
+            self.checkpoints.save(
+                chunks_done,
+                run,
+                {"env_steps": int(rows[0]["env_steps"]), "wall_s": wall_s, "devices": jax.device_count()},
+            )
 
 
 def run_owner(group: Group):
@@ -237,23 +280,31 @@ def check_folder(folder: ResultsFolder, plans: list[dict], mode: str, resume_hin
     if mode == "overwrite" or not folder.holds_results():
         return None
     if mode != "resume":
-        raise ConfigError(f"{folder.path} already holds results; continue them with --resume "
-                          f"({resume_hint}) or replace them with --overwrite")
+        raise ConfigError(
+            f"{folder.path} already holds results; continue them with --resume "
+            f"({resume_hint}) or replace them with --overwrite"
+        )
     runs = folder.read_runs()
     if runs is None or "plan" not in runs:
-        raise ConfigError(f"{folder.path} holds results without a resumable plan (written before resume "
-                          f"existed or damaged); write elsewhere with --out or replace them with --overwrite")
+        raise ConfigError(
+            f"{folder.path} holds results without a resumable plan (written before resume "
+            f"existed or damaged); write elsewhere with --out or replace them with --overwrite"
+        )
     # a sweep file that only appends groups (a suite extended by new tasks) continues: its first groups
     # are the ones that wrote these results
-    differences = plan_differences(runs["plan"], plans[:len(runs["plan"])] if len(plans) > len(runs["plan"]) else plans)
+    differences = plan_differences(
+        runs["plan"], plans[: len(runs["plan"])] if len(plans) > len(runs["plan"]) else plans
+    )
     if differences:
-        raise ConfigError(f"cannot resume {folder.path}: the sweep differs from the one that wrote it: "
-                          + "; ".join(differences))
+        raise ConfigError(
+            f"cannot resume {folder.path}: the sweep differs from the one that wrote it: " + "; ".join(differences)
+        )
     return runs
 
 
-def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, previous: dict | None,
-             scores: dict) -> dict:
+def metadata(
+    name: str, plans: list[dict], finished: list[dict], commit: str, previous: dict | None, scores: dict
+) -> dict:
     configs = {}
     for plan in plans:
         for cid, c in zip(plan["config_ids"], plan["configs"]):
@@ -274,10 +325,20 @@ def metadata(name: str, plans: list[dict], finished: list[dict], commit: str, pr
     }
 
 
-def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True, mode: str = "new",
-               checkpoint_every: int | None = None, resume_hint: str = "", on_finish=None,
-               tensorboard: Path | None = None, scores: dict | None = None,
-               device_memory: int | None = None, then=None) -> list[dict]:
+def run_groups(
+    name: str,
+    groups: list[Group],
+    out: Path,
+    progress: bool = True,
+    mode: str = "new",
+    checkpoint_every: int | None = None,
+    resume_hint: str = "",
+    on_finish=None,
+    tensorboard: Path | None = None,
+    scores: dict | None = None,
+    device_memory: int | None = None,
+    then=None,
+) -> list[dict]:
     """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
     it comes and each finished group's policies; returns the summaries of all groups, those finished
     earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
@@ -296,8 +357,19 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         refusal = distributed.writer_message(lock.take() if distributed.is_writer() else None)
         if refusal:
             raise ConfigError(refusal)
-        summaries = run_groups_holding_folder(name, groups, out, progress, mode, checkpoint_every, resume_hint,
-                                              on_finish, tensorboard, scores, device_memory)
+        summaries = run_groups_holding_folder(
+            name,
+            groups,
+            out,
+            progress,
+            mode,
+            checkpoint_every,
+            resume_hint,
+            on_finish,
+            tensorboard,
+            scores,
+            device_memory,
+        )
         if then:
             then(summaries)
         return summaries
@@ -305,9 +377,19 @@ def run_groups(name: str, groups: list[Group], out: Path, progress: bool = True,
         lock.release()
 
 
-def run_groups_holding_folder(name: str, groups: list[Group], out: Path, progress: bool, mode: str,
-                              checkpoint_every: int | None, resume_hint: str, on_finish, tensorboard: Path | None,
-                              scores: dict | None, device_memory: int | None) -> list[dict]:
+def run_groups_holding_folder(
+    name: str,
+    groups: list[Group],
+    out: Path,
+    progress: bool,
+    mode: str,
+    checkpoint_every: int | None,
+    resume_hint: str,
+    on_finish,
+    tensorboard: Path | None,
+    scores: dict | None,
+    device_memory: int | None,
+) -> list[dict]:
     folder = ResultsFolder(out, writes=distributed.is_writer())
     plans = [group_plan(g) for g in groups]
     keys = [group_key(p) for p in plans]
@@ -364,7 +446,12 @@ def run_groups_holding_folder(name: str, groups: list[Group], out: Path, progres
 
 def interrupted_message(folder: ResultsFolder, runs: dict, group: Group, recorder: FolderRecorder, hint: str) -> str:
     finished = len(runs["groups"])
-    at = (f"{group.agent} on {group.env} stopped after evaluation point {recorder.chunks_done}"
-          if recorder.chunks_done >= 0 else f"{group.agent} on {group.env} had not reached its first evaluation point")
-    return (f"interrupted: {folder.curves} and {folder.metrics} hold every evaluation point reached "
-            f"({finished} group(s) finished; {at}); a resume continues each group from its last checkpoint: {hint}")
+    at = (
+        f"{group.agent} on {group.env} stopped after evaluation point {recorder.chunks_done}"
+        if recorder.chunks_done >= 0
+        else f"{group.agent} on {group.env} had not reached its first evaluation point"
+    )
+    return (
+        f"interrupted: {folder.curves} and {folder.metrics} hold every evaluation point reached "
+        f"({finished} group(s) finished; {at}); a resume continues each group from its last checkpoint: {hint}"
+    )

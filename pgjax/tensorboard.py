@@ -1,5 +1,6 @@
 """Optional TensorBoard stream of a sweep (`--tensorboard DIR`): every evaluation point's curve and
 training metrics as scalars, one event file per run (DIR/<config id>/seed_<s>), through tensorboardX."""
+
 from __future__ import annotations
 
 from pathlib import Path

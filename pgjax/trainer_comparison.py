@@ -15,6 +15,7 @@ for work queued on the pool they occupy.) Each finished
 piece (ours: all seeds; Brax: one seed) is a line of `pieces.jsonl`, so a comparison of many CPU hours runs in
 pieces: a repeated command runs only what is missing, and the table and plots are rebuilt from every line.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,10 @@ import numpy as np
 # Brax's PPO networks: as Playground trains them (brax's defaults: policy 4 x 32, value 5 x 256, swish), and
 # sized as ours (64-64 policy and value, swish), which compares the trainers at equal network cost. Brax's SAC
 # networks are the size of ours (256-256) already.
-BRAX_NETWORKS = {"published": None, "ours": {"policy_hidden_layer_sizes": (64, 64), "value_hidden_layer_sizes": (64, 64)}}
+BRAX_NETWORKS = {
+    "published": None,
+    "ours": {"policy_hidden_layer_sizes": (64, 64), "value_hidden_layer_sizes": (64, 64)},
+}
 OURS_SIZED = {"ppo": {"hidden_sizes": (64, 64), "value_hidden_sizes": (64, 64)}, "sac": {}}
 PARITY_BAND = 50.0  # returns: 5 % of DMC's 0-1000 scale
 
@@ -88,8 +92,9 @@ def brax_network_factory(agent: str, settings: dict, networks: str):
     return functools.partial(brax_networks.make_sac_networks, **dict(settings))
 
 
-def brax_run(agent: str, task: str, steps: int, num_evals: int, seed: int, eval_episodes: int, networks: str,
-             devices: int) -> dict:
+def brax_run(
+    agent: str, task: str, steps: int, num_evals: int, seed: int, eval_episodes: int, networks: str, devices: int
+) -> dict:
     """One Brax `ppo.train` or `sac.train` run on `devices` local devices: its evaluation curve, each
     point's wall time and Brax's own timing of each training epoch."""
     from brax.training.agents.ppo import train as brax_ppo
@@ -108,19 +113,34 @@ def brax_run(agent: str, task: str, steps: int, num_evals: int, seed: int, eval_
 
     def progress(env_steps: int, metrics: dict) -> None:
         # the metrics are host floats: Brax has waited for the epoch and the evaluation before calling
-        point = {"env_steps": int(env_steps), "wall_s": time.perf_counter() - t0,
-                 "eval_return_mean": float(metrics["eval/episode_reward"])}
+        point = {
+            "env_steps": int(env_steps),
+            "wall_s": time.perf_counter() - t0,
+            "eval_return_mean": float(metrics["eval/episode_reward"]),
+        }
         if "training/sps" in metrics:  # the epoch's seconds, from Brax's own timing of it (evaluation apart)
             point["epoch_s"] = (point["env_steps"] - points[-1]["env_steps"]) / float(metrics["training/sps"])
         points.append(point)
 
     train = brax_ppo.train if agent == "ppo" else brax_sac.train
     with brax_trainers_on_this_jax():
-        train(environment=env, eval_env=eval_env, wrap_env_fn=wrapper.wrap_for_brax_training, progress_fn=progress,
-              seed=seed, deterministic_eval=True, num_eval_envs=eval_episodes, **params)
+        train(
+            environment=env,
+            eval_env=eval_env,
+            wrap_env_fn=wrapper.wrap_for_brax_training,
+            progress_fn=progress,
+            seed=seed,
+            deterministic_eval=True,
+            num_eval_envs=eval_episodes,
+            **params,
+        )
     command_s = time.perf_counter() - t0
-    return {"seeds": [seed], "command_s": command_s, **brax_timing(points, command_s),
-            "curves": {str(seed): [[p["env_steps"], round(p["eval_return_mean"], 2)] for p in points]}}
+    return {
+        "seeds": [seed],
+        "command_s": command_s,
+        **brax_timing(points, command_s),
+        "curves": {str(seed): [[p["env_steps"], round(p["eval_return_mean"], 2)] for p in points]},
+    }
 
 
 def brax_timing(points: list[dict], command_s: float) -> dict:
@@ -133,12 +153,17 @@ def brax_timing(points: list[dict], command_s: float) -> dict:
     steady_epoch = min(p["epoch_s"] for p in epochs)
     steady_eval = min(b["wall_s"] - a["wall_s"] - b["epoch_s"] for a, b in zip(points, epochs))
     compile_s = sum(p["epoch_s"] - steady_epoch for p in epochs) + points[0]["wall_s"] - steady_eval
-    return {"compile_s": compile_s, "run_s": command_s - compile_s, "env_steps": points[-1]["env_steps"],
-            "epoch_steps_per_s": (epochs[0]["env_steps"] - points[0]["env_steps"]) / steady_epoch}
+    return {
+        "compile_s": compile_s,
+        "run_s": command_s - compile_s,
+        "env_steps": points[-1]["env_steps"],
+        "epoch_steps_per_s": (epochs[0]["env_steps"] - points[0]["env_steps"]) / steady_epoch,
+    }
 
 
-def ours_run(agent: str, preset: str, task: str, steps: int, num_evals: int, seeds: list[int], eval_episodes: int,
-             devices: int) -> dict:
+def ours_run(
+    agent: str, preset: str, task: str, steps: int, num_evals: int, seeds: list[int], eval_episodes: int, devices: int
+) -> dict:
     """Our `agent` with `--preset {preset}` (with Brax's choices, networks sized as Brax's in this comparison),
     all seeds in one vmapped program (on `devices`, which the runner chooses the same way); run_s is measured
     with the points' values on the host (evaluations and the first init included)."""
@@ -151,10 +176,18 @@ def ours_run(agent: str, preset: str, task: str, steps: int, num_evals: int, see
     t0 = time.perf_counter()
     (group,) = make_group(agent, env, "jax", seeds, [overrides], num_evals=num_evals, eval_episodes=eval_episodes)
     result = run_group(group, progress=False)
-    curves = {str(s): [[r["env_steps"], round(r["eval_return_mean"], 2)] for r in result.rows if r["seed"] == s]
-              for s in seeds}
-    return {"seeds": seeds, "command_s": time.perf_counter() - t0, "compile_s": result.compile_s,
-            "run_s": result.run_s, "env_steps": result.env_steps, "curves": curves}
+    curves = {
+        str(s): [[r["env_steps"], round(r["eval_return_mean"], 2)] for r in result.rows if r["seed"] == s]
+        for s in seeds
+    }
+    return {
+        "seeds": seeds,
+        "command_s": time.perf_counter() - t0,
+        "compile_s": result.compile_s,
+        "run_s": result.run_s,
+        "env_steps": result.env_steps,
+        "curves": curves,
+    }
 
 
 def brax_piece(networks: str):
@@ -174,14 +207,28 @@ def ours_piece(preset: str):
 # trainer name: ({agent: what it is}, how one piece runs:
 #                (agent, task, steps, num_evals, seeds, eval_episodes, devices) -> run)
 TRAINERS = {
-    "ours": ({"ppo": "pgjax ppo --preset playground (64-64 actor and critic)",
-              "sac": "pgjax sac --preset playground"}, ours_piece("playground")),
-    "ours-brax": ({"ppo": "pgjax ppo --preset brax, 64-64 policy and value (Brax's choices)",
-                   "sac": "pgjax sac --preset brax (Brax's choices)"}, ours_piece("brax")),
-    "brax": ({"ppo": "brax ppo.train, networks as ours (64-64 policy and value)",
-              "sac": "brax sac.train (256-256, as ours)"}, brax_piece("ours")),
-    "brax-published": ({"ppo": "brax ppo.train, Playground's published networks (policy 4 x 32, value 5 x 256)"},
-                       brax_piece("published")),
+    "ours": (
+        {"ppo": "pgjax ppo --preset playground (64-64 actor and critic)", "sac": "pgjax sac --preset playground"},
+        ours_piece("playground"),
+    ),
+    "ours-brax": (
+        {
+            "ppo": "pgjax ppo --preset brax, 64-64 policy and value (Brax's choices)",
+            "sac": "pgjax sac --preset brax (Brax's choices)",
+        },
+        ours_piece("brax"),
+    ),
+    "brax": (
+        {
+            "ppo": "brax ppo.train, networks as ours (64-64 policy and value)",
+            "sac": "brax sac.train (256-256, as ours)",
+        },
+        brax_piece("ours"),
+    ),
+    "brax-published": (
+        {"ppo": "brax ppo.train, Playground's published networks (policy 4 x 32, value 5 x 256)"},
+        brax_piece("published"),
+    ),
 }
 OURS_TRAINERS = ("ours", "ours-brax")  # every seed in one program
 
@@ -195,13 +242,24 @@ def devices_for(num_seeds: int) -> int:
 
 def pieces(trainers: list[str], seeds: list[int]) -> list[tuple[str, list[int]]]:
     """Ours trains every seed in one program (one piece); Brax trains one seed per call (a piece each)."""
-    return [(t, seeds) if t in OURS_TRAINERS else (t, [s]) for t in trainers
-            for s in ([None] if t in OURS_TRAINERS else seeds)]
+    return [
+        (t, seeds) if t in OURS_TRAINERS else (t, [s])
+        for t in trainers
+        for s in ([None] if t in OURS_TRAINERS else seeds)
+    ]
 
 
 def piece_key(row: dict) -> tuple:
-    return row.get("agent", "ppo"), row["task"], row["trainer"], tuple(row["seeds"]), row["env_steps_per_seed"], \
-        row["num_evals"], row["eval_episodes"], row.get("devices")
+    return (
+        row.get("agent", "ppo"),
+        row["task"],
+        row["trainer"],
+        tuple(row["seeds"]),
+        row["env_steps_per_seed"],
+        row["num_evals"],
+        row["eval_episodes"],
+        row.get("devices"),
+    )
 
 
 def read_pieces(path: Path) -> list[dict]:
@@ -224,27 +282,39 @@ def drop_cut_off_line(path: Path) -> None:
     text = path.read_text() if path.exists() else ""
     if text and not text.endswith("\n"):
         with writing(path):
-            path.write_text(text[:text.rfind("\n") + 1])
+            path.write_text(text[: text.rfind("\n") + 1])
 
 
-def run_piece(agent: str, task: str, trainer: str, seeds: list[int], steps: int, num_evals: int, eval_episodes: int,
-              devices: int) -> dict:
+def run_piece(
+    agent: str, task: str, trainer: str, seeds: list[int], steps: int, num_evals: int, eval_episodes: int, devices: int
+) -> dict:
     from pgjax.bench import fresh_compile_cache, provenance
 
     with fresh_compile_cache():  # every program compiles cold, as in a new user's first command
         run = TRAINERS[trainer][1](agent, task, steps, num_evals, seeds, eval_episodes, devices)
     round_s = {k: round(v, 1) for k, v in run.items() if k.endswith("_s")}
-    return {"agent": agent, "task": f"dmc/{task}", "trainer": trainer, "seeds": seeds, "env_steps_per_seed": steps,
-            "num_evals": num_evals,
-            "eval_episodes": eval_episodes, "devices": devices, **run, **round_s,
-            "steps_per_s": round(run["env_steps"] * len(seeds) / run["run_s"]), **provenance()}
+    return {
+        "agent": agent,
+        "task": f"dmc/{task}",
+        "trainer": trainer,
+        "seeds": seeds,
+        "env_steps_per_seed": steps,
+        "num_evals": num_evals,
+        "eval_episodes": eval_episodes,
+        "devices": devices,
+        **run,
+        **round_s,
+        "steps_per_s": round(run["env_steps"] * len(seeds) / run["run_s"]),
+        **provenance(),
+    }
 
 
 def label(row: dict) -> str:
     """A trainer on its number of devices: pieces on different hardware are never pooled."""
     devices = row.get("devices")
     return TRAINERS[row["trainer"]][0][row.get("agent", "ppo")] + (
-        f", {devices} device{'s' * (devices > 1)}" if devices else "")
+        f", {devices} device{'s' * (devices > 1)}" if devices else ""
+    )
 
 
 def comparison_name(row: dict) -> str:
@@ -258,10 +328,13 @@ def summary(rows: list[dict]) -> dict:
     and the parity of ours with Brax's choices against Brax where both ran."""
     out: dict = {}
     for row in rows:
-        task = out.setdefault(comparison_name(row), {"env_steps_per_seed": row["env_steps_per_seed"],
-                                                     "eval_episodes": row["eval_episodes"]})
-        entry = task.setdefault(label(row), {"commands": 0, "compile_s": [], "command_s": 0.0, "run_s": 0.0,
-                                             "steps": 0, "final_return": {}})
+        task = out.setdefault(
+            comparison_name(row),
+            {"env_steps_per_seed": row["env_steps_per_seed"], "eval_episodes": row["eval_episodes"]},
+        )
+        entry = task.setdefault(
+            label(row), {"commands": 0, "compile_s": [], "command_s": 0.0, "run_s": 0.0, "steps": 0, "final_return": {}}
+        )
         entry["commands"] += 1
         entry["compile_s"].append(row["compile_s"])
         entry["command_s"] += row["command_s"]
@@ -271,11 +344,14 @@ def summary(rows: list[dict]) -> dict:
     for task in out.values():
         for name, e in list(task.items()):
             if isinstance(e, dict):
-                task[name] = {"commands": e["commands"], "compile_s_per_command": round(statistics.mean(e["compile_s"]), 1),
-                              "command_s_all_seeds": round(e["command_s"], 1),
-                              "steps_per_s": round(e["steps"] / e["run_s"]),
-                              "final_return": e["final_return"],
-                              "final_return_mean": round(statistics.mean(e["final_return"].values()), 1)}
+                task[name] = {
+                    "commands": e["commands"],
+                    "compile_s_per_command": round(statistics.mean(e["compile_s"]), 1),
+                    "command_s_all_seeds": round(e["command_s"], 1),
+                    "steps_per_s": round(e["steps"] / e["run_s"]),
+                    "final_return": e["final_return"],
+                    "final_return_mean": round(statistics.mean(e["final_return"].values()), 1),
+                }
     for name, task in out.items():
         if check := parity(rows, name):
             task["parity"] = check
@@ -294,8 +370,11 @@ def parity(rows: list[dict], name: str) -> dict | None:
         if comparison_name(row) == name and row["trainer"] in ("ours-brax", "brax"):
             side = finals.setdefault((row["trainer"], row.get("devices")), {})
             side.update({int(s): c[-1][1] for s, c in row["curves"].items()})
-    pairs = [(finals[("ours-brax", d)], finals[("brax", d)]) for (t, d) in finals
-             if t == "ours-brax" and ("brax", d) in finals]
+    pairs = [
+        (finals[("ours-brax", d)], finals[("brax", d)])
+        for (t, d) in finals
+        if t == "ours-brax" and ("brax", d) in finals
+    ]
     if not pairs:
         return None
     ours, brax = pairs[0]
@@ -311,14 +390,30 @@ def parity(rows: list[dict], name: str) -> dict | None:
     else:  # the seeds for an interval of this centre to fit inside the band, or to clear it
         room = abs(band - abs(diff))
         verdict, needed = "undecided", (int(np.ceil(len(seeds) * (half / room) ** 2)) if room > 0 else None)
-    return {"seeds_a_side": len(seeds), "difference": round(diff, 1), "interval_95": [round(low, 1), round(high, 1)],
-            "band": [-band, band], "verdict": verdict, "seeds_needed": needed}
+    return {
+        "seeds_a_side": len(seeds),
+        "difference": round(diff, 1),
+        "interval_95": [round(low, 1), round(high, 1)],
+        "band": [-band, band],
+        "verdict": verdict,
+        "seeds_needed": needed,
+    }
 
 
 def curve_rows(rows: list[dict]) -> list[dict]:
-    return [{"agent": row.get("agent", "ppo"), "task": row["task"], "trainer": label(row), "seed": int(seed),
-             "env_steps": steps, "eval_return_mean": value}
-            for row in rows for seed, curve in row["curves"].items() for steps, value in curve]
+    return [
+        {
+            "agent": row.get("agent", "ppo"),
+            "task": row["task"],
+            "trainer": label(row),
+            "seed": int(seed),
+            "env_steps": steps,
+            "eval_return_mean": value,
+        }
+        for row in rows
+        for seed, curve in row["curves"].items()
+        for steps, value in curve
+    ]
 
 
 def write_report(rows: list[dict], out: Path) -> None:
@@ -332,29 +427,43 @@ def write_report(rows: list[dict], out: Path) -> None:
         writer.writeheader()
         writer.writerows(curves)
     for agent, task in dict.fromkeys((r["agent"], r["task"]) for r in curves):
-        plot([r for r in curves if (r["agent"], r["task"]) == (agent, task)], agent, task, rows[-1]["machine"],
-             out / f"returns-{agent}-{task.removeprefix('dmc/')}.png")
+        plot(
+            [r for r in curves if (r["agent"], r["task"]) == (agent, task)],
+            agent,
+            task,
+            rows[-1]["machine"],
+            out / f"returns-{agent}-{task.removeprefix('dmc/')}.png",
+        )
     with writing(out / "table.md"):
         (out / "table.md").write_text(markdown_table(summary(rows)))
 
 
 def markdown_table(table: dict) -> str:
-    """The summary as the README shows it: one row per comparison and trainer, then each parity check."""
-    lines = ["| comparison | trainer | seeds | compile s per command | env steps/s | whole command s | "
-             "final return, mean | per seed |", "|---|---|---|---|---|---|---|---|"]
+    """The summary as docs/correctness.md shows it: one row per comparison and trainer, then each parity check."""
+    lines = [
+        "| comparison | trainer | seeds | compile s per command | env steps/s | whole command s | "
+        "final return, mean | per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     checks = []
     for name, task in table.items():
         for trainer, e in task.items():
             if isinstance(e, dict) and "final_return" in e:
                 finals = ", ".join(f"{v:g}" for _, v in sorted(e["final_return"].items(), key=lambda kv: int(kv[0])))
-                lines.append(f"| {name} | {trainer} | {len(e['final_return'])} | {e['compile_s_per_command']} | "
-                             f"{e['steps_per_s']:,} | {e['command_s_all_seeds']} | {e['final_return_mean']} | {finals} |")
+                lines.append(
+                    f"| {name} | {trainer} | {len(e['final_return'])} | {e['compile_s_per_command']} | "
+                    f"{e['steps_per_s']:,} | {e['command_s_all_seeds']} | {e['final_return_mean']} | {finals} |"
+                )
         if check := task.get("parity"):
             lo, hi = check["interval_95"]
-            needed = f", about {check['seeds_needed']} seeds a side to decide" if check["verdict"] == "undecided" else ""
-            checks.append(f"- {name}: ours with Brax's choices minus Brax, {check['seeds_a_side']} seeds a side: "
-                          f"{check['difference']:+g} [{lo:+g}, {hi:+g}] (95 % bootstrap); {check['verdict']} "
-                          f"within ±{check['band'][1]:g}{needed}")
+            needed = (
+                f", about {check['seeds_needed']} seeds a side to decide" if check["verdict"] == "undecided" else ""
+            )
+            checks.append(
+                f"- {name}: ours with Brax's choices minus Brax, {check['seeds_a_side']} seeds a side: "
+                f"{check['difference']:+g} [{lo:+g}, {hi:+g}] (95 % bootstrap); {check['verdict']} "
+                f"within ±{check['band'][1]:g}{needed}"
+            )
     return "\n".join(lines + ([""] + checks if checks else [])) + "\n"
 
 
@@ -403,16 +512,28 @@ def main(args) -> int:
         done = {piece_key(r) for r in read_pieces(out / "pieces.jsonl")}
         devices = devices_for(args.seeds)
         for trainer, seeds in pieces(trainers, list(range(args.seeds))):
-            key = (args.agent, f"dmc/{args.task}", trainer, tuple(seeds), args.steps, args.num_evals,
-                   args.eval_episodes, devices)
+            key = (
+                args.agent,
+                f"dmc/{args.task}",
+                trainer,
+                tuple(seeds),
+                args.steps,
+                args.num_evals,
+                args.eval_episodes,
+                devices,
+            )
             if key in done:
                 print(f"{trainer} seeds {seeds}: done before, kept")
                 continue
-            row = run_piece(args.agent, args.task, trainer, seeds, args.steps, args.num_evals, args.eval_episodes,
-                            devices)
+            row = run_piece(
+                args.agent, args.task, trainer, seeds, args.steps, args.num_evals, args.eval_episodes, devices
+            )
             append_durably(out / "pieces.jsonl", json.dumps(row) + "\n")
-            print(f"{trainer} seeds {seeds}: compile {row['compile_s']} s, command {row['command_s']} s, "
-                  f"{row['steps_per_s']:,} steps/s, final {[c[-1][1] for c in row['curves'].values()]}", flush=True)
+            print(
+                f"{trainer} seeds {seeds}: compile {row['compile_s']} s, command {row['command_s']} s, "
+                f"{row['steps_per_s']:,} steps/s, final {[c[-1][1] for c in row['curves'].values()]}",
+                flush=True,
+            )
             write_report(read_pieces(out / "pieces.jsonl"), out)
     finally:
         lock.release()

@@ -4,13 +4,14 @@
 to build a fresh trainer for every test: with nine agents the driver tests alone compiled ~90 programs.
 The same (agent, env, evaluations, overrides) now share one trainer and its jitted `train`, so every
 seed and every float config of one layout reuses one compile within the test session."""
+
 import functools
 
 import jax
+from pgjax.envs import make
 
 from pgjax import driver
 from pgjax.config import build
-from pgjax.envs import make
 from pgjax.registry import get_agent
 
 # XLA:CPU's optimising backend takes most of the compile time of a physics step or a whole tiny train.
@@ -22,16 +23,42 @@ TINY = {
     "ppo": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "total_steps": 4 * 8 * 6},
     "sac": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
     "dsact": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
-    "mdpo_on": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "sgd_steps": 3,
-                "total_steps": 4 * 8 * 6},
+    "mdpo_on": {
+        "num_envs": 4,
+        "rollout_length": 8,
+        "num_epochs": 2,
+        "num_minibatches": 2,
+        "sgd_steps": 3,
+        "total_steps": 4 * 8 * 6,
+    },
     "mdpo_off": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
     "pmoe_sac": {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16", "total_steps": 60},
-    "pmoe_ppo": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "q_hidden_sizes": "16,16",
-                 "total_steps": 4 * 8 * 6},
-    "pg_rainbow": {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2, "iqn_batch_size": 16,
-                   "iqn_updates": 2, "replay_rollouts": 2, "iqn_hidden_sizes": "16,16", "total_steps": 4 * 8 * 6},
-    "nharpg": {"num_envs": 4, "rollout_length": 8, "hessian_num_envs": 2, "hidden_sizes": "16,16",
-               "total_steps": (4 + 2) * 8 * 6},
+    "pmoe_ppo": {
+        "num_envs": 4,
+        "rollout_length": 8,
+        "num_epochs": 2,
+        "num_minibatches": 2,
+        "q_hidden_sizes": "16,16",
+        "total_steps": 4 * 8 * 6,
+    },
+    "pg_rainbow": {
+        "num_envs": 4,
+        "rollout_length": 8,
+        "num_epochs": 2,
+        "num_minibatches": 2,
+        "iqn_batch_size": 16,
+        "iqn_updates": 2,
+        "replay_rollouts": 2,
+        "iqn_hidden_sizes": "16,16",
+        "total_steps": 4 * 8 * 6,
+    },
+    "nharpg": {
+        "num_envs": 4,
+        "rollout_length": 8,
+        "hessian_num_envs": 2,
+        "hidden_sizes": "16,16",
+        "total_steps": (4 + 2) * 8 * 6,
+    },
 }
 
 

@@ -1,4 +1,5 @@
 """What the official-code comparisons share: float64 round-off, ours' log 2π, a stand-in network."""
+
 import numpy as np
 
 from pgjax import distributions

@@ -1,4 +1,5 @@
 """The aggregate statistics are rliable's, unchanged by the wrapper, on a small synthetic score matrix."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -6,7 +7,11 @@ from scipy import stats
 from pgjax import aggregate
 
 RNG = np.random.default_rng(7)
-MATRICES = {"ppo": RNG.normal(0.6, 0.3, (6, 3)), "sac": RNG.normal(0.8, 0.2, (6, 3)), "nharpg": RNG.normal(0.2, 0.3, (6, 3))}
+MATRICES = {
+    "ppo": RNG.normal(0.6, 0.3, (6, 3)),
+    "sac": RNG.normal(0.8, 0.2, (6, 3)),
+    "nharpg": RNG.normal(0.2, 0.3, (6, 3)),
+}
 
 
 def test_normalisation_maps_the_random_policy_to_0_and_the_reference_to_1():
@@ -14,8 +19,9 @@ def test_normalisation_maps_the_random_policy_to_0_and_the_reference_to_1():
     with pytest.raises(ValueError):
         aggregate.normalize([1.0], random=3.0, reference=3.0)
     finals = {"ppo": {"a": np.array([10.0, 20.0, 30.0]), "b": np.array([0.0, 1.0])}}
-    m = aggregate.score_matrices(finals, {"a": {"random": 10.0, "reference": 30.0},
-                                          "b": {"random": 0.0, "reference": 2.0}}, ["a", "b"])
+    m = aggregate.score_matrices(
+        finals, {"a": {"random": 10.0, "reference": 30.0}, "b": {"random": 0.0, "reference": 2.0}}, ["a", "b"]
+    )
     np.testing.assert_allclose(m["ppo"], [[0.0, 0.0], [0.5, 0.5]])  # two runs on every task
 
 
@@ -40,7 +46,8 @@ def test_probability_of_improvement_and_profiles_equal_rliables_own_calls():
     pairs = {f"{x},{y}": (MATRICES[x], MATRICES[y]) for x, y in ours}
     np.random.seed(aggregate.SEED)
     points, intervals = library.get_interval_estimates(
-        pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps=100)
+        pairs, lambda x, y: np.array([metrics.probability_of_improvement(x, y)]), reps=100
+    )
     for (x, y), (p, lo, hi) in ours.items():
         assert (p, lo, hi) == (points[f"{x},{y}"][0], intervals[f"{x},{y}"][0, 0], intervals[f"{x},{y}"][1, 0])
         assert p == pytest.approx(1 - ours[(y, x)][0])
@@ -58,16 +65,18 @@ def test_task_iqm_is_rliables_on_one_task():
     returns = RNG.normal(-200, 50, 8)
     point, lo, hi = aggregate.task_iqm(returns, reps=100)
     np.random.seed(aggregate.SEED)
-    p, ci = library.get_interval_estimates({"r": returns[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]),
-                                           reps=100)
+    p, ci = library.get_interval_estimates(
+        {"r": returns[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=100
+    )
     assert (point, lo, hi) == (p["r"][0], ci["r"][0, 0], ci["r"][1, 0])
 
 
 def test_the_curves_iqm_per_point_is_rliables_iqm_at_each_point():
     _, metrics = aggregate.rliable()
     scores = RNG.normal(size=(8, 2, 5))
-    np.testing.assert_allclose(aggregate.iqm_per_point(scores),
-                               [metrics.aggregate_iqm(scores[..., p]) for p in range(5)])
+    np.testing.assert_allclose(
+        aggregate.iqm_per_point(scores), [metrics.aggregate_iqm(scores[..., p]) for p in range(5)]
+    )
     returns = RNG.normal(size=(6, 4))
     returns[2, 3] = np.nan  # a diverged seed is left out
     mid, lo, hi = aggregate.iqm_curve(returns, reps=100)

@@ -4,6 +4,7 @@ by hand: the truncation mask, GAE per unroll and the λ-target advantage, the sq
 log-density and entropy estimate, the constant reward scale, no gradient clipping, Adam's epsilon,
 separate value-network sizes, LeCun-uniform initialisation and the SAC critics' layer norm; and that
 a config with every field at its default keeps the identity results were recorded under."""
+
 import json
 from pathlib import Path
 
@@ -12,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from pgjax.agents import ppo, sac
+from pgjax.envs import make
 
 from pgjax import gaussian_policy, onpolicy
-from pgjax.agents import ppo, sac
 from pgjax.config import ConfigError, build, to_dict
-from pgjax.envs import make
 from pgjax.networks import MLP, QNetwork, SoftplusTanhGaussianActor
 from pgjax.returns import gae
 
@@ -24,8 +25,18 @@ ENV = "gymnax/Pendulum-v1"
 
 
 def config(**overrides):
-    return build(ppo.Config, {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2,
-                              "total_steps": 4 * 8 * 6, **overrides}, "ppo")
+    return build(
+        ppo.Config,
+        {
+            "num_envs": 4,
+            "rollout_length": 8,
+            "num_epochs": 2,
+            "num_minibatches": 2,
+            "total_steps": 4 * 8 * 6,
+            **overrides,
+        },
+        "ppo",
+    )
 
 
 # ---------------------------------------------------------------- advantages, against brax's compute_gae
@@ -53,15 +64,29 @@ def test_masked_segmented_lambda_target_advantages_equal_brax_compute_gae_per_un
 
     T, B, unroll, gamma, lam = 60, 5, 20, 0.97, 0.9
     r, v, v_next, term, trunc = rollout_with_episode_ends(T, B, 0)
-    adv, targets = gae(jnp.asarray(r), jnp.asarray(v), jnp.asarray(v_next), jnp.asarray(term),
-                       jnp.asarray(term | trunc), gamma, lam, segment=unroll, mask_truncated=True,
-                       advantage="lambda_target")
+    adv, targets = gae(
+        jnp.asarray(r),
+        jnp.asarray(v),
+        jnp.asarray(v_next),
+        jnp.asarray(term),
+        jnp.asarray(term | trunc),
+        gamma,
+        lam,
+        segment=unroll,
+        mask_truncated=True,
+        advantage="lambda_target",
+    )
     for start in range(0, T, unroll):
         s = slice(start, start + unroll)
-        vs, brax_adv = compute_gae(truncation=jnp.asarray(trunc[s], jnp.float32),
-                                   termination=jnp.asarray(term[s], jnp.float32), rewards=jnp.asarray(r[s]),
-                                   values=jnp.asarray(v[s]), bootstrap_value=jnp.asarray(v_next[s][-1]),
-                                   lambda_=lam, discount=gamma)
+        vs, brax_adv = compute_gae(
+            truncation=jnp.asarray(trunc[s], jnp.float32),
+            termination=jnp.asarray(term[s], jnp.float32),
+            rewards=jnp.asarray(r[s]),
+            values=jnp.asarray(v[s]),
+            bootstrap_value=jnp.asarray(v_next[s][-1]),
+            lambda_=lam,
+            discount=gamma,
+        )
         np.testing.assert_allclose(targets[s], vs, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(adv[s], brax_adv, rtol=1e-5, atol=1e-5)
 
@@ -110,14 +135,25 @@ def test_loop_hands_gae_the_constant_reward_scale_the_truncation_mask_the_segmen
     from test_ppo import loop_value, one_loop_iteration
 
     _, _, _, raw_batch, _ = one_loop_iteration(scale_rewards=False)
-    cfg, _, _, batch, _ = one_loop_iteration(scale_rewards=False, reward_scale=10.0, mask_truncated=True,
-                                             gae_segment=50, advantage="lambda_target")
+    cfg, _, _, batch, _ = one_loop_iteration(
+        scale_rewards=False, reward_scale=10.0, mask_truncated=True, gae_segment=50, advantage="lambda_target"
+    )
     np.testing.assert_allclose(batch["reward"], 10.0 * raw_batch["reward"], rtol=1e-6)
     done = np.zeros((201, 2), bool)
     done[199] = True
     values, next_values = loop_value(None, batch["obs"]), loop_value(None, batch["next_obs"])
-    adv, targets = gae(jnp.asarray(batch["reward"]), values, next_values, np.zeros_like(done), done, cfg.gamma,
-                       cfg.gae_lambda, segment=50, mask_truncated=True, advantage="lambda_target")
+    adv, targets = gae(
+        jnp.asarray(batch["reward"]),
+        values,
+        next_values,
+        np.zeros_like(done),
+        done,
+        cfg.gamma,
+        cfg.gae_lambda,
+        segment=50,
+        mask_truncated=True,
+        advantage="lambda_target",
+    )
     np.testing.assert_allclose(batch["advantage"], adv, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(batch["target"], targets, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(batch["advantage"][199], 0.0)
@@ -138,7 +174,8 @@ def test_tanh_gaussian_policy_log_density_and_entropy_equal_brax_normal_tanh_dis
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, env.obs_size)) * 3
     brax = NormalTanhDistribution(event_size=env.action_size)
     logits = MLP(cfg.hidden_sizes, 2 * env.action_size, cfg.activation, weight_init=cfg.kernel_init).apply(
-        {"params": learner.actor_params["params"]["MLP_0"]}, obs)
+        {"params": learner.actor_params["params"]["MLP_0"]}, obs
+    )
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
     np.testing.assert_allclose(jnp.exp(log_std), brax.create_dist(logits).scale, rtol=1e-5)
 
@@ -146,11 +183,13 @@ def test_tanh_gaussian_policy_log_density_and_entropy_equal_brax_normal_tanh_dis
     np.testing.assert_allclose(action, jnp.tanh(extras["raw_action"]), rtol=1e-6)
     assert float(jnp.abs(action).max()) < 1.0
     np.testing.assert_allclose(extras["log_prob"], brax.log_prob(logits, extras["raw_action"]), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(gaussian_policy.log_prob(learner.actor, mean, log_std, extras), extras["log_prob"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        gaussian_policy.log_prob(learner.actor, mean, log_std, extras), extras["log_prob"], rtol=1e-5
+    )
     key = jax.random.PRNGKey(3)
-    np.testing.assert_allclose(gaussian_policy.entropy(learner.actor, mean, log_std, key), brax.entropy(logits, key),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        gaussian_policy.entropy(learner.actor, mean, log_std, key), brax.entropy(logits, key), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_the_squashed_policy_acts_with_tanh_of_its_mean_when_deterministic():
@@ -161,8 +200,9 @@ def test_the_squashed_policy_acts_with_tanh_of_its_mean_when_deterministic():
     obs = jax.random.normal(jax.random.PRNGKey(1), (32, env.obs_size)) * 5
     mean, _ = state.learner.actor.apply(state.learner.actor_params, onpolicy.normalizer(state)(obs))
     assert float(jnp.abs(mean).max()) > 0.5  # far enough from 0 that tanh(mean) and mean differ
-    np.testing.assert_allclose(ppo.act(state, obs, jax.random.PRNGKey(0), deterministic=True), jnp.tanh(mean),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        ppo.act(state, obs, jax.random.PRNGKey(0), deterministic=True), jnp.tanh(mean), rtol=1e-6
+    )
 
 
 def test_the_ppo_loss_takes_the_squashed_policys_ratio_at_the_raw_action():
@@ -171,8 +211,15 @@ def test_the_ppo_loss_takes_the_squashed_policys_ratio_at_the_raw_action():
     learner = ppo.init_learner(jax.random.PRNGKey(0), env, cfg)
     obs = jax.random.normal(jax.random.PRNGKey(1), (16, env.obs_size))
     action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2))
-    batch = {"obs": obs, "action": action, **extras, "advantage": jnp.linspace(-1, 1, 16), "value": jnp.zeros(16),
-             "target": jnp.zeros(16), "key": jax.random.PRNGKey(4)}
+    batch = {
+        "obs": obs,
+        "action": action,
+        **extras,
+        "advantage": jnp.linspace(-1, 1, 16),
+        "value": jnp.zeros(16),
+        "target": jnp.zeros(16),
+        "key": jax.random.PRNGKey(4),
+    }
     _, info = ppo.ppo_loss((learner.actor_params, learner.critic_params), learner.actor, learner.critic, batch, cfg)
     assert abs(float(info["approx_kl"])) < 1e-6  # the behaviour policy itself: every ratio is 1
 
@@ -182,9 +229,11 @@ def test_the_ppo_loss_takes_the_squashed_policys_ratio_at_the_raw_action():
 
 def test_value_hidden_sizes_and_lecun_uniform_init_shape_brax_networks():
     env = make(ENV)
-    learner = ppo.init_learner(jax.random.PRNGKey(0), env, config(hidden_sizes=(32,) * 4,
-                                                                  value_hidden_sizes=(256,) * 5,
-                                                                  kernel_init="lecun_uniform"))
+    learner = ppo.init_learner(
+        jax.random.PRNGKey(0),
+        env,
+        config(hidden_sizes=(32,) * 4, value_hidden_sizes=(256,) * 5, kernel_init="lecun_uniform"),
+    )
     actor_layers = learner.actor_params["params"]["MLP_0"]
     critic_layers = learner.critic_params["params"]
     assert [actor_layers[f"Dense_{i}"]["kernel"].shape[1] for i in range(4)] == [32] * 4
@@ -196,7 +245,9 @@ def test_value_hidden_sizes_and_lecun_uniform_init_shape_brax_networks():
     first = np.asarray(critic_layers["Dense_1"]["kernel"])
     assert abs(first.var() * 256 - 1.0) < 0.05
     # the default stays orthogonal: columns of a square layer are orthonormal up to the gain
-    default = np.asarray(ppo.init_learner(jax.random.PRNGKey(0), env, config()).critic_params["params"]["Dense_1"]["kernel"])
+    default = np.asarray(
+        ppo.init_learner(jax.random.PRNGKey(0), env, config()).critic_params["params"]["Dense_1"]["kernel"]
+    )
     np.testing.assert_allclose(default.T @ default, 2.0 * np.eye(64), atol=1e-4)
 
 
@@ -217,8 +268,9 @@ def test_without_gradient_clipping_a_large_gradient_takes_plain_adams_step_with_
     plain = second_step(optax.adam(cfg.lr, eps=1e-8))
     np.testing.assert_allclose(second_step(ppo.optimizer(cfg)), plain, rtol=1e-6)
     clipped = second_step(ppo.optimizer(config(anneal_lr=False)))
-    np.testing.assert_allclose(clipped, second_step(optax.chain(optax.clip_by_global_norm(0.5),
-                                                                optax.adam(cfg.lr, eps=1e-5))), rtol=1e-6)
+    np.testing.assert_allclose(
+        clipped, second_step(optax.chain(optax.clip_by_global_norm(0.5), optax.adam(cfg.lr, eps=1e-5))), rtol=1e-6
+    )
     assert np.abs(clipped - plain).max() > 0.5 * np.abs(plain).max()
     # Adam's first step is lr·g/(|g| + ε): with |g| tiny, ε decides its size
     tiny = {"w": jnp.array([1e-6, 1e-6])}
@@ -237,8 +289,12 @@ def test_sac_critic_layer_norm_normalises_each_hidden_activation_as_brax_does():
     params = critic.init(jax.random.PRNGKey(1), obs, action)
     ours = critic.apply(params, obs, action)
     layers = params["params"]["MLP_0"]
-    brax_params = {"params": {**{f"hidden_{i}": layers[f"Dense_{i}"] for i in range(3)},
-                              **{f"LayerNorm_{i}": layers[f"LayerNorm_{i}"] for i in range(2)}}}
+    brax_params = {
+        "params": {
+            **{f"hidden_{i}": layers[f"Dense_{i}"] for i in range(3)},
+            **{f"LayerNorm_{i}": layers[f"LayerNorm_{i}"] for i in range(2)},
+        }
+    }
     brax = BraxMLP(layer_sizes=[16, 16, 1], activation=jax.nn.relu, layer_norm=True)
     np.testing.assert_allclose(ours, brax.apply(brax_params, jnp.concatenate([obs, action], -1))[..., 0], rtol=1e-5)
     plain = QNetwork((16, 16), "relu").init(jax.random.PRNGKey(1), obs, action)
@@ -249,16 +305,23 @@ def test_sac_critic_layer_norm_normalises_each_hidden_activation_as_brax_does():
 
 
 def sac_config(**overrides):
-    return build(sac.Config, {"num_envs": 4, "warmup_steps": 16, "batch_size": 32, "buffer_size": 64,
-                              "total_steps": 64, **overrides}, "sac")
+    return build(
+        sac.Config,
+        {"num_envs": 4, "warmup_steps": 16, "batch_size": 32, "buffer_size": 64, "total_steps": 64, **overrides},
+        "sac",
+    )
 
 
 def sac_batch(env, n: int = 32, seed: int = 0) -> dict:
     k = jax.random.split(jax.random.PRNGKey(seed), 4)
-    return {"obs": jax.random.normal(k[0], (n, env.obs_size)), "next_obs": jax.random.normal(k[1], (n, env.obs_size)),
-            "action": jax.random.uniform(k[2], (n, env.action_size), minval=-1, maxval=1),
-            "reward": jax.random.normal(k[3], (n,)), "terminated": (jnp.arange(n) % 7 == 0).astype(jnp.float32),
-            "truncated": (jnp.arange(n) % 5 == 0).astype(jnp.float32)}
+    return {
+        "obs": jax.random.normal(k[0], (n, env.obs_size)),
+        "next_obs": jax.random.normal(k[1], (n, env.obs_size)),
+        "action": jax.random.uniform(k[2], (n, env.action_size), minval=-1, maxval=1),
+        "reward": jax.random.normal(k[3], (n,)),
+        "terminated": (jnp.arange(n) % 7 == 0).astype(jnp.float32),
+        "truncated": (jnp.arange(n) % 5 == 0).astype(jnp.float32),
+    }
 
 
 def test_sac_softplus_std_and_lecun_init_give_brax_sac_policy_density():
@@ -272,7 +335,8 @@ def test_sac_softplus_std_and_lecun_init_give_brax_sac_policy_density():
     assert isinstance(learner.actor, SoftplusTanhGaussianActor)
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, env.obs_size)) * 3
     logits = MLP(cfg.hidden_sizes, 2 * env.action_size, cfg.activation, weight_init="lecun_uniform").apply(
-        {"params": learner.actor_params["params"]["MLP_0"]}, obs)
+        {"params": learner.actor_params["params"]["MLP_0"]}, obs
+    )
     brax = NormalTanhDistribution(event_size=env.action_size)
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
     key = jax.random.PRNGKey(2)
@@ -302,7 +366,7 @@ def test_sac_mask_truncated_leaves_truncated_transitions_out_of_the_critic_loss_
     target = jax.random.normal(jax.random.PRNGKey(5), (32,))
     q = np.asarray(sac.apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])).T  # [B, 2]
     error = (q - np.asarray(target)[:, None]) * (1 - np.asarray(batch["truncated"]))[:, None]
-    brax_loss = 0.5 * np.mean(error ** 2)
+    brax_loss = 0.5 * np.mean(error**2)
     loss, _ = sac.critic_loss(learner.critic_params, critic, batch, target, sac.critic_weight(batch, cfg))
     np.testing.assert_allclose(loss, 2 * brax_loss, rtol=1e-5)
 
@@ -314,21 +378,27 @@ def test_sac_mask_truncated_leaves_truncated_transitions_out_of_the_critic_loss_
     for a, b in zip(critics_after(cfg, batch["reward"]), critics_after(cfg, truncated_reward)):
         np.testing.assert_array_equal(a, b)
     unmasked = cfg.replace(mask_truncated=False)
-    assert any(not np.array_equal(a, b) for a, b in zip(critics_after(unmasked, batch["reward"]),
-                                                        critics_after(unmasked, truncated_reward)))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(critics_after(unmasked, batch["reward"]), critics_after(unmasked, truncated_reward))
+    )
 
 
 def test_with_mask_truncated_the_replay_stores_each_transitions_time_limit_flag_and_only_then():
     """Pendulum's episodes end at 200 steps by truncation: 256 warm-up steps in one env hold one."""
     env = make(ENV)
-    masked = sac.init(jax.random.PRNGKey(0), env, sac_config(mask_truncated=True, num_envs=1, warmup_steps=256,
-                                                             buffer_size=512, total_steps=1024))
+    masked = sac.init(
+        jax.random.PRNGKey(0),
+        env,
+        sac_config(mask_truncated=True, num_envs=1, warmup_steps=256, buffer_size=512, total_steps=1024),
+    )
     stored = masked.buffer.experience
     truncated = np.flatnonzero(np.asarray(stored["truncated"]).reshape(-1)[:256])
     np.testing.assert_array_equal(truncated, [199])
     assert not np.asarray(stored["terminated"]).any()
-    plain = sac.init(jax.random.PRNGKey(0), env, sac_config(num_envs=1, warmup_steps=256, buffer_size=512,
-                                                            total_steps=1024))
+    plain = sac.init(
+        jax.random.PRNGKey(0), env, sac_config(num_envs=1, warmup_steps=256, buffer_size=512, total_steps=1024)
+    )
     assert "truncated" not in plain.buffer.experience
 
 
@@ -344,7 +414,8 @@ def test_sac_actor_steps_on_the_updated_critics_or_as_brax_on_the_pre_update_one
         actor, critic = sac._networks(env, cfg)
         critics = new.critic_params if on_updated else learner.critic_params
         grads = jax.grad(lambda p: sac.actor_loss(p, actor, critic, critics, 1.0, batch["obs"], actor_key)[0])(
-            learner.actor_params)
+            learner.actor_params
+        )
         updates, _ = optax.adam(cfg.actor_lr).update(grads, learner.actor_opt)
         expected = optax.apply_updates(learner.actor_params, updates)
         for a, b in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(expected)):
@@ -355,8 +426,11 @@ def test_sac_temperature_loss_on_alpha_scales_the_log_alpha_gradient_by_alpha_as
     """Brax: L = α·sg(-log π - H̄), so dL/d log α = -α·mean(log π + H̄); ours: -mean(log π + H̄).
     Two steps with a large α learning rate (Adam's first step is the same for both) tell them apart."""
     log_alpha, log_prob, target = jnp.asarray(0.7), jnp.asarray([-1.0, 0.5, 2.0]), -0.5
-    np.testing.assert_allclose(jax.grad(sac.maxent.temperature_loss_on_alpha)(log_alpha, log_prob, target),
-                               -np.exp(0.7) * np.mean(np.asarray(log_prob) + target), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(sac.maxent.temperature_loss_on_alpha)(log_alpha, log_prob, target),
+        -np.exp(0.7) * np.mean(np.asarray(log_prob) + target),
+        rtol=1e-6,
+    )
     env = make(ENV)
     batch = sac_batch(env)
     for form in ("log_alpha", "alpha"):
@@ -381,22 +455,41 @@ def test_brax_preset_sets_every_brax_choice_and_playground_keeps_ours():
     from pgjax.presets import preset_overrides
 
     p = params.brax_ppo_config("CartpoleSwingup")
-    brax = build(ppo.Config, preset_overrides("brax", "ppo", "dmc/CartpoleSwingup", 10 ** 6), "ppo")
+    brax = build(ppo.Config, preset_overrides("brax", "ppo", "dmc/CartpoleSwingup", 10**6), "ppo")
     assert (brax.scale_rewards, brax.reward_scale, brax.policy, brax.kernel_init) == (
-        False, p.reward_scaling, "tanh_gaussian", "lecun_uniform")
+        False,
+        p.reward_scaling,
+        "tanh_gaussian",
+        "lecun_uniform",
+    )
     assert (brax.hidden_sizes, brax.value_hidden_sizes) == ((32,) * 4, (256,) * 5)  # brax's network defaults
     assert (brax.clip_gradients, brax.clip_value_loss, brax.adam_eps) == (False, False, 1e-8)
     assert (brax.mask_truncated, brax.gae_segment, brax.advantage) == (True, p.unroll_length, "lambda_target")
-    ours = build(ppo.Config, preset_overrides("playground", "ppo", "dmc/CartpoleSwingup", 10 ** 6), "ppo")
-    assert (ours.scale_rewards, ours.policy, ours.clip_gradients, ours.mask_truncated) == (True, "gaussian", True, False)
-    s = build(sac.Config, preset_overrides("brax", "sac", "dmc/CartpoleSwingup", 10 ** 6), "sac")
+    ours = build(ppo.Config, preset_overrides("playground", "ppo", "dmc/CartpoleSwingup", 10**6), "ppo")
+    assert (ours.scale_rewards, ours.policy, ours.clip_gradients, ours.mask_truncated) == (
+        True,
+        "gaussian",
+        True,
+        False,
+    )
+    s = build(sac.Config, preset_overrides("brax", "sac", "dmc/CartpoleSwingup", 10**6), "sac")
     assert s.critic_layer_norm and s.alpha_lr == 3e-4  # brax sac.train's temperature learning rate is fixed
-    assert (s.policy_std, s.kernel_init, s.mask_truncated, s.actor_on_updated_critics, s.temperature_loss,
-            s.random_warmup) == ("softplus", "lecun_uniform", True, False, "alpha", False)
+    assert (
+        s.policy_std,
+        s.kernel_init,
+        s.mask_truncated,
+        s.actor_on_updated_critics,
+        s.temperature_loss,
+        s.random_warmup,
+    ) == ("softplus", "lecun_uniform", True, False, "alpha", False)
     assert s.target_entropy_scale == 0.5 and s.init_alpha == 1.0  # brax: -|A|/2, log α starts at 0
-    o = build(sac.Config, preset_overrides("playground", "sac", "dmc/CartpoleSwingup", 10 ** 6), "sac")
+    o = build(sac.Config, preset_overrides("playground", "sac", "dmc/CartpoleSwingup", 10**6), "sac")
     assert (o.policy_std, o.mask_truncated, o.actor_on_updated_critics, o.temperature_loss) == (
-        "clipped_log_std", False, True, "log_alpha")
+        "clipped_log_std",
+        False,
+        True,
+        "log_alpha",
+    )
 
 
 def test_agents_that_do_not_honour_the_brax_network_fields_refuse_them():
@@ -420,8 +513,10 @@ def test_added_fields_at_their_default_keep_the_config_ids_results_were_written_
     from pgjax.runner import config_id
 
     runs = json.loads((Path(__file__).parents[1] / "results" / "suite_cpu" / "runs.json").read_text())
-    for agent, module, change in (("ppo", ppo, {"adam_eps": 1e-8, "mask_truncated": True}),
-                                  ("sac", sac, {"policy_std": "softplus", "mask_truncated": True})):
+    for agent, module, change in (
+        ("ppo", ppo, {"adam_eps": 1e-8, "mask_truncated": True}),
+        ("sac", sac, {"policy_std": "softplus", "mask_truncated": True}),
+    ):
         plan = next(p for p in runs["plan"] if p["agent"] == agent)
         recorded = plan["configs"][0]
         cfg = build(module.Config, recorded, agent)

@@ -1,6 +1,7 @@
 """jaxlib 0.10's XLA:CPU deadlocked on a batched LAPACK QR (the orthogonal initializer vmapped over
 seeds) sharded over two CPU devices. The fix runs the decomposition unbatched; these programs run in
 a subprocess with a timeout, so a regression fails instead of hanging CI."""
+
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,8 @@ def test_batched_orthogonal_init_and_every_agent_init_on_two_cpu_devices_do_not_
     try:
         proc = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired:
-        pytest.fail("deadlock: the vmapped initialisation on two CPU devices did not finish in 900 s (it takes about a minute alone on a 2-core CPU)")
+        pytest.fail(
+            "deadlock: the vmapped initialisation on two CPU devices did not finish in 900 s (it takes about a minute alone on a 2-core CPU)"
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no deadlock" in proc.stdout

@@ -1,6 +1,7 @@
 """One sweep over several processes (jax.distributed, the real coordinator on this host): the same curves
 as one process with the same devices and as one device alone; only process 0 writes; `import pgjax`
 leaves JAX's devices alone."""
+
 import csv
 import os
 import socket
@@ -39,8 +40,20 @@ def free_port() -> int:
 
 
 def sweep_command(sweep: Path, out: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "pgjax", "--compile-cache", "off", "sweep", str(sweep), "--out", str(out),
-            "--quiet", "--no-report", *options]
+    return [
+        sys.executable,
+        "-m",
+        "pgjax",
+        "--compile-cache",
+        "off",
+        "sweep",
+        str(sweep),
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-report",
+        *options,
+    ]
 
 
 def curves(out: Path) -> list[tuple]:
@@ -86,11 +99,35 @@ def two_processes(tmp_path_factory):
     sweep = tmp / "sweep.toml"
     sweep.write_text(SWEEP)
     address = f"localhost:{free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-c", AUDITED, str(tmp / "out"), str(tmp / f"changes{i}.log"),
-                               *sweep_command(sweep, tmp / "out", "--cpu-devices", "1", "--coordinator", address,
-                                              "--num-processes", "2", "--process-id", str(i),
-                                              "--checkpoint-every", "1")[3:]],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                AUDITED,
+                str(tmp / "out"),
+                str(tmp / f"changes{i}.log"),
+                *sweep_command(
+                    sweep,
+                    tmp / "out",
+                    "--cpu-devices",
+                    "1",
+                    "--coordinator",
+                    address,
+                    "--num-processes",
+                    "2",
+                    "--process-id",
+                    str(i),
+                    "--checkpoint-every",
+                    "1",
+                )[3:],
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
@@ -108,8 +145,9 @@ def test_two_processes_give_the_curves_of_one_process_with_two_devices_and_of_on
     alone = {}
     for devices in ("2", "1"):
         out = tmp / f"one-process-{devices}"
-        done = subprocess.run(sweep_command(sweep, out, "--cpu-devices", devices), capture_output=True, text=True,
-                              timeout=900)
+        done = subprocess.run(
+            sweep_command(sweep, out, "--cpu-devices", devices), capture_output=True, text=True, timeout=900
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         alone[devices] = curves(out)
     assert alone["2"] == distributed
@@ -140,9 +178,26 @@ def test_a_folder_in_use_refuses_every_process_with_process_0s_line(tmp_path):
     assert held.take() is None
     try:
         address = f"localhost:{free_port()}"
-        procs = [subprocess.Popen(sweep_command(sweep, out, "--cpu-devices", "1", "--coordinator", address,
-                                                "--num-processes", "2", "--process-id", str(i)),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+        procs = [
+            subprocess.Popen(
+                sweep_command(
+                    sweep,
+                    out,
+                    "--cpu-devices",
+                    "1",
+                    "--coordinator",
+                    address,
+                    "--num-processes",
+                    "2",
+                    "--process-id",
+                    str(i),
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         outputs = [p.communicate(timeout=600) for p in procs]
     finally:
         held.release()
@@ -167,8 +222,13 @@ def test_import_pgjax_leaves_jax_devices_as_jax_has_them(env):
     import os
 
     def devices(code):
-        run = subprocess.run([sys.executable, "-c", code + "; import jax; print(len(jax.devices('cpu')))"],
-                             capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-c", code + "; import jax; print(len(jax.devices('cpu')))"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr
         return int(run.stdout.split()[-1])
 

@@ -3,8 +3,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from pgjax.distributions import (gaussian_entropy, gaussian_log_prob, log_one_minus_tanh_sq,
-                                 tanh_gaussian_log_prob, tanh_gaussian_sample)
+from pgjax.distributions import (
+    gaussian_entropy,
+    gaussian_log_prob,
+    log_one_minus_tanh_sq,
+    tanh_gaussian_log_prob,
+    tanh_gaussian_sample,
+)
 
 
 def test_tanh_gaussian_log_prob_matches_numerical_change_of_variables():

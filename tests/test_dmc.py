@@ -1,18 +1,19 @@
 """The DeepMind Control Suite through MuJoCo Playground: every task under jit and vmap, DMC's reward
 scale, Playground's episode length, truncation with final_obs, vmapped seeds, and clear errors."""
+
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import FAST_COMPILE, tiny_trainer
+from pgjax.envs import DMC_TASKS, ENV_NAMES, make
+from test_envs import run_steps
 
 from pgjax import aggregate
 from pgjax.config import ConfigError
-from pgjax.envs import DMC_TASKS, ENV_NAMES, make
 from pgjax.names import check_env
-from helpers import FAST_COMPILE, tiny_trainer
-from test_envs import run_steps
 
 
 def playground_config(task):
@@ -33,8 +34,9 @@ def test_every_playground_dmc_task_is_offered():
 SMALL_MODELS = ("Acrobot", "BallInCup", "Cartpole", "Pendulum", "PointMass", "Reacher")
 
 
-@pytest.mark.parametrize("task", [t if t.startswith(SMALL_MODELS) else pytest.param(t, marks=pytest.mark.slow)
-                                  for t in DMC_TASKS])
+@pytest.mark.parametrize(
+    "task", [t if t.startswith(SMALL_MODELS) else pytest.param(t, marks=pytest.mark.slow) for t in DMC_TASKS]
+)
 def test_every_dmc_task_resets_and_steps_under_jit_and_vmap(task):
     env = make(f"dmc/{task}")
     config = playground_config(task)
@@ -51,6 +53,7 @@ def test_every_dmc_task_resets_and_steps_under_jit_and_vmap(task):
             action = jax.random.uniform(k, (2, env.action_size), minval=-1.0, maxval=1.0)
             s = jax.vmap(env.step)(s, action, jax.random.split(k, 2))
             return s, (s.obs, s.reward, s.terminated)
+
         return jax.lax.scan(body, state, jax.random.split(key, 4))[1]
 
     # Swimmer's reset runs a loop that unoptimised code takes ~45 s to run, longer than it saves compiling
@@ -73,7 +76,7 @@ def test_dmc_truncates_at_playgrounds_episode_length_with_the_last_observation()
     np.testing.assert_allclose(traj.final_obs[last - 1], traj.obs[last - 1])
     # doing nothing keeps the pole up for a while: a return between the random policy's and 1000
     returns = np.asarray(traj.stats.last_return[last])
-    np.testing.assert_allclose(returns, np.asarray(traj.reward[:env.max_episode_steps]).sum(0), rtol=1e-4)
+    np.testing.assert_allclose(returns, np.asarray(traj.reward[: env.max_episode_steps]).sum(0), rtol=1e-4)
     assert np.all((returns > 500) & (returns < 1000))
 
 
@@ -106,14 +109,17 @@ def test_dmc_bad_input_is_refused_in_one_line_before_anything_is_built():
 def test_dmc_tasks_are_normalised_on_dmcs_own_scale(tmp_path):
     from pgjax.sweep import load_scores
 
-    scores = aggregate.with_dmc_scale({"gymnax/Pendulum-v1": {"random": -1224.0, "reference": -157.0}},
-                                      ["dmc/CheetahRun", "gymnax/Pendulum-v1"])
+    scores = aggregate.with_dmc_scale(
+        {"gymnax/Pendulum-v1": {"random": -1224.0, "reference": -157.0}}, ["dmc/CheetahRun", "gymnax/Pendulum-v1"]
+    )
     assert scores["gymnax/Pendulum-v1"]["random"] == -1224.0
     s = scores["dmc/CheetahRun"]
     np.testing.assert_allclose(aggregate.normalize([0.0, 500.0, 1000.0], s["random"], s["reference"]), [0, 0.5, 1])
     sweep = tmp_path / "s.toml"
-    sweep.write_text('[[run]]\nagent = "ppo"\nenv = "dmc/CheetahRun"\nsteps = 1000\n'
-                     '[scores."dmc/CheetahRun"]\nrandom = 1.0\nreference = 900.0\n')
+    sweep.write_text(
+        '[[run]]\nagent = "ppo"\nenv = "dmc/CheetahRun"\nsteps = 1000\n'
+        '[scores."dmc/CheetahRun"]\nrandom = 1.0\nreference = 900.0\n'
+    )
     with pytest.raises(ConfigError, match="DMC's own scale"):
         load_scores(sweep)
 
@@ -125,19 +131,28 @@ def test_playground_preset_maps_playgrounds_tuned_parameters_and_set_overrides_i
 
     brax_ppo = params.brax_ppo_config("CartpoleSwingup")
     sweep = tmp_path / "s.toml"
-    sweep.write_text('[[run]]\nagent = "ppo"\nenv = "dmc/CartpoleSwingup"\nsteps = 2_000_000\npreset = "playground"\n'
-                     'config = { ent_coef = 0.0 }\n'
-                     '[[run]]\nagent = "sac"\nenv = "dmc/CartpoleSwingup"\nsteps = 100_000\npreset = "playground"\n')
+    sweep.write_text(
+        '[[run]]\nagent = "ppo"\nenv = "dmc/CartpoleSwingup"\nsteps = 2_000_000\npreset = "playground"\n'
+        "config = { ent_coef = 0.0 }\n"
+        '[[run]]\nagent = "sac"\nenv = "dmc/CartpoleSwingup"\nsteps = 100_000\npreset = "playground"\n'
+    )
     _, (ppo, sac) = load_sweep(sweep)
     (p,), (s,) = ppo.configs, sac.configs
-    assert (p.num_envs, p.num_epochs, p.num_minibatches) == (brax_ppo.num_envs, brax_ppo.num_updates_per_batch,
-                                                             brax_ppo.num_minibatches)
+    assert (p.num_envs, p.num_epochs, p.num_minibatches) == (
+        brax_ppo.num_envs,
+        brax_ppo.num_updates_per_batch,
+        brax_ppo.num_minibatches,
+    )
     # the env steps of one Brax PPO update: batch_size x num_minibatches trajectories of unroll_length
     assert p.num_envs * p.rollout_length == brax_ppo.batch_size * brax_ppo.num_minibatches * brax_ppo.unroll_length
     assert (p.gamma, p.lr, p.anneal_lr, p.ent_coef) == (brax_ppo.discounting, brax_ppo.learning_rate, False, 0.0)
     brax_sac = params.brax_sac_config("CartpoleSwingup")
     assert (s.num_envs, s.gradient_steps, s.batch_size, s.warmup_steps) == (
-        brax_sac.num_envs, brax_sac.grad_updates_per_step, brax_sac.batch_size, brax_sac.min_replay_size)
+        brax_sac.num_envs,
+        brax_sac.grad_updates_per_step,
+        brax_sac.batch_size,
+        brax_sac.min_replay_size,
+    )
     assert s.actor_lr == s.critic_lr == brax_sac.learning_rate and s.buffer_size == 100_000
     assert s.alpha_lr == 3e-4  # brax sac.train's temperature optimiser does not take learning_rate
 
@@ -145,9 +160,11 @@ def test_playground_preset_maps_playgrounds_tuned_parameters_and_set_overrides_i
 def test_a_misspelt_or_misplaced_preset_is_refused_in_one_line(capsys):
     from pgjax import cli
 
-    for preset, agent, env, words in [("playgrnd", "ppo", "dmc/CartpoleBalance", "did you mean playground"),
-                                      ("playground", "dsact", "dmc/CartpoleBalance", "for ppo and sac on dmc/ tasks"),
-                                      ("playground", "ppo", "brax/hopper", "for ppo and sac on dmc/ tasks")]:
+    for preset, agent, env, words in [
+        ("playgrnd", "ppo", "dmc/CartpoleBalance", "did you mean playground"),
+        ("playground", "dsact", "dmc/CartpoleBalance", "for ppo and sac on dmc/ tasks"),
+        ("playground", "ppo", "brax/hopper", "for ppo and sac on dmc/ tasks"),
+    ]:
         assert cli.main(["run", agent, env, "--steps", "1000", "--preset", preset, "--out", "unused"]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
@@ -156,8 +173,11 @@ def test_a_misspelt_or_misplaced_preset_is_refused_in_one_line(capsys):
 def test_compare_brax_refuses_bad_input_in_one_line_before_anything_runs(tmp_path, capsys):
     from pgjax import cli
 
-    for args, words in [(["--steps", "0"], "must be >= 1"), (["--task", "CheetaRun"], "did you mean dmc/CheetahRun"),
-                        (["--trainers", "ours,bracks"], "unknown trainer(s) bracks")]:
+    for args, words in [
+        (["--steps", "0"], "must be >= 1"),
+        (["--task", "CheetaRun"], "did you mean dmc/CheetahRun"),
+        (["--trainers", "ours,bracks"], "unknown trainer(s) bracks"),
+    ]:
         assert cli.main(["compare-brax", *args, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
@@ -168,8 +188,12 @@ def test_brax_compile_is_what_its_first_epoch_and_first_evaluation_took_beyond_t
     from pgjax.trainer_comparison import brax_timing
 
     # set-up + evaluator compile + first evaluation 20 s; epochs 30 s (compiling), 5 s, 5 s; evaluations 2 s
-    points = [{"env_steps": 0, "wall_s": 20.0}, {"env_steps": 100, "wall_s": 52.0, "epoch_s": 30.0},
-              {"env_steps": 200, "wall_s": 59.0, "epoch_s": 5.0}, {"env_steps": 300, "wall_s": 66.5, "epoch_s": 5.0}]
+    points = [
+        {"env_steps": 0, "wall_s": 20.0},
+        {"env_steps": 100, "wall_s": 52.0, "epoch_s": 30.0},
+        {"env_steps": 200, "wall_s": 59.0, "epoch_s": 5.0},
+        {"env_steps": 300, "wall_s": 66.5, "epoch_s": 5.0},
+    ]
     timing = brax_timing(points, command_s=67.0)
     assert timing["compile_s"] == (30.0 - 5.0) + (20.0 - 2.0)
     assert timing["run_s"] == 67.0 - 43.0 and timing["env_steps"] == 300
@@ -184,12 +208,20 @@ def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monke
     def fake(name):
         def run(agent, task, steps, evals, seeds, episodes, devices):
             ran.append((name, seeds, devices))
-            return {"seeds": seeds, "command_s": 10.0, "compile_s": 4.0, "run_s": 6.0, "env_steps": steps,
-                    "curves": {str(s): [[0, 1.0], [steps, 100.0 + s]] for s in seeds}}
+            return {
+                "seeds": seeds,
+                "command_s": 10.0,
+                "compile_s": 4.0,
+                "run_s": 6.0,
+                "env_steps": steps,
+                "curves": {str(s): [[0, 1.0], [steps, 100.0 + s]] for s in seeds},
+            }
+
         return run
 
-    monkeypatch.setattr(trainer_comparison, "TRAINERS", {k: (v[0], fake(k)) for k, v in
-                                                         trainer_comparison.TRAINERS.items()})
+    monkeypatch.setattr(
+        trainer_comparison, "TRAINERS", {k: (v[0], fake(k)) for k, v in trainer_comparison.TRAINERS.items()}
+    )
     args = ["compare-brax", "--steps", "600", "--num-evals", "1", "--out", str(tmp_path)]
     assert cli.main([*args, "--seeds", "2", "--trainers", "ours,brax"]) == 0
     # 2 seeds split over the test session's 2 CPU devices, and each Brax call is given as many
@@ -220,10 +252,21 @@ def test_compare_brax_runs_only_the_pieces_not_yet_in_its_folder(tmp_path, monke
 
 def parity_rows(ours: list[float], brax: list[float]) -> list[dict]:
     def row(trainer, finals):
-        return {"agent": "ppo", "task": "dmc/CartpoleSwingup", "trainer": trainer, "env_steps_per_seed": 100,
-                "eval_episodes": 16, "devices": 2, "seeds": list(range(len(finals))), "compile_s": 1.0,
-                "command_s": 2.0, "run_s": 1.0, "env_steps": 100,
-                "curves": {str(s): [[0, 0.0], [100, f]] for s, f in enumerate(finals)}}
+        return {
+            "agent": "ppo",
+            "task": "dmc/CartpoleSwingup",
+            "trainer": trainer,
+            "env_steps_per_seed": 100,
+            "eval_episodes": 16,
+            "devices": 2,
+            "seeds": list(range(len(finals))),
+            "compile_s": 1.0,
+            "command_s": 2.0,
+            "run_s": 1.0,
+            "env_steps": 100,
+            "curves": {str(s): [[0, 0.0], [100, f]] for s, f in enumerate(finals)},
+        }
+
     return [row("ours-brax", ours), row("brax", brax)]
 
 
@@ -233,7 +276,10 @@ def test_parity_is_the_bootstrap_interval_of_the_mean_final_returns_difference_w
     name = "ppo on dmc/CartpoleSwingup, 100 steps"
     rng = np.random.default_rng(0)
     close = parity(parity_rows(list(500 + rng.normal(0, 10, 8)), list(505 + rng.normal(0, 10, 8))), name)
-    assert close["verdict"] == "parity" and -50 <= close["interval_95"][0] < close["difference"] < close["interval_95"][1] <= 50
+    assert (
+        close["verdict"] == "parity"
+        and -50 <= close["interval_95"][0] < close["difference"] < close["interval_95"][1] <= 50
+    )
     ours, brax = 300 + rng.normal(0, 10, 8), 500 + rng.normal(0, 10, 8)
     far = parity(parity_rows(list(ours), list(brax)), name)
     assert far["verdict"] == "different" and abs(far["difference"] - (ours.mean() - brax.mean())) < 0.1

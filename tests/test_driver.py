@@ -2,13 +2,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from pgjax import driver
 from helpers import FAST_COMPILE, tiny_trainer, train_one
 
+from pgjax import driver
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow",
-                                   "nharpg"])
+
+@pytest.mark.parametrize(
+    "agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"]
+)
 def test_same_seed_gives_identical_curve(agent):
     trainer, config = tiny_trainer(agent)
     _, a = train_one(trainer, config, 3)
@@ -18,8 +19,9 @@ def test_same_seed_gives_identical_curve(agent):
     assert not np.array_equal(a.eval_return_mean, c.eval_return_mean)
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow",
-                                   "nharpg"])
+@pytest.mark.parametrize(
+    "agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"]
+)
 def test_seed_in_vmapped_batch_equals_seed_alone(agent):
     trainer, config = tiny_trainer(agent)
     keys = driver.seed_keys([0, 1, 2, 3])
@@ -29,9 +31,18 @@ def test_seed_in_vmapped_batch_equals_seed_alone(agent):
         np.testing.assert_allclose(batched.eval_return_mean[i], alone.eval_return_mean, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("agent,field", [("ppo", "lr"), ("sac", "critic_lr"), ("dsact", "critic_lr"),
-                                         ("mdpo_on", "lr"), ("mdpo_off", "tsallis_q"),
-                                         ("pg_rainbow", "switch_fraction"), ("nharpg", "gamma_0")])
+@pytest.mark.parametrize(
+    "agent,field",
+    [
+        ("ppo", "lr"),
+        ("sac", "critic_lr"),
+        ("dsact", "critic_lr"),
+        ("mdpo_on", "lr"),
+        ("mdpo_off", "tsallis_q"),
+        ("pg_rainbow", "switch_fraction"),
+        ("nharpg", "gamma_0"),
+    ],
+)
 def test_vmapped_learning_rates_equal_separate_runs(agent, field):
     trainer, config = tiny_trainer(agent)
     values = {"tsallis_q": (1.0, 1.5), "switch_fraction": (0.0, 0.5), "gamma_0": (0.05, 0.2)}.get(field, (1e-3, 3e-3))
@@ -96,18 +107,24 @@ def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_ze
 def test_runner_writes_k_plus_one_points_within_budget_or_says_what_it_writes(capsys):
     from pgjax.runner import make_group, run_group
 
-    (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 61}], num_evals=4,
-                          eval_episodes=2)
+    (group,) = make_group(
+        "sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 61}], num_evals=4, eval_episodes=2
+    )
     rows = run_group(group, progress=False).rows
     assert [r["env_steps"] for r in rows] == [20, 30, 40, 50, 60]  # 61 is not a whole iteration of 2 envs
-    assert "61 steps is not a whole number of iterations (2 env steps each after 20 of warm-up); running 60" in \
-        capsys.readouterr().err
-    (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 26}], num_evals=5,
-                          eval_episodes=2)
+    assert (
+        "61 steps is not a whole number of iterations (2 env steps each after 20 of warm-up); running 60"
+        in capsys.readouterr().err
+    )
+    (group,) = make_group(
+        "sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 26}], num_evals=5, eval_episodes=2
+    )
     rows = run_group(group, progress=False).rows
     assert [r["env_steps"] for r in rows] == [20, 22, 24, 26]
-    assert "num_evals = 5 exceeds the 3 iteration(s) the budget holds; writing 4 evaluation points" in \
-        capsys.readouterr().err
+    assert (
+        "num_evals = 5 exceeds the 3 iteration(s) the budget holds; writing 4 evaluation points"
+        in capsys.readouterr().err
+    )
 
 
 TINY_SAC = {"num_envs": 2, "batch_size": 16, "warmup_steps": 20, "hidden_sizes": "16,16"}
@@ -120,9 +137,24 @@ def test_reported_run_time_includes_the_last_chunk():
 
     from pgjax.runner import make_group, run_group
 
-    (group,) = make_group("ppo", "gymnax/Pendulum-v1", None, [0, 1],
-                          [{"num_envs": 64, "rollout_length": 64, "num_epochs": 4, "num_minibatches": 4,
-                            "hidden_sizes": [32, 32], "total_steps": 64 * 64 * 40}], num_evals=1, eval_episodes=2)
+    (group,) = make_group(
+        "ppo",
+        "gymnax/Pendulum-v1",
+        None,
+        [0, 1],
+        [
+            {
+                "num_envs": 64,
+                "rollout_length": 64,
+                "num_epochs": 4,
+                "num_minibatches": 4,
+                "hidden_sizes": [32, 32],
+                "total_steps": 64 * 64 * 40,
+            }
+        ],
+        num_evals=1,
+        eval_episodes=2,
+    )
     t0 = time.perf_counter()
     result = run_group(group, progress=False)
     outside_compile = time.perf_counter() - t0 - result.compile_s
@@ -130,8 +162,10 @@ def test_reported_run_time_includes_the_last_chunk():
     assert result.rows[-1]["wall_time_s"] == result.run_s
 
 
-@pytest.mark.parametrize("agent,init_copies", [("ppo", {"physics_reset": 1, "physics_step": 0}),
-                                               ("sac", {"physics_reset": 2, "physics_step": 1})])
+@pytest.mark.parametrize(
+    "agent,init_copies",
+    [("ppo", {"physics_reset": 1, "physics_step": 0}), ("sac", {"physics_reset": 2, "physics_step": 1})],
+)
 def test_each_program_holds_one_copy_of_the_physics_per_use(agent, init_copies):
     """XLA compiles a copy of the physics reset and step for every call site, and MJX's are large: init
     resets the envs (an off-policy init also refills and steps them for its warm-up), advance steps and
@@ -141,10 +175,11 @@ def test_each_program_holds_one_copy_of_the_physics_per_use(agent, init_copies):
     from pgjax.bench import physics_copies
     from pgjax.runner import group_programs, make_group, prepare
 
-    (group,) = make_group(agent, "brax/inverted_pendulum", None, [0], [dict(TINY[agent])], num_evals=2,
-                          eval_episodes=2)
+    (group,) = make_group(agent, "brax/inverted_pendulum", None, [0], [dict(TINY[agent])], num_evals=2, eval_episodes=2)
     trainer, keys, configs, mesh = prepare(group)
-    copies = {name: physics_copies(fn.trace(*args).jaxpr.jaxpr)
-              for name, (fn, args) in group_programs(trainer, keys, configs, mesh).items()}
+    copies = {
+        name: physics_copies(fn.trace(*args).jaxpr.jaxpr)
+        for name, (fn, args) in group_programs(trainer, keys, configs, mesh).items()
+    }
     once = {"physics_reset": 1, "physics_step": 1}
     assert copies == {"init": init_copies, "advance": once, "evaluate": once}

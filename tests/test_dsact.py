@@ -1,16 +1,17 @@
-"""DSAC-T (shared/spec/algorithms.md §3): the adjusted critic gradient against its closed form, the
+"""DSAC-T (docs/agents.md): the adjusted critic gradient against its closed form, the
 running std b and the clip boundary, the delayed actor/α/target updates, the target policy, and
 truncation vs termination."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from helpers import tiny_trainer
+from pgjax.agents import dsact
 
 from pgjax import maxent
-from pgjax.agents import dsact
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import apply_ensemble
-from helpers import tiny_trainer
 
 
 def random_critic_inputs(seed, n=64):
@@ -100,18 +101,22 @@ def test_actor_and_temperature_step_with_the_critics_and_alpha_from_before_this_
     actor_key = jax.random.split(key)[1]
     # the loss is the sharper witness: Adam's first step is close to lr · sign(gradient) whichever critics
     loss_with = lambda critic_params, log_alpha: dsact.actor_loss(
-        learner.actor_params, actor, critic, critic_params, jnp.exp(log_alpha), batch["obs"], actor_key)[0]
+        learner.actor_params, actor, critic, critic_params, jnp.exp(log_alpha), batch["obs"], actor_key
+    )[0]
     np.testing.assert_allclose(metrics["actor_loss"], loss_with(learner.critic_params, learner.log_alpha), rtol=1e-6)
-    assert not np.isclose(float(loss_with(new.critic_params, learner.log_alpha)), float(metrics["actor_loss"]),
-                          rtol=1e-5, atol=0)
+    assert not np.isclose(
+        float(loss_with(new.critic_params, learner.log_alpha)), float(metrics["actor_loss"]), rtol=1e-5, atol=0
+    )
     actor_opt, _, alpha_opt = maxent.optimizers(config)
 
     def stepped(critic_params, log_alpha):
         grads, log_prob = jax.grad(dsact.actor_loss, has_aux=True)(
-            learner.actor_params, actor, critic, critic_params, jnp.exp(log_alpha), batch["obs"], actor_key)
+            learner.actor_params, actor, critic, critic_params, jnp.exp(log_alpha), batch["obs"], actor_key
+        )
         updates, _ = actor_opt.update(grads, learner.actor_opt)
         alpha_grad = jax.grad(dsact.temperature_loss)(
-            learner.log_alpha, log_prob, maxent.target_entropy(trainer.env.action_size, config))
+            learner.log_alpha, log_prob, maxent.target_entropy(trainer.env.action_size, config)
+        )
         alpha_update, _ = alpha_opt.update(alpha_grad, learner.alpha_opt)
         return optax.apply_updates(learner.actor_params, updates), optax.apply_updates(learner.log_alpha, alpha_update)
 
@@ -199,8 +204,10 @@ def test_warmup_comes_from_the_initial_policy_by_default():
     constant = lambda learner, obs, key: jnp.full((obs.shape[0], trainer.env.action_size), 0.25)
     for random_warmup in (False, True):
         c = config.replace(random_warmup=random_warmup)
-        state = jax.jit(lambda k: offpolicy.init(k, trainer.env, c, dsact.init_learner, constant))(jax.random.PRNGKey(0))
-        actions = np.asarray(state.buffer.experience["action"])[0, :config.warmup_steps]
+        state = jax.jit(lambda k: offpolicy.init(k, trainer.env, c, dsact.init_learner, constant))(
+            jax.random.PRNGKey(0)
+        )
+        actions = np.asarray(state.buffer.experience["action"])[0, : config.warmup_steps]
         assert np.all(actions == 0.25) != random_warmup
 
 
@@ -210,8 +217,10 @@ def test_a_delayed_step_averages_both_targets_toward_the_updated_networks_and_ke
     trainer, config, learner, batch = init_learner(delay_update=2)
     actor, critic = dsact._networks(trainer.env, config)
     # targets apart from the online networks, so that which one is used, and how it moves, would show
-    learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params),
-                              target_critic_params=jax.tree.map(lambda x: x + 0.3, learner.critic_params))
+    learner = learner.replace(
+        target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params),
+        target_critic_params=jax.tree.map(lambda x: x + 0.3, learner.critic_params),
+    )
     key = jax.random.PRNGKey(3)
     new, metrics = jax.jit(lambda l: dsact.gradient_step(l, batch, key, trainer.env, config))(learner)
     tau = config.tau
@@ -219,8 +228,15 @@ def test_a_delayed_step_averages_both_targets_toward_the_updated_networks_and_ke
         expected = jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, getattr(learner, name), online)
         for got, want in zip(jax.tree.leaves(getattr(new, name)), jax.tree.leaves(expected)):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-    online_loss = dsact.actor_loss(learner.actor_params, actor, critic, learner.critic_params, jnp.exp(learner.log_alpha),
-                                   batch["obs"], jax.random.split(key)[1])[0]
+    online_loss = dsact.actor_loss(
+        learner.actor_params,
+        actor,
+        critic,
+        learner.critic_params,
+        jnp.exp(learner.log_alpha),
+        batch["obs"],
+        jax.random.split(key)[1],
+    )[0]
     np.testing.assert_allclose(metrics["actor_loss"], online_loss, rtol=1e-6)
     _, std = apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])
     np.testing.assert_allclose(new.b, std.mean(1), rtol=1e-6)  # the first batch's mean σ, carried on
@@ -239,16 +255,28 @@ def test_defaults_are_the_configuration_of_the_authors_committed_run():
 
     from pgjax.envs import make
 
-    official = json.loads((Path(__file__).parents[1] / "results/parity/dsact_pendulum/official/config.json").read_text())
+    official = json.loads(
+        (Path(__file__).parents[1] / "results/parity/dsact_pendulum/official/config.json").read_text()
+    )
     c = dsact.Config()
     assert list(c.hidden_sizes) == official["policy_hidden_sizes"] == official["value_hidden_sizes"]
     assert c.activation == official["policy_hidden_activation"] == official["value_hidden_activation"] == "gelu"
-    assert (c.actor_lr, c.critic_lr, c.alpha_lr) == (official["policy_learning_rate"], official["value_learning_rate"],
-                                                     official["alpha_learning_rate"])
-    assert (c.gamma, c.tau, c.delay_update, c.batch_size) == (official["gamma"], official["tau"],
-                                                              official["delay_update"], official["replay_batch_size"])
-    assert (c.num_envs, c.gradient_steps, c.warmup_steps) == (official["batch_size_per_sampler"], 1,
-                                                               official["buffer_warm_size"])
+    assert (c.actor_lr, c.critic_lr, c.alpha_lr) == (
+        official["policy_learning_rate"],
+        official["value_learning_rate"],
+        official["alpha_learning_rate"],
+    )
+    assert (c.gamma, c.tau, c.delay_update, c.batch_size) == (
+        official["gamma"],
+        official["tau"],
+        official["delay_update"],
+        official["replay_batch_size"],
+    )
+    assert (c.num_envs, c.gradient_steps, c.warmup_steps) == (
+        official["batch_size_per_sampler"],
+        1,
+        official["buffer_warm_size"],
+    )
     assert (c.init_log_alpha, c.tau_b, c.epsilon) == (1.0, c.tau, 0.1)
     actor, _ = dsact._networks(make("gymnax/Pendulum-v1"), c)
     assert actor.log_std_max == official["policy_max_log_std"]
@@ -273,8 +301,9 @@ def test_each_critics_std_head_is_the_softplus_of_its_raw_output():
     critic = dsact._networks(trainer.env, config)[1]
     one = jax.tree.map(lambda x: x[0], learner.critic_params)
     mean, std = critic.apply(one, batch["obs"], batch["action"])
-    raw = MLP(config.hidden_sizes, 2, config.activation).apply({"params": one["params"]["MLP_0"]},
-                                                               jnp.concatenate([batch["obs"], batch["action"]], -1))
+    raw = MLP(config.hidden_sizes, 2, config.activation).apply(
+        {"params": one["params"]["MLP_0"]}, jnp.concatenate([batch["obs"], batch["action"]], -1)
+    )
     np.testing.assert_allclose(mean, raw[:, 0], rtol=1e-6)
     np.testing.assert_allclose(std, jax.nn.softplus(raw[:, 1]), rtol=1e-6)
     assert float(raw[:, 1].min()) < 0  # where softplus and exp or abs would differ

@@ -2,11 +2,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
+from helpers import FAST_COMPILE
 from pgjax.envs import BRAX_TASKS, ENV_NAMES, make
 from pgjax.envs.brax_env import make_brax
+
 from pgjax.rollout import env_step
-from helpers import FAST_COMPILE
 
 
 def run_steps(env, n, action_value, num_envs=2, key=0, compiler_options=None):
@@ -18,6 +18,7 @@ def run_steps(env, n, action_value, num_envs=2, key=0, compiler_options=None):
         def body(s, kk):
             s = batch_step(env, s, jnp.full((num_envs, env.action_size), action_value), kk)
             return s, s
+
         return jax.lax.scan(body, state, jax.random.split(k, n))[1]
 
     return jax.jit(go, compiler_options=compiler_options)(jax.random.PRNGKey(key))
@@ -73,7 +74,9 @@ def test_actions_are_rescaled_to_bounds():
 
 
 # the pendulums compile in under 8 s; the larger models take 12-20 s each and run with the slow tests
-@pytest.mark.parametrize("task", [t if "pendulum" in t else pytest.param(t, marks=pytest.mark.slow) for t in BRAX_TASKS])
+@pytest.mark.parametrize(
+    "task", [t if "pendulum" in t else pytest.param(t, marks=pytest.mark.slow) for t in BRAX_TASKS]
+)
 def test_every_brax_env_resets_and_steps(task):
     env = make(f"brax/{task}")
     assert env.name in ENV_NAMES and env.backend == "generalized"
@@ -87,6 +90,7 @@ def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
     (the rollout refills the pools every REFRESH_EVERY steps)."""
     from pgjax.envs import batch_reset
     from pgjax.envs.pooled import POOL_SIZE, REFRESH_EVERY
+
     from pgjax.rollout import rollout
 
     env = make_brax("inverted_pendulum", "spring", episode_length=5)
@@ -110,17 +114,20 @@ def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
 def test_off_policy_warm_up_episodes_start_from_fresh_random_states():
     """The warm-up runs before the driver's first refill of the reset pools, which a reset fills with
     copies of its first state: its episodes too must each start from a state of their own."""
+    from helpers import TINY
+
     from pgjax.config import build
     from pgjax.registry import get_agent
-    from helpers import TINY
 
     env = make_brax("inverted_pendulum", "spring", episode_length=5)
     sac = get_agent("sac")
     steps_per_env = 20  # shorter than a refill period: the warm-up rollout does not refill on its own
     config = build(sac.Config, {**TINY["sac"], "num_envs": 2, "warmup_steps": 2 * steps_per_env}, "sac")
     state = jax.jit(lambda k: sac.init(k, env, config), compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
-    stored = {k: np.asarray(state.buffer.experience[k])[0, :2 * steps_per_env].reshape(steps_per_env, 2, -1)
-              for k in ("obs", "next_obs")}
+    stored = {
+        k: np.asarray(state.buffer.experience[k])[0, : 2 * steps_per_env].reshape(steps_per_env, 2, -1)
+        for k in ("obs", "next_obs")
+    }
     for e in range(2):
         obs, next_obs = stored["obs"][:, e], stored["next_obs"][:, e]
         ended = [t for t in range(steps_per_env - 1) if not np.array_equal(next_obs[t], obs[t + 1])]

@@ -1,15 +1,16 @@
 """MDPO, on- and off-policy (§5 of the spec): the mirror-descent step, its schedule and old policy,
 the analytic KL, log_q, and the special cases that make SAC part of MDPO."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from helpers import tiny_trainer
+from pgjax.agents import mdpo_off, mdpo_on, sac
 
 from pgjax import onpolicy
-from pgjax.agents import mdpo_off, mdpo_on, sac
 from pgjax.distributions import gaussian_kl, gaussian_log_prob, gaussian_sample
 from pgjax.networks import apply_ensemble
-from helpers import tiny_trainer
 
 # ---------------------------------------------------------------- on-policy
 
@@ -22,8 +23,12 @@ def on_policy_batch(seed=0, n=64):
     obs = jax.random.normal(k_obs, (n, trainer.env.obs_size))
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
     action = gaussian_sample(k_act, mean, log_std)
-    batch = {"obs": obs, "action": action, "log_prob": gaussian_log_prob(action, mean, log_std),
-             "advantage": onpolicy.normalize_advantages(jax.random.normal(k_adv, (n,)))}
+    batch = {
+        "obs": obs,
+        "action": action,
+        "log_prob": gaussian_log_prob(action, mean, log_std),
+        "advantage": onpolicy.normalize_advantages(jax.random.normal(k_adv, (n,))),
+    }
     return trainer, config, learner, batch
 
 
@@ -68,7 +73,9 @@ def test_kl_grows_over_the_m_full_batch_steps_and_they_are_plain_adam_steps_on_t
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=1e-5))
     params, state = learner.actor_params, optimizer.init(learner.actor_params)
     for _ in range(10):
-        grads = jax.grad(lambda p: mdpo_on.policy_loss(p, learner.actor, batch, old_mean, old_log_std, weight)[0])(params)
+        grads = jax.grad(lambda p: mdpo_on.policy_loss(p, learner.actor, batch, old_mean, old_log_std, weight)[0])(
+            params
+        )
         updates, state = optimizer.update(grads, state, params)
         params = optax.apply_updates(params, updates)
     for got, want in zip(jax.tree.leaves(actor_params), jax.tree.leaves(params)):
@@ -82,9 +89,12 @@ def test_update_standardises_advantages_over_the_whole_batch_and_clips_the_value
     n = batch["obs"].shape[0]
     rng = np.random.default_rng(3)
     value = learner.critic.apply(learner.critic_params, batch["obs"])[..., 0]
-    batch = {**batch, "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
-             "value": value + jnp.asarray(rng.normal(0, 0.3, n), jnp.float32),
-             "target": jnp.asarray(rng.normal(size=n), jnp.float32)}
+    batch = {
+        **batch,
+        "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "value": value + jnp.asarray(rng.normal(0, 0.3, n), jnp.float32),
+        "target": jnp.asarray(rng.normal(size=n), jnp.float32),
+    }
     update = jax.jit(lambda b: mdpo_on.update(learner, b, jax.random.PRNGKey(0), trainer.env, config)[0].actor_params)
     shifted = update({**batch, "advantage": 3.0 * batch["advantage"] + 5.0})
     for a, b in zip(jax.tree.leaves(update(batch)), jax.tree.leaves(shifted)):
@@ -152,8 +162,9 @@ def test_bregman_coefficient_equal_to_lambda_gives_sacs_actor_loss_for_any_old_p
     config = config.replace(entropy_coef=0.3, kl_coef=0.3, gaussian_reg=0.0)
     key = jax.random.PRNGKey(5)
     q1 = lambda o, a: critic.apply(q1_params, o, a)
-    mdpo = lambda p: mdpo_off.actor_loss(p, actor, mdpo_off.old_policy_log_density(actor, old_params), q1, obs, key,
-                                         config)[0]
+    mdpo = lambda p: mdpo_off.actor_loss(
+        p, actor, mdpo_off.old_policy_log_density(actor, old_params), q1, obs, key, config
+    )[0]
     sac_loss = lambda p: sac_actor_loss_with_q1(actor, critic, q1_params, p, 0.3, obs, key)
     params = learner.actor_params
     np.testing.assert_allclose(mdpo(params), sac_loss(params), rtol=1e-4)
@@ -162,13 +173,15 @@ def test_bregman_coefficient_equal_to_lambda_gives_sacs_actor_loss_for_any_old_p
     # and the regulariser adds exactly 1e-3 (mean μ² + mean (log σ)²)
     reg = config.replace(gaussian_reg=1e-3)
     mean, log_std = actor.apply(params, obs)
-    with_reg = mdpo_off.actor_loss(params, actor, mdpo_off.old_policy_log_density(actor, old_params), q1, obs, key, reg)[0]
+    with_reg = mdpo_off.actor_loss(
+        params, actor, mdpo_off.old_policy_log_density(actor, old_params), q1, obs, key, reg
+    )[0]
     np.testing.assert_allclose(with_reg - mdpo(params), 1e-3 * ((mean**2).mean() + (log_std**2).mean()), rtol=1e-3)
 
 
 def test_uniform_old_policy_gives_sacs_actor_loss_with_temperature_one_over_t():
     """log π_θk = −|A| log 2 everywhere: L = SAC's loss at α = 1/t_k plus the constant (λ − 1/t_k)(−|A| log 2);
-    with 1/t_k = λ that is SAC at α = λ (the issue's statement)."""
+    with 1/t_k = λ that is SAC at α = λ."""
     trainer, config, learner, actor, critic, obs, _, q1_params = off_policy_setup()
     uniform = lambda o, u: jnp.full(u.shape, -jnp.log(2.0))
     q1 = lambda o, a: critic.apply(q1_params, o, a)
@@ -187,12 +200,13 @@ def test_actor_gradient_flows_through_the_sample_into_the_old_policy_density():
     """λ = 0, c = 1, Q = 0, π_θk = π_θ: L = mean[log π_θ(ã) − log π_θk(ã)] is 0, and its gradient is the
     score term alone, ∇_θ log π_θ(a) at a = sg(ã), because the pathwise parts through ã cancel. Were ã
     cut off from log π_θk, the gradient would be the pathwise one of log π_θ(ã) instead."""
-    _, config, learner, actor, *_ , obs, _, _ = off_policy_setup()
+    _, config, learner, actor, *_, obs, _, _ = off_policy_setup()
     config = config.replace(entropy_coef=0.0, kl_coef=1.0, gaussian_reg=0.0)
     params, key = learner.actor_params, jax.random.PRNGKey(11)
     zero_q = lambda o, a: jnp.zeros(o.shape[0])
-    loss = lambda p: mdpo_off.actor_loss(p, actor, mdpo_off.old_policy_log_density(actor, params), zero_q, obs, key,
-                                         config)[0]
+    loss = lambda p: mdpo_off.actor_loss(
+        p, actor, mdpo_off.old_policy_log_density(actor, params), zero_q, obs, key, config
+    )[0]
     np.testing.assert_allclose(loss(params), 0.0, atol=1e-6)
     u = gaussian_sample(key, *actor.apply(params, obs))
 
@@ -214,16 +228,25 @@ def test_gradient_step_targets_use_v_bar_min_q_and_the_actor_uses_q1():
     _, _, value = mdpo_off._networks(trainer.env, config)
     n = obs.shape[0]
     rng = np.random.default_rng(2)
-    batch = {"obs": obs, "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
-             "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
-             "terminated": jnp.asarray(np.arange(n) % 2, jnp.float32),  # every other row terminated
-             "next_obs": jnp.asarray(rng.normal(size=obs.shape), jnp.float32)}
+    batch = {
+        "obs": obs,
+        "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
+        "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "terminated": jnp.asarray(np.arange(n) % 2, jnp.float32),  # every other row terminated
+        "next_obs": jnp.asarray(rng.normal(size=obs.shape), jnp.float32),
+    }
     # a target value that differs from V, and twins that differ from each other
     learner = learner.replace(target_value_params=jax.tree.map(lambda p: p + 0.1, learner.value_params))
     key = jax.random.PRNGKey(4)
     loss, (action, log_pi) = mdpo_off.actor_loss(
-        learner.actor_params, actor, mdpo_off.old_policy_log_density(actor, learner.old_actor_params),
-        lambda o, a: critic.apply(q1_params, o, a), obs, key, config)
+        learner.actor_params,
+        actor,
+        mdpo_off.old_policy_log_density(actor, learner.old_actor_params),
+        lambda o, a: critic.apply(q1_params, o, a),
+        obs,
+        key,
+        config,
+    )
     y_q, y_v = mdpo_off.critic_targets(learner, critic, value, batch, action, log_pi, config)
 
     v_bar = value.apply(learner.target_value_params, batch["next_obs"])[..., 0]
@@ -236,18 +259,27 @@ def test_gradient_step_targets_use_v_bar_min_q_and_the_actor_uses_q1():
     _, metrics = mdpo_off.gradient_step(learner, batch, key, trainer.env, config)
     np.testing.assert_allclose(metrics["actor_loss"], loss, rtol=1e-5)  # Q_1, not min_j Q_j
     with_min, _ = mdpo_off.actor_loss(
-        learner.actor_params, actor, mdpo_off.old_policy_log_density(actor, learner.old_actor_params),
-        lambda o, a: apply_ensemble(critic, learner.critic_params, o, a).min(0), obs, key, config)
+        learner.actor_params,
+        actor,
+        mdpo_off.old_policy_log_density(actor, learner.old_actor_params),
+        lambda o, a: apply_ensemble(critic, learner.critic_params, o, a).min(0),
+        obs,
+        key,
+        config,
+    )
     assert not np.isclose(float(with_min), float(metrics["actor_loss"]), rtol=1e-4)
 
 
 def replay_batch(trainer, rng, n=16):
     """16 random transitions, none terminal."""
     obs_size = trainer.env.obs_size
-    return {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
-            "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
-            "reward": jnp.asarray(rng.normal(size=n), jnp.float32), "terminated": jnp.zeros(n),
-            "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+    return {
+        "obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+        "action": jnp.asarray(rng.uniform(-1, 1, size=(n, 1)), jnp.float32),
+        "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "terminated": jnp.zeros(n),
+        "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+    }
 
 
 def test_value_target_network_is_a_polyak_average_of_v_after_every_step():
@@ -255,8 +287,9 @@ def test_value_target_network_is_a_polyak_average_of_v_after_every_step():
     batch = replay_batch(trainer, np.random.default_rng(1))
     learner = learner.replace(target_value_params=jax.tree.map(lambda p: p + 0.1, learner.value_params))
     new, _ = jax.jit(lambda l: mdpo_off.gradient_step(l, batch, jax.random.PRNGKey(2), trainer.env, config))(learner)
-    for got, old, v in zip(*(jax.tree.leaves(t) for t in (new.target_value_params, learner.target_value_params,
-                                                          new.value_params))):
+    for got, old, v in zip(
+        *(jax.tree.leaves(t) for t in (new.target_value_params, learner.target_value_params, new.value_params))
+    ):
         np.testing.assert_allclose(got, (1 - config.tau) * old + config.tau * v, rtol=1e-5, atol=1e-7)
 
 
@@ -267,13 +300,27 @@ def test_old_policy_changes_exactly_every_m_gradient_steps():
 
     def body(l, k):
         new, _ = mdpo_off.gradient_step(l, batch, k, trainer.env, config)
-        changed = jnp.any(jnp.stack([jnp.any(a != b) for a, b in zip(jax.tree.leaves(new.old_actor_params),
-                                                                     jax.tree.leaves(l.old_actor_params))]))
-        equal_now = jnp.all(jnp.stack([jnp.all(a == b) for a, b in zip(jax.tree.leaves(new.old_actor_params),
-                                                                       jax.tree.leaves(new.actor_params))]))
+        changed = jnp.any(
+            jnp.stack(
+                [
+                    jnp.any(a != b)
+                    for a, b in zip(jax.tree.leaves(new.old_actor_params), jax.tree.leaves(l.old_actor_params))
+                ]
+            )
+        )
+        equal_now = jnp.all(
+            jnp.stack(
+                [
+                    jnp.all(a == b)
+                    for a, b in zip(jax.tree.leaves(new.old_actor_params), jax.tree.leaves(new.actor_params))
+                ]
+            )
+        )
         return new, (changed, equal_now)
 
-    _, (changed, equal_now) = jax.jit(lambda l: jax.lax.scan(body, l, jax.random.split(jax.random.PRNGKey(0), 2001)))(learner)
+    _, (changed, equal_now) = jax.jit(lambda l: jax.lax.scan(body, l, jax.random.split(jax.random.PRNGKey(0), 2001)))(
+        learner
+    )
     assert list(np.flatnonzero(changed)) == [999, 1999]  # after the 1000th and the 2000th step, never between
     assert list(np.flatnonzero(equal_now)) == [999, 1999]
 
@@ -290,8 +337,17 @@ def test_log_q_is_log_at_q_one_and_the_hand_values_elsewhere():
 def test_tsallis_loss_approaches_the_kl_loss_as_q_goes_to_one():
     _, config, learner, actor, critic, obs, old_params, q1_params = off_policy_setup()
     q1 = lambda o, a: critic.apply(q1_params, o, a)
-    loss = lambda q: float(mdpo_off.actor_loss(learner.actor_params, actor, mdpo_off.old_policy_log_density(
-        actor, old_params), q1, obs, jax.random.PRNGKey(3), config.replace(tsallis_q=q))[0])
+    loss = lambda q: float(
+        mdpo_off.actor_loss(
+            learner.actor_params,
+            actor,
+            mdpo_off.old_policy_log_density(actor, old_params),
+            q1,
+            obs,
+            jax.random.PRNGKey(3),
+            config.replace(tsallis_q=q),
+        )[0]
+    )
     kl = loss(1.0)
     gaps = [abs(loss(1.0 + d) - kl) for d in (1e-1, 1e-2, 1e-3)]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2 * max(abs(kl), 1.0)

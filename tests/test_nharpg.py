@@ -1,5 +1,6 @@
 """N-HARPG (§4 of the spec): the Hessian-aided correction against a closed-form J, the per-trajectory
 score, the normalised step and its schedules, both rollouts charged, bad configs, and learning."""
+
 import functools
 
 import jax
@@ -7,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import tiny_trainer
+from pgjax.agents import nharpg
 from test_learning import final_mean_return
 
-from pgjax.agents import nharpg
 from pgjax.config import ConfigError, build
 from pgjax.normalize import normalizer
 from pgjax.runner import make_group, run_group
-from helpers import tiny_trainer
 
 # ---------------------------------------------------------------- a linear-Gaussian problem with closed-form J
 # One-step LQR repeated T times per trajectory: s ~ N(0, I), a ~ N(s W + b, diag σ²), r = −‖a − s M‖².
@@ -30,16 +31,17 @@ def linear_policy(params, obs):
 
 
 def exact_objective(params):
-    return -(jnp.sum((params["W"] - TARGET) ** 2) + jnp.sum(params["b"] ** 2)
-             + jnp.sum(jnp.exp(2 * params["log_std"])))
+    return -(jnp.sum((params["W"] - TARGET) ** 2) + jnp.sum(params["b"] ** 2) + jnp.sum(jnp.exp(2 * params["log_std"])))
 
 
 exact_gradient = jax.grad(exact_objective)
 
-THETA_PREV = {"W": jnp.array([[0.1, 0.2], [-0.3, 0.4]]), "b": jnp.array([0.2, -0.1]),
-              "log_std": jnp.array([-0.6, 0.2])}
-THETA = {"W": jnp.array([[0.4, -0.2], [0.1, 0.5]]), "b": jnp.array([-0.1, 0.3]),
-         "log_std": jnp.array([0.3, -0.4])}  # far enough that ∇J is not linear along the segment (σ²)
+THETA_PREV = {"W": jnp.array([[0.1, 0.2], [-0.3, 0.4]]), "b": jnp.array([0.2, -0.1]), "log_std": jnp.array([-0.6, 0.2])}
+THETA = {
+    "W": jnp.array([[0.4, -0.2], [0.1, 0.5]]),
+    "b": jnp.array([-0.1, 0.3]),
+    "log_std": jnp.array([0.3, -0.4]),
+}  # far enough that ∇J is not linear along the segment (σ²)
 
 
 def sample_batch(key, params, trajectories=M):
@@ -73,7 +75,9 @@ def test_hessian_vector_product_is_the_directional_derivative_of_the_batch_gradi
     batch = sample_batch(jax.random.PRNGKey(0), THETA)
     v, eps = direction(), 1e-2
     hvp = nharpg.hessian_vector_product(THETA, v, linear_policy, batch)
-    shifted = lambda s: flat(nharpg.policy_gradient(jax.tree.map(lambda p, d: p + s * d, THETA, v), linear_policy, batch))
+    shifted = lambda s: flat(
+        nharpg.policy_gradient(jax.tree.map(lambda p, d: p + s * d, THETA, v), linear_policy, batch)
+    )
     finite_difference = (shifted(eps) - shifted(-eps)) / (2 * eps)
     np.testing.assert_allclose(flat(hvp), finite_difference, rtol=2e-3, atol=2e-3)
     assert np.abs(finite_difference).max() > 1.0  # not a vacuous zero
@@ -82,13 +86,18 @@ def test_hessian_vector_product_is_the_directional_derivative_of_the_batch_gradi
 def correction_samples(keys, params, v, score_scale=1.0):
     """u at `params` on one independent batch per key; score_scale = 1/T turns the per-trajectory sum of
     log-probabilities into their mean (the reference code's per-step scaling)."""
+
     def one(k):
         batch = sample_batch(k, params)
         if score_scale == 1.0:
             return flat_jax(nharpg.hessian_correction(params, v, linear_policy, batch))
         _, scores = jax.jvp(lambda p: nharpg.trajectory_log_probs(p, linear_policy, batch), (params,), (v,))
-        score_term = jax.grad(lambda p: (score_scale * scores * nharpg.trajectory_surrogates(p, linear_policy, batch)).mean())(params)
-        return flat_jax(jax.tree.map(jnp.add, nharpg.hessian_vector_product(params, v, linear_policy, batch), score_term))
+        score_term = jax.grad(
+            lambda p: (score_scale * scores * nharpg.trajectory_surrogates(p, linear_policy, batch)).mean()
+        )(params)
+        return flat_jax(
+            jax.tree.map(jnp.add, nharpg.hessian_vector_product(params, v, linear_policy, batch), score_term)
+        )
 
     return np.asarray(jax.jit(jax.vmap(one))(keys))
 
@@ -128,8 +137,11 @@ def test_correction_at_a_uniform_point_is_unbiased_for_the_gradient_difference()
 
 
 def test_policy_gradient_is_unbiased_for_the_exact_gradient():
-    samples = np.asarray(jax.jit(jax.vmap(lambda k: flat_jax(
-        nharpg.policy_gradient(THETA, linear_policy, sample_batch(k, THETA)))))(jax.random.split(jax.random.PRNGKey(3), 20_000)))
+    samples = np.asarray(
+        jax.jit(jax.vmap(lambda k: flat_jax(nharpg.policy_gradient(THETA, linear_policy, sample_batch(k, THETA)))))(
+            jax.random.split(jax.random.PRNGKey(3), 20_000)
+        )
+    )
     assert_mean_within_standard_error(samples, flat(exact_gradient(THETA)))
 
 
@@ -137,19 +149,25 @@ def test_trajectory_score_is_the_sum_of_per_step_scores():
     batch = sample_batch(jax.random.PRNGKey(4), THETA)
     v = direction()
     _, scores = jax.jvp(lambda p: nharpg.trajectory_log_probs(p, linear_policy, batch), (THETA,), (v,))
-    per_step = jax.vmap(jax.vmap(lambda s, a: flat_jax(jax.grad(lambda p: nharpg.gaussian_log_prob(
-        a, *linear_policy(p, s)))(THETA)) @ flat_jax(v)))(batch["obs"], batch["action"])
+    per_step = jax.vmap(
+        jax.vmap(
+            lambda s, a: (
+                flat_jax(jax.grad(lambda p: nharpg.gaussian_log_prob(a, *linear_policy(p, s)))(THETA)) @ flat_jax(v)
+            )
+        )
+    )(batch["obs"], batch["action"])
     np.testing.assert_allclose(scores, per_step.sum(0), rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------- the agent's iteration
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(variant, constant_step, constant_momentum):
     """init and iteration compiled once per static configuration; the float fields are arguments."""
-    trainer, config = tiny_trainer("nharpg", variant=variant, constant_step=constant_step,
-                                   constant_momentum=constant_momentum)
+    trainer, config = tiny_trainer(
+        "nharpg", variant=variant, constant_step=constant_step, constant_momentum=constant_momentum
+    )
     return trainer, config, jax.jit(trainer.init), jax.jit(lambda s, c: nharpg.iteration(s, trainer.env, c))
 
 
@@ -166,8 +184,9 @@ def test_t0_momentum_is_the_gradient_and_every_normalised_step_has_length_gamma_
     # d_0 = g_0, the gradient of the first batch (the iteration's own keys and pieces)
     _, k_q, k_rollout = jax.random.split(state.key, 3)
     theta_hat, _ = nharpg.interpolation_point(k_q, learner.actor_params, learner.prev_actor_params)
-    _, traj, _ = nharpg.sample_batches(trainer.env, state.env_state, learner, learner.actor_params, theta_hat,
-                                       normalizer(state), k_rollout, config)
+    _, traj, _ = nharpg.sample_batches(
+        trainer.env, state.env_state, learner, learner.actor_params, theta_hat, normalizer(state), k_rollout, config
+    )
     batch, _ = nharpg.trajectory_batch(traj, normalizer(state), state.reward_scaler, config)
     g0 = nharpg.policy_gradient(learner.actor_params, learner.actor.apply, batch)
     states = [state]
@@ -216,26 +235,31 @@ def test_both_rollouts_are_charged_and_the_normaliser_learns_from_the_main_batch
 def test_the_first_num_envs_act_with_theta_and_the_others_with_theta_hat():
     trainer, config, state, _ = one_iteration()
     learner = state.learner
-    with_log_std = lambda params, value: {"params": {**params["params"], "log_std": jnp.full_like(
-        params["params"]["log_std"], value)}}
+    with_log_std = lambda params, value: {
+        "params": {**params["params"], "log_std": jnp.full_like(params["params"]["log_std"], value)}
+    }
     theta, theta_hat = with_log_std(learner.actor_params, -30.0), with_log_std(learner.actor_params, 0.0)
     normalize = normalizer(state)
-    _, traj, hess_traj = nharpg.sample_batches(trainer.env, state.env_state, learner, theta, theta_hat, normalize,
-                                               jax.random.PRNGKey(1), config)
+    _, traj, hess_traj = nharpg.sample_batches(
+        trainer.env, state.env_state, learner, theta, theta_hat, normalize, jax.random.PRNGKey(1), config
+    )
     assert traj.action.shape[1] == config.num_envs and hess_traj.action.shape[1] == config.hessian_num_envs
     mean = lambda tr: learner.actor.apply(learner.actor_params, normalize(tr.obs))[0]
     np.testing.assert_allclose(traj.action, mean(traj), atol=1e-6)  # σ = e^-30: the mean at θ
     assert np.asarray(hess_traj.action - mean(hess_traj)).std() > 0.5  # σ = 1 at θ̂
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"gamma_0": 0.0}, "gamma_0 must be > 0"),
-    ({"gamma_0": -0.1}, "gamma_0 must be > 0"),
-    ({"eta_0": 0.0}, "eta_0 must be in (0, 1]"),
-    ({"eta_0": 1.5}, "eta_0 must be in (0, 1]"),
-    ({"hessian_num_envs": 0}, "hessian_num_envs must be > 0"),
-    ({"variant": "storm"}, "variant must be one of nharpg, npg, harpg"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"gamma_0": 0.0}, "gamma_0 must be > 0"),
+        ({"gamma_0": -0.1}, "gamma_0 must be > 0"),
+        ({"eta_0": 0.0}, "eta_0 must be in (0, 1]"),
+        ({"eta_0": 1.5}, "eta_0 must be in (0, 1]"),
+        ({"hessian_num_envs": 0}, "hessian_num_envs must be > 0"),
+        ({"variant": "storm"}, "variant must be one of nharpg, npg, harpg"),
+    ],
+)
 def test_bad_configs_are_rejected_before_compiling(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build(nharpg.Config, overrides, "nharpg")
@@ -254,8 +278,15 @@ def test_nharpg_learns_brax_inverted_pendulum():
 def test_nharpg_improves_on_gymnax_pendulum():
     """8 seeds, 2M steps: the final policy's mean return beats the initial policy's by >= 300 (32 evaluation
     episodes per point: the policies plateau near -900 and 8 episodes leave about ±30 of noise)."""
-    (group,) = make_group("nharpg", "gymnax/Pendulum-v1", None, list(range(8)), [{"total_steps": 2_000_000}],
-                          num_evals=2, eval_episodes=32)
+    (group,) = make_group(
+        "nharpg",
+        "gymnax/Pendulum-v1",
+        None,
+        list(range(8)),
+        [{"total_steps": 2_000_000}],
+        num_evals=2,
+        eval_episodes=32,
+    )
     result = run_group(group, progress=False)
     assert not result.diverged.any()
     initial = np.mean([r["eval_return_mean"] for r in result.rows if r["env_steps"] == 0])
@@ -268,8 +299,9 @@ def test_nharpg_improves_on_gymnax_pendulum():
 
 def test_recursive_momentum_and_its_weight_schedule_by_hand():
     """d_t = (1 - η)(d_{t-1} + u_t) + η g_t, leaf by leaf; η_t = η_0·2/(t+2) decaying, 1 at t = 0."""
-    d = nharpg.recursive_momentum({"a": jnp.array([1.0, -2.0])}, {"a": jnp.array([2.0, 0.5])},
-                                  {"a": jnp.array([10.0, 4.0])}, 0.25)
+    d = nharpg.recursive_momentum(
+        {"a": jnp.array([1.0, -2.0])}, {"a": jnp.array([2.0, 0.5])}, {"a": jnp.array([10.0, 4.0])}, 0.25
+    )
     np.testing.assert_allclose(d["a"], [0.75 * 3.0 + 2.5, 0.75 * -1.5 + 1.0], rtol=1e-6)
     config = build(nharpg.Config, {"eta_0": 0.5, "constant_momentum": False}, "nharpg")
     weights = [float(nharpg.momentum_weight(jnp.asarray(t), config)) for t in range(4)]
@@ -298,8 +330,9 @@ def test_iteration_combines_g_at_theta_and_u_at_theta_hat_along_theta_minus_prev
     _, k_q, k_rollout = jax.random.split(state.key, 3)
     theta_hat, _ = nharpg.interpolation_point(k_q, theta, prev)
     normalize = normalizer(state)
-    _, traj, hess_traj = nharpg.sample_batches(trainer.env, state.env_state, learner, theta, theta_hat, normalize,
-                                               k_rollout, config)
+    _, traj, hess_traj = nharpg.sample_batches(
+        trainer.env, state.env_state, learner, theta, theta_hat, normalize, k_rollout, config
+    )
     batch, baseline = nharpg.trajectory_batch(traj, normalize, state.reward_scaler, config)
     hess_batch, _ = nharpg.trajectory_batch(hess_traj, normalize, state.reward_scaler, config, baseline)
     g = nharpg.policy_gradient(theta, apply, batch)
@@ -332,8 +365,9 @@ def test_psi_is_the_reward_to_go_minus_the_ridge_fitted_linear_baseline():
         running = np.asarray(reward)[t] + 0.9 * running
         returns[t] = running
     position = np.broadcast_to((np.arange(T_) / T_)[:, None, None], (T_, M_, 1))
-    x = np.concatenate([obs, np.asarray(obs) ** 2, position, position**2, position**3, np.ones_like(position)],
-                       -1).reshape(-1, 2 * obs_size + 4)
+    x = np.concatenate(
+        [obs, np.asarray(obs) ** 2, position, position**2, position**3, np.ones_like(position)], -1
+    ).reshape(-1, 2 * obs_size + 4)
     n = x.shape[0]
     w_expected = np.linalg.solve(x.T @ x / n + 1e-3 * np.eye(x.shape[1]), x.T @ returns.ravel() / n)
     np.testing.assert_allclose(w, w_expected, rtol=1e-3, atol=1e-4)
@@ -342,5 +376,6 @@ def test_psi_is_the_reward_to_go_minus_the_ridge_fitted_linear_baseline():
     given = jnp.asarray(rng.normal(size=x.shape[1]), jnp.float32)
     batch_given, w_given = nharpg.trajectory_batch(traj, lambda x: x, RewardScaler.create(M_), config, given)
     np.testing.assert_array_equal(w_given, given)
-    np.testing.assert_allclose(batch_given["psi"], returns - (x @ np.asarray(given)).reshape(T_, M_), rtol=1e-3,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        batch_given["psi"], returns - (x @ np.asarray(given)).reshape(T_, M_), rtol=1e-3, atol=1e-4
+    )

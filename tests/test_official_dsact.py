@@ -15,14 +15,15 @@ coefficients: the numpy functions below write them out from the official code.
 Random draws: where our code draws noise, the test redraws the same numbers from the same keys and
 hands them to the numpy side, so both sides use one set of draws.
 """
+
 import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from pgjax import distributions, maxent
 from pgjax.agents import dsact
+
+from pgjax import maxent
 
 OFFICIAL_EPS = 1e-6  # utils/act_distribution_cls.py: the log-det term is log(1 + EPS - tanh(u)^2)
 BIAS = 0.1  # dsac_v2.py's `bias`, our `epsilon`
@@ -44,8 +45,12 @@ class QuadraticCritic:
 
     @staticmethod
     def apply(p, obs, action):
-        q = p["c"] + obs[..., 0] * (p["d"] + (p["e"] * action).sum(-1)) + (p["g"] * action).sum(-1) \
+        q = (
+            p["c"]
+            + obs[..., 0] * (p["d"] + (p["e"] * action).sum(-1))
+            + (p["g"] * action).sum(-1)
             + (p["h"] * action**2).sum(-1)
+        )
         return q, jnp.ones_like(q)
 
 
@@ -112,7 +117,8 @@ def test_critic_targets_match_the_official_twin_selection_sample_clip_and_termin
             target_actor_params=(jnp.asarray(mean), jnp.asarray(log_std)),
             actor_params=(jnp.asarray(mean + 1.0), jnp.asarray(log_std - 0.3)),  # the online policy must not be used
             target_critic_params={"q": jnp.asarray(q_next), "g": jnp.asarray(g_next), "std": jnp.asarray(std_next)},
-            log_alpha=jnp.asarray(log_alpha))
+            log_alpha=jnp.asarray(log_alpha),
+        )
         batch = {"next_obs": jnp.zeros((n, 3)), "reward": jnp.asarray(raw_reward), "terminated": jnp.asarray(done)}
         config = dsact.Config(gamma=gamma, reward_scale=reward_scale)
         y_q, y_z = dsact.critic_targets(Outputs, TargetCritic, learner, batch, key, config)
@@ -127,8 +133,9 @@ def test_critic_targets_match_the_official_twin_selection_sample_clip_and_termin
         _, next_action, log_prob_next = official_tanh_gauss(mean, np.exp(log_std), action_draw, log_det_eps)
         q_bar = q_next + (g_next * next_action).sum(-1)
         # the sampler stores reward_scale * reward, our config multiplies at the update: the same number
-        targets = official_targets(reward_scale * raw_reward, done, gamma, np.exp(log_alpha), q_bar, std_next,
-                                   noise, log_prob_next)
+        targets = official_targets(
+            reward_scale * raw_reward, done, gamma, np.exp(log_alpha), q_bar, std_next, noise, log_prob_next
+        )
         return targets, q_bar, q_bar + np.clip(noise, -3, 3) * std_next
 
     # ours uses the exact log(1 - tanh²u) = 2(log 2 - u - softplus(-2u)); the official adds EPS = 1e-6
@@ -157,7 +164,9 @@ def test_running_b_and_adjusted_critic_gradient_match_the_official_over_three_ba
     n, tau_b = 256, 0.05  # a larger τ_b than the default 0.005, so the averaging shows in b
     rng = np.random.default_rng(1)
     config = dsact.Config(tau_b=tau_b, epsilon=BIAS)
-    mean_std = np.array([-1.0, -1.0])  # the official sentinel, tested with `== -1.0` (ours: b < 0; b is otherwise a mean of σ > 0)
+    mean_std = np.array(
+        [-1.0, -1.0]
+    )  # the official sentinel, tested with `== -1.0` (ours: b < 0; b is otherwise a mean of σ > 0)
     with jax.enable_x64(True):
         b = -jnp.ones(2, jnp.float64)
         grad_fn = jax.grad(dsact.critic_loss, has_aux=True)
@@ -171,11 +180,14 @@ def test_running_b_and_adjusted_critic_gradient_match_the_official_over_three_ba
             y_z[20:40] -= 50.0
             params = (jnp.asarray(q), jnp.asarray(std))
             batch = {"obs": jnp.zeros((n, 3)), "action": jnp.zeros((n, 2))}
-            loss, (b_new, _, _) = dsact.critic_loss(params, Outputs, batch, jnp.asarray(y_q), jnp.asarray(y_z), b, config)
+            loss, (b_new, _, _) = dsact.critic_loss(
+                params, Outputs, batch, jnp.asarray(y_q), jnp.asarray(y_z), b, config
+            )
             (grad_q, grad_std), _ = grad_fn(params, Outputs, batch, jnp.asarray(y_q), jnp.asarray(y_z), b, config)
 
             mean_std, official_loss, official_grad_q, official_grad_std = official_critic_loss(
-                mean_std, q, std, y_q, y_z, tau_b)
+                mean_std, q, std, y_q, y_z, tau_b
+            )
             np.testing.assert_allclose(b_new, mean_std, **TOL)
             np.testing.assert_allclose(loss, official_loss, **TOL)
             np.testing.assert_allclose(grad_q, official_grad_q, **TOL)
@@ -198,8 +210,13 @@ def test_actor_and_temperature_gradients_match_the_official():
     mean, log_std = rng.normal(size=(n, a_dim)), rng.uniform(-2.0, 0.5, size=(n, a_dim))
     obs = rng.normal(size=(n, 2))
     obs[::4, 0] = 0.0  # twin ties
-    critic = {"c": np.full(2, 0.3), "d": rng.normal(size=2), "e": rng.normal(size=(2, a_dim)),
-              "g": np.repeat(rng.normal(size=(1, a_dim)), 2, 0), "h": np.repeat(rng.normal(size=(1, a_dim)), 2, 0)}
+    critic = {
+        "c": np.full(2, 0.3),
+        "d": rng.normal(size=2),
+        "e": rng.normal(size=(2, a_dim)),
+        "g": np.repeat(rng.normal(size=(1, a_dim)), 2, 0),
+        "h": np.repeat(rng.normal(size=(1, a_dim)), 2, 0),
+    }
     key = jax.random.PRNGKey(3)
     with jax.enable_x64(True):
         alpha = jnp.exp(jnp.asarray(log_alpha))
@@ -210,7 +227,8 @@ def test_actor_and_temperature_gradients_match_the_official():
             return dsact.actor_loss(actor_params, Outputs, QuadraticCritic, critic_params, alpha, jnp.asarray(obs), key)
 
         (loss, log_prob), (actor_grads, critic_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-            actor_params, critic_params)
+            actor_params, critic_params
+        )
         target_entropy = maxent.target_entropy(a_dim, dsact.Config())
         alpha_grads = jax.grad(dsact.temperature_loss, argnums=(0, 1))(jnp.asarray(log_alpha), log_prob, target_entropy)
         draw = np.asarray(jax.random.normal(key, (n, a_dim)))  # the draw ours reparameterises with
@@ -218,8 +236,15 @@ def test_actor_and_temperature_gradients_match_the_official():
     def official(log_det_eps):
         std = np.exp(log_std)
         u, act, new_log_prob = official_tanh_gauss(mean, std, draw, log_det_eps)
-        q = np.stack([critic["c"][j] + obs[:, 0] * (critic["d"][j] + act @ critic["e"][j]) + act @ critic["g"][j]
-                      + act**2 @ critic["h"][j] for j in range(2)])
+        q = np.stack(
+            [
+                critic["c"][j]
+                + obs[:, 0] * (critic["d"][j] + act @ critic["e"][j])
+                + act @ critic["g"][j]
+                + act**2 @ critic["h"][j]
+                for j in range(2)
+            ]
+        )
         loss_policy = (np.exp(log_alpha) * new_log_prob - q.min(0)).mean()
         # torch.min(q1, q2) passes the gradient to the smaller one, half to each on a tie
         share = np.where(q[0] == q[1], 0.5, 0.0)[None] + np.stack([q[0] < q[1], q[1] < q[0]]).astype(float)
@@ -264,12 +289,16 @@ def test_compare_official_reads_the_authors_run_and_finds_where_each_run_first_r
     committed = Path(__file__).parents[1] / "results" / "parity" / "dsact_pendulum"
     (tmp_path / "official").mkdir()
     shutil.copy(committed / OFFICIAL_CURVE, tmp_path / OFFICIAL_CURVE)
-    rows = ["agent,env,backend,config_id,seed,env_steps,wall_time_s,eval_return_mean,eval_return_std,"
-            "train_return_mean,status"]
+    rows = [
+        "agent,env,backend,config_id,seed,env_steps,wall_time_s,eval_return_mean,eval_return_std,"
+        "train_return_mean,status"
+    ]
     for seed, crossing in ((0, 100_000), (1, 150_000)):
         for steps in range(0, 250_001, 50_000):
-            rows.append(f"dsact,gymnax/Pendulum-v1,gymnax,dsact-x,{seed},{steps},1.0,"
-                        f"{-150.0 if steps >= crossing else -1200.0},1.0,nan,ok")
+            rows.append(
+                f"dsact,gymnax/Pendulum-v1,gymnax,dsact-x,{seed},{steps},1.0,"
+                f"{-150.0 if steps >= crossing else -1200.0},1.0,nan,ok"
+            )
     (tmp_path / "curves.csv").write_text("\n".join(rows) + "\n")
     result = comparison(tmp_path)
     assert result["official"]["first_reaches_threshold_at"] == 132_020  # the authors' curve, 2,000 samples apart

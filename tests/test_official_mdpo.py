@@ -18,15 +18,16 @@ Deliberate numeric differences from the reference (kept out of the numpy copies,
  * the reference clips 1 − tanh²u to [0, 1] before adding 1e-6 (passing the gradient straight
    through); 1 − tanh²u is already in [0, 1], so this changes neither value nor gradient.
 """
+
 import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pgjax.agents import mdpo_off, mdpo_on
 
 from pgjax import distributions
-from pgjax.agents import mdpo_off, mdpo_on
 
 LOG_DENSITY_FLOOR = np.log(1e-6)
 B, A, OBS = 8, 3, 4  # batch, action size, observation size
@@ -211,23 +212,38 @@ def test_q_and_v_targets_and_losses_match_the_reference(q_prime):
     with jax.enable_x64(True):
         eps = np.asarray(jax.random.normal(key, (B, A)))
         _, _, action, log_pi = our_actor_loss(mu, log_std, old_mu, old_log_std, obs, key, config)
-        batch = {k: jnp.asarray(v) for k, v in dict(obs=obs, action=replay_action, reward=reward,
-                                                     terminated=terminated, next_obs=rng.normal(size=(B, OBS))).items()}
-        learner = types.SimpleNamespace(target_value_params=jnp.asarray(v_bar),
-                                        critic_params=jax.tree.map(jnp.asarray, target_critic))
-        y_q, y_v = mdpo_off.critic_targets(learner, LinearQ, Outputs, batch, jnp.asarray(action), jnp.asarray(log_pi),
-                                           config)
+        batch = {
+            k: jnp.asarray(v)
+            for k, v in dict(
+                obs=obs, action=replay_action, reward=reward, terminated=terminated, next_obs=rng.normal(size=(B, OBS))
+            ).items()
+        }
+        learner = types.SimpleNamespace(
+            target_value_params=jnp.asarray(v_bar), critic_params=jax.tree.map(jnp.asarray, target_critic)
+        )
+        y_q, y_v = mdpo_off.critic_targets(
+            learner, LinearQ, Outputs, batch, jnp.asarray(action), jnp.asarray(log_pi), config
+        )
         params = ({"b": jnp.asarray(q_out), "w": jnp.asarray(target_critic["w"])}, jnp.asarray(v_out))
         (loss, info), (g_critic, g_v) = jax.value_and_grad(mdpo_off.critic_loss, has_aux=True)(
-            params, LinearQ, Outputs, batch, y_q, y_v)
+            params, LinearQ, Outputs, batch, y_q, y_v
+        )
 
         def through_targets(v_bar_, critic_, log_pi_):
-            targets = mdpo_off.critic_targets(types.SimpleNamespace(target_value_params=v_bar_, critic_params=critic_),
-                                              LinearQ, Outputs, batch, jnp.asarray(action), log_pi_, config)
+            targets = mdpo_off.critic_targets(
+                types.SimpleNamespace(target_value_params=v_bar_, critic_params=critic_),
+                LinearQ,
+                Outputs,
+                batch,
+                jnp.asarray(action),
+                log_pi_,
+                config,
+            )
             return mdpo_off.critic_loss(params, LinearQ, Outputs, batch, *targets)[0]
 
-        leaks = jax.grad(through_targets, argnums=(0, 1, 2))(learner.target_value_params, learner.critic_params,
-                                                              jnp.asarray(log_pi))
+        leaks = jax.grad(through_targets, argnums=(0, 1, 2))(
+            learner.target_value_params, learner.critic_params, jnp.asarray(log_pi)
+        )
 
     # the reference, in numpy
     u = mu + np.exp(log_std) * eps
@@ -257,8 +273,11 @@ def test_q_and_v_targets_and_losses_match_the_reference(q_prime):
 
 def ref_gaussian_logp(x, mean, log_std):
     """stable-baselines' DiagGaussianProbabilityDistribution.logp = −neglogp."""
-    return -(0.5 * np.sum(((x - mean) / np.exp(log_std)) ** 2, -1) + 0.5 * np.log(2.0 * np.pi) * x.shape[-1]
-             + np.sum(log_std, -1))
+    return -(
+        0.5 * np.sum(((x - mean) / np.exp(log_std)) ** 2, -1)
+        + 0.5 * np.log(2.0 * np.pi) * x.shape[-1]
+        + np.sum(log_std, -1)
+    )
 
 
 def ref_kl(mean, log_std, other_mean, other_log_std):
@@ -297,19 +316,30 @@ def test_on_policy_loss_penalises_kl_new_to_old_as_the_reference():
     adv = rng.normal(size=n)
     adv = (adv - adv.mean()) / adv.std()
     with jax.enable_x64(True):
-        batch = {"obs": jnp.zeros((n, OBS)), "action": jnp.asarray(action),
-                 "log_prob": jnp.asarray(ref_gaussian_logp(action, old_mu, old_log_std)), "advantage": jnp.asarray(adv)}
+        batch = {
+            "obs": jnp.zeros((n, OBS)),
+            "action": jnp.asarray(action),
+            "log_prob": jnp.asarray(ref_gaussian_logp(action, old_mu, old_log_std)),
+            "advantage": jnp.asarray(adv),
+        }
         (loss, info), (g_mu, g_log_std) = jax.value_and_grad(mdpo_on.policy_loss, has_aux=True)(
-            (jnp.asarray(mu), jnp.asarray(log_std)), Outputs, batch, jnp.asarray(old_mu), jnp.asarray(old_log_std),
-            1.0 / t_k)
+            (jnp.asarray(mu), jnp.asarray(log_std)),
+            Outputs,
+            batch,
+            jnp.asarray(old_mu),
+            jnp.asarray(old_log_std),
+            1.0 / t_k,
+        )
 
     args = (old_mu, old_log_std, action, adv, t_k)
     ref_mu, ref_log_std = ref_on_policy_gradient(mu, log_std, *args)
     # the hand gradient is the numpy loss's (central differences)
-    np.testing.assert_allclose(finite_difference_gradient(lambda m: ref_on_policy_loss(m, log_std, *args), mu),
-                               ref_mu, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(finite_difference_gradient(lambda s: ref_on_policy_loss(mu, s, *args), log_std),
-                               ref_log_std, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        finite_difference_gradient(lambda m: ref_on_policy_loss(m, log_std, *args), mu), ref_mu, rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        finite_difference_gradient(lambda s: ref_on_policy_loss(mu, s, *args), log_std), ref_log_std, rtol=0, atol=1e-9
+    )
     new_old, old_new = ref_kl(mu, log_std, old_mu, old_log_std), ref_kl(old_mu, old_log_std, mu, log_std)
     assert np.abs(new_old - old_new).mean() > 0.2 * new_old.mean()  # the direction matters here
 

@@ -19,12 +19,13 @@ Deliberate differences, each handled below where it arises:
    keeps that behind `standardize_batch_rewards` (off by default) and the plain `reward_scale` (1);
  * the official critic loss is nn.MSELoss (mean of squares); ours is SAC's ½ mean of squares.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from pgjax import distributions, maxent, mixture
 from pgjax.agents import pmoe_sac, sac
+
+from pgjax import maxent, mixture
 
 OFFICIAL_EPS = 1e-6  # PolicyNetwork.evaluate(state, epsilon=1e-6)
 from official import LOG_2PI, TOL, Outputs  # noqa: E402
@@ -37,23 +38,36 @@ class Critic:
 
     @staticmethod
     def apply(p, obs, action):
-        return p["c"] + obs[..., 0] * (p["d"] + (p["e"] * action).sum(-1)) \
+        return (
+            p["c"]
+            + obs[..., 0] * (p["d"] + (p["e"] * action).sum(-1))
             + obs[..., 1] * ((p["g"] * action).sum(-1) + (p["h"] * action**2).sum(-1))
+        )
 
 
 def random_critic(rng, a_dim):
     shared = lambda x: np.repeat(x[None], 2, 0)
-    return {"c": np.full(2, 0.3), "d": rng.normal(size=2), "e": rng.normal(size=(2, a_dim)),
-            "g": shared(rng.normal(size=a_dim)), "h": shared(rng.normal(size=a_dim))}
+    return {
+        "c": np.full(2, 0.3),
+        "d": rng.normal(size=2),
+        "e": rng.normal(size=(2, a_dim)),
+        "g": shared(rng.normal(size=a_dim)),
+        "h": shared(rng.normal(size=a_dim)),
+    }
 
 
 def critic_q(p, obs, action):
     """Both critics' values [2, ...] and gradients with respect to the action [2, ..., |A|], in numpy."""
     s0, s1 = obs[..., 0], obs[..., 1]
-    q = np.stack([p["c"][j] + s0 * (p["d"][j] + action @ p["e"][j]) + s1 * (action @ p["g"][j] + action**2 @ p["h"][j])
-                  for j in range(2)])
-    dq_da = np.stack([s0[..., None] * p["e"][j] + s1[..., None] * (p["g"][j] + 2 * p["h"][j] * action)
-                      for j in range(2)])
+    q = np.stack(
+        [
+            p["c"][j] + s0 * (p["d"][j] + action @ p["e"][j]) + s1 * (action @ p["g"][j] + action**2 @ p["h"][j])
+            for j in range(2)
+        ]
+    )
+    dq_da = np.stack(
+        [s0[..., None] * p["e"][j] + s1[..., None] * (p["g"][j] + 2 * p["h"][j] * action) for j in range(2)]
+    )
     return q, dq_da
 
 
@@ -98,20 +112,37 @@ def critic_target_inputs(seed, n=512, k=3, a_dim=2):
     rng = np.random.default_rng(seed)
     obs = rng.normal(size=(n, 2))
     obs[::5, 0] = 0.0  # twin ties
-    return dict(logits=rng.normal(size=(n, k)) * 1.5, mean=rng.normal(size=(n, k, a_dim)),
-                log_std=rng.uniform(-2.0, 0.5, size=(n, k, a_dim)), next_obs=obs, critic=random_critic(rng, a_dim),
-                reward=rng.normal(size=n) * 3 + 1, done=(np.arange(n) % 4 == 0).astype(float))
+    return dict(
+        logits=rng.normal(size=(n, k)) * 1.5,
+        mean=rng.normal(size=(n, k, a_dim)),
+        log_std=rng.uniform(-2.0, 0.5, size=(n, k, a_dim)),
+        next_obs=obs,
+        critic=random_critic(rng, a_dim),
+        reward=rng.normal(size=n) * 3 + 1,
+        done=(np.arange(n) % 4 == 0).astype(float),
+    )
 
 
 def ours_critic_target(x, key, log_alpha, config, standardize=False):
     with jax.enable_x64(True):
-        batch = {"next_obs": jnp.asarray(x["next_obs"]), "reward": jnp.asarray(x["reward"]),
-                 "terminated": jnp.asarray(x["done"])}
+        batch = {
+            "next_obs": jnp.asarray(x["next_obs"]),
+            "reward": jnp.asarray(x["reward"]),
+            "terminated": jnp.asarray(x["done"]),
+        }
         if standardize:  # as pmoe_sac.gradient_step does with the quirk on
             batch["reward"] = pmoe_sac.standardize_rewards(batch["reward"])
         actor_params = tuple(jnp.asarray(x[name]) for name in ("logits", "mean", "log_std"))
-        target = pmoe_sac.critic_target(Outputs, Critic, actor_params, jax.tree.map(jnp.asarray, x["critic"]),
-                                        jnp.exp(jnp.asarray(log_alpha)), batch, key, config)
+        target = pmoe_sac.critic_target(
+            Outputs,
+            Critic,
+            actor_params,
+            jax.tree.map(jnp.asarray, x["critic"]),
+            jnp.exp(jnp.asarray(log_alpha)),
+            batch,
+            key,
+            config,
+        )
         # the draws ours makes: each expert's noise from `key`, then k' ~ Cat(w(s')) from fold_in(key, 1)
         draw = np.asarray(jax.random.normal(key, x["mean"].shape))
         k_next = np.asarray(jax.random.categorical(jax.random.fold_in(key, 1), jnp.asarray(x["logits"]), axis=-1))
@@ -157,8 +188,9 @@ def test_per_expert_critic_target_with_a_sampled_expert_matches_the_official():
     quirk = pmoe_sac.Config(standardize_batch_rewards=True, reward_scale=10.0)
     target, draw, k_next = ours_critic_target(x, key, log_alpha, quirk, standardize=True)
     r = x["reward"]
-    official, _ = official_critic_target(x, draw, k_next, log_alpha, gamma,
-                                         10.0 * (r - r.mean()) / (r.std(ddof=1) + 1e-6), 0.0)
+    official, _ = official_critic_target(
+        x, draw, k_next, log_alpha, gamma, 10.0 * (r - r.mean()) / (r.std(ddof=1) + 1e-6), 0.0
+    )
     np.testing.assert_allclose(target, official, **TOL)
 
 
@@ -171,7 +203,9 @@ def test_critic_regression_gradient_is_half_the_official_mse_gradient():
     q, y = rng.normal(size=(2, n)), rng.normal(size=n)
     with jax.enable_x64(True):
         batch = {"obs": jnp.zeros((n, 3)), "action": jnp.zeros((n, 2))}
-        (loss, _), grad = jax.value_and_grad(sac.critic_loss, has_aux=True)(jnp.asarray(q), Outputs, batch, jnp.asarray(y))
+        (loss, _), grad = jax.value_and_grad(sac.critic_loss, has_aux=True)(
+            jnp.asarray(q), Outputs, batch, jnp.asarray(y)
+        )
     official_loss = ((q - y) ** 2).mean(-1).sum()  # q_value_loss1 + q_value_loss2
     np.testing.assert_allclose(loss, 0.5 * official_loss, **TOL)
     np.testing.assert_allclose(grad, 0.5 * 2 * (q - y) / n, **TOL)
@@ -202,7 +236,8 @@ def test_best_expert_actor_loss_and_alpha_gradients_match_the_official():
             return pmoe_sac.actor_loss(actor_params, Outputs, Critic, critic_j, alpha, obs_j, key, jnp.ones(k) / k)
 
         (loss, (log_prob, _)), (grad_logits, grad_mean, grad_log_std) = jax.value_and_grad(loss_fn, has_aux=True)(
-            actor_params)
+            actor_params
+        )
         target_entropy = maxent.target_entropy(a_dim, pmoe_sac.Config())
         # the α loss soft_actor_critic_step differentiates, on the log π_k* the actor loss returns
         grad_log_alpha = jax.grad(sac.temperature_loss)(jnp.asarray(log_alpha), log_prob, target_entropy)

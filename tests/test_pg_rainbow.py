@@ -1,15 +1,16 @@
 """PG-Rainbow (§7 of the spec): the quantile Huber loss, the IQN's fixed point, expected-SARSA targets
 with truncation versus termination, the FIFO replay, the features, the switch, and PPO as the exact
 ablation."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
+from helpers import TINY, tiny_trainer, train_one
 from pgjax.agents import pg_rainbow
+
 from pgjax.config import ConfigError, build
 from pgjax.sorting import sort_last_axis
-from helpers import TINY, tiny_trainer, train_one
 
 
 def test_quantile_huber_loss_equals_a_double_loop():
@@ -47,8 +48,13 @@ def two_point_batch(key, size, obs_size, action_size, low, high, p_low):
     biases), reward low w.p. p_low else high, every transition terminal."""
     reward = jnp.where(jax.random.uniform(key, (size,)) < p_low, low, high)
     obs = jnp.full((size, obs_size), 0.5)
-    return {"obs": obs, "action": jnp.full((size, action_size), 0.5), "reward": reward,
-            "terminated": jnp.ones(size), "next_obs": obs}
+    return {
+        "obs": obs,
+        "action": jnp.full((size, action_size), 0.5),
+        "reward": reward,
+        "terminated": jnp.ones(size),
+        "next_obs": obs,
+    }
 
 
 @pytest.mark.parametrize("kappa", [0.02, 1.0])
@@ -66,8 +72,9 @@ def test_iqn_alone_recovers_the_quantiles_of_a_two_point_return(kappa):
 
     learner, losses = jax.jit(lambda l: jax.lax.scan(step, l, jax.random.split(jax.random.PRNGKey(1), 3000)))(learner)
     taus = jnp.array([0.1, 0.2, 0.6, 0.75, 0.9])
-    z = learner.iqn.apply(learner.iqn_params, jnp.full((1, env.obs_size), 0.5), jnp.full((1, env.action_size), 0.5),
-                          taus)[0]
+    z = learner.iqn.apply(
+        learner.iqn_params, jnp.full((1, env.obs_size), 0.5), jnp.full((1, env.action_size), 0.5), taus
+    )[0]
     if kappa < 0.1:
         expected = np.where(np.asarray(taus) < p, -1.0, 2.0)
     else:
@@ -90,10 +97,13 @@ def test_sarsa_target_bootstraps_through_truncation_not_termination():
     actor_params = perturbed(learner.actor_params, jax.random.PRNGKey(6))
     rng = np.random.default_rng(2)
     n = 6
-    batch = {"obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
-             "action": jnp.zeros((n, env.action_size)), "reward": jnp.arange(n, dtype=jnp.float32),
-             "terminated": jnp.array([1.0, 0, 1, 0, 0, 1]),
-             "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32)}
+    batch = {
+        "obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
+        "action": jnp.zeros((n, env.action_size)),
+        "reward": jnp.arange(n, dtype=jnp.float32),
+        "terminated": jnp.array([1.0, 0, 1, 0, 0, 1]),
+        "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
+    }
     taus_next, key = jnp.full((n, 3), 0.5), jax.random.PRNGKey(4)
     target = pg_rainbow.sarsa_target(learner, actor_params, batch, taus_next, key, 0.9)
     mean, log_std = learner.actor.apply(actor_params, batch["next_obs"])
@@ -113,8 +123,13 @@ def test_replay_holds_the_last_m_rollouts_and_nothing_older():
     buffer = pg_rainbow.replay_buffer(config)
     state = buffer.init(pg_rainbow.transition_item(2, 1))
     for rollout in range(1, 8):
-        items = {"obs": jnp.zeros((size, 2)), "action": jnp.zeros((size, 1)), "next_obs": jnp.zeros((size, 2)),
-                 "reward": jnp.full(size, float(rollout)), "terminated": jnp.zeros(size)}
+        items = {
+            "obs": jnp.zeros((size, 2)),
+            "action": jnp.zeros((size, 1)),
+            "next_obs": jnp.zeros((size, 2)),
+            "reward": jnp.full(size, float(rollout)),
+            "terminated": jnp.zeros(size),
+        }
         state = buffer.add(state, items)
         held = np.asarray(state.experience["reward"]).ravel()
         newest = list(range(max(1, rollout - 2), rollout + 1))
@@ -164,9 +179,17 @@ def collected_batch(learner, env, n, key):
     obs = jax.random.normal(k_obs, (n, env.obs_size))
     action, extras = pg_rainbow.gaussian_policy.sample(learner, obs, k_act)
     values = pg_rainbow.value(learner, obs)
-    return {"obs": obs, "action": action, **extras, **values, "advantage": jax.random.normal(k_advantage, (n,)),
-            "target": values["value"] + jax.random.normal(k_target, (n,)), "reward": jnp.ones(n),
-            "next_obs": jax.random.normal(k_next, (n, env.obs_size)), "terminated": jnp.zeros(n)}
+    return {
+        "obs": obs,
+        "action": action,
+        **extras,
+        **values,
+        "advantage": jax.random.normal(k_advantage, (n,)),
+        "target": values["value"] + jax.random.normal(k_target, (n,)),
+        "reward": jnp.ones(n),
+        "next_obs": jax.random.normal(k_next, (n, env.obs_size)),
+        "terminated": jnp.zeros(n),
+    }
 
 
 def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
@@ -180,8 +203,9 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     assert not np.allclose(batch["value"], batch["critic_value"])
     key = jax.random.PRNGKey(8)
     ours, _ = pg_rainbow.update(after, batch, key, env, config)
-    ppo_learner = pg_rainbow.ppo.Learner(learner.actor_params, learner.critic_params, learner.opt_state,
-                                         learner.updates, learner.actor, learner.critic)
+    ppo_learner = pg_rainbow.ppo.Learner(
+        learner.actor_params, learner.critic_params, learner.opt_state, learner.updates, learner.actor, learner.critic
+    )
     theirs, _ = pg_rainbow.ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
     for a, b in [(ours.actor_params, theirs.actor_params), (ours.critic_params, theirs.critic_params)]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
@@ -191,8 +215,9 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     before["target"] = 2 * before["distilled_value"] - before["critic_value"]  # beyond V_ψ, seen from V_θ
     loss, _ = pg_rainbow.distillation_loss(learner.distill_params, learner, before, config)
     np.testing.assert_allclose(loss, 0.5 * ((before["distilled_value"] - before["target"]) ** 2).mean(), rtol=1e-6)
-    wrong, _ = pg_rainbow.distillation_loss(learner.distill_params, learner,
-                                            {**before, "distilled_value": before["value"]}, config)
+    wrong, _ = pg_rainbow.distillation_loss(
+        learner.distill_params, learner, {**before, "distilled_value": before["value"]}, config
+    )
     assert wrong > loss * 1.01, "V_ψ and V_θ too close for the test to tell the anchors apart"
 
 
@@ -208,24 +233,32 @@ def test_switch_past_the_end_of_training_is_exactly_ppo():
     run, curve = train_one(trainer, config, 0)
     ppo_run, ppo_curve = train_one(ppo_trainer, ppo_config, 0)
     ours, theirs = run.agent.learner, ppo_run.agent.learner
-    for a, b in [(ours.actor_params, theirs.actor_params), (ours.critic_params, theirs.critic_params),
-                 (ours.opt_state, theirs.opt_state)]:
+    for a, b in [
+        (ours.actor_params, theirs.actor_params),
+        (ours.critic_params, theirs.critic_params),
+        (ours.opt_state, theirs.opt_state),
+    ]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
     np.testing.assert_allclose(curve.eval_return_mean, ppo_curve.eval_return_mean, rtol=1e-5)
     # and switching does change the run
     switched_run, _ = train_one(*tiny_trainer("pg_rainbow", switch_fraction=0.0), 0)
-    assert not np.allclose(switched_run.agent.learner.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
-                           ours.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"])
+    assert not np.allclose(
+        switched_run.agent.learner.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
+        ours.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
+    )
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("num_quantiles", 0, "num_quantiles must be > 0"),
-    ("feature_quantiles", 0, "feature_quantiles must be > 0"),
-    ("replay_rollouts", 0, "replay_rollouts must be > 0"),
-    ("switch_fraction", 1.5, "switch_fraction = 1.5 must lie in [0, 1]"),
-    ("switch_fraction", -0.1, "switch_fraction = -0.1 must lie in [0, 1]"),
-    ("value_source", "mean", "value_source must be one of distilled, iqn_mean"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("num_quantiles", 0, "num_quantiles must be > 0"),
+        ("feature_quantiles", 0, "feature_quantiles must be > 0"),
+        ("replay_rollouts", 0, "replay_rollouts must be > 0"),
+        ("switch_fraction", 1.5, "switch_fraction = 1.5 must lie in [0, 1]"),
+        ("switch_fraction", -0.1, "switch_fraction = -0.1 must lie in [0, 1]"),
+        ("value_source", "mean", "value_source must be one of distilled, iqn_mean"),
+    ],
+)
 def test_bad_values_are_rejected(field, value, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build(pg_rainbow.Config, {**TINY["pg_rainbow"], field: value}, "pg_rainbow")
@@ -245,8 +278,9 @@ def test_feature_actions_after_the_mean_are_mu_plus_sigma_times_this_iterations_
     """a_k = clip(μ(s) + σ ε_k, ±1) for k ≥ 1 (σ = e^-0.5 here), and q_φ(s) holds Z at those actions."""
     learner, config, env = iqn_learner(feature_actions=3, feature_quantiles=5)
     params = learner.actor_params
-    learner = learner.replace(actor_params={"params": {**params["params"], "log_std": jnp.full_like(
-        params["params"]["log_std"], -0.5)}})
+    learner = learner.replace(
+        actor_params={"params": {**params["params"], "log_std": jnp.full_like(params["params"]["log_std"], -0.5)}}
+    )
     obs = jnp.asarray(np.random.default_rng(4).normal(size=(4, env.obs_size)), jnp.float32)
     mean, _ = learner.actor.apply(learner.actor_params, obs)
     noise = np.asarray(learner.feature_noise)
@@ -265,8 +299,9 @@ def test_distilled_value_is_f_of_the_head_times_the_features():
     head_params, distiller_params = learner.distill_params
     product = np.asarray(learner.feature_head.apply(head_params, obs)) * np.asarray(features)
     expected = learner.distiller.apply(distiller_params, jnp.asarray(product))[..., 0]
-    np.testing.assert_allclose(pg_rainbow.distilled_value(learner.distill_params, learner, obs, features), expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        pg_rainbow.distilled_value(learner.distill_params, learner, obs, features), expected, rtol=1e-5
+    )
 
 
 def test_iqn_target_network_is_polyak_averaged_toward_the_updated_network():
@@ -293,9 +328,13 @@ def test_sarsa_target_action_is_a_sample_of_the_current_policy_not_its_mean():
     learner = learner.replace(iqn_target_params=perturbed(learner.iqn_params, jax.random.PRNGKey(5)))
     rng = np.random.default_rng(3)
     n = 8
-    batch = {"obs": jnp.zeros((n, env.obs_size)), "action": jnp.zeros((n, env.action_size)),
-             "reward": jnp.ones(n), "terminated": jnp.zeros(n),
-             "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32)}
+    batch = {
+        "obs": jnp.zeros((n, env.obs_size)),
+        "action": jnp.zeros((n, env.action_size)),
+        "reward": jnp.ones(n),
+        "terminated": jnp.zeros(n),
+        "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
+    }
     taus_next, key = jnp.full((n, 3), 0.5), jax.random.PRNGKey(4)
     target = pg_rainbow.sarsa_target(learner, actor_params, batch, taus_next, key, 0.9)
     mean, log_std = learner.actor.apply(actor_params, batch["next_obs"])
@@ -318,11 +357,14 @@ def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi(
     batch["target"] = 2 * batch["critic_value"] - batch["value"]
     key = jax.random.PRNGKey(8)
     ours, metrics = pg_rainbow.update(after, batch, key, env, config)
-    ppo_learner = pg_rainbow.ppo.Learner(learner.actor_params, learner.critic_params, learner.opt_state,
-                                         learner.updates, learner.actor, learner.critic)
-    theirs, ppo_metrics = pg_rainbow.ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env,
-                                                config)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.critic_params,
-                 theirs.critic_params)
+    ppo_learner = pg_rainbow.ppo.Learner(
+        learner.actor_params, learner.critic_params, learner.opt_state, learner.updates, learner.actor, learner.critic
+    )
+    theirs, ppo_metrics = pg_rainbow.ppo.update(
+        ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config
+    )
+    jax.tree.map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.critic_params, theirs.critic_params
+    )
     np.testing.assert_allclose(metrics["value_loss"], ppo_metrics["value_loss"], rtol=1e-5)
     assert not np.allclose(flat_leaves(ours.critic_params), flat_leaves(learner.critic_params), atol=1e-5)

@@ -1,25 +1,28 @@
 """PMOE (§6 of the spec): the mixture density, the frequency loss, back-propagation of the optimal
 expert only, one critic call for all experts, and K = 1 reducing to SAC and to a Gaussian policy."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import tiny_trainer
+from pgjax.agents import pmoe_ppo, pmoe_sac, sac
 
 from pgjax import maxent, mixture, offpolicy
-from pgjax.agents import pmoe_ppo, pmoe_sac, sac
 from pgjax.config import ConfigError, build
 from pgjax.distributions import gaussian_log_prob, gaussian_sample, tanh_gaussian_sample
 from pgjax.networks import apply_ensemble
-from helpers import tiny_trainer
 
 
 def random_batch(n, obs_size, action_size, seed=0):
     rng = np.random.default_rng(seed)
-    return {"obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
-            "action": jnp.asarray(rng.uniform(-1, 1, size=(n, action_size)), jnp.float32),
-            "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
-            "terminated": jnp.asarray(np.arange(n) % 3 == 0, jnp.float32),
-            "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32)}
+    return {
+        "obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+        "action": jnp.asarray(rng.uniform(-1, 1, size=(n, action_size)), jnp.float32),
+        "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "terminated": jnp.asarray(np.arange(n) % 3 == 0, jnp.float32),
+        "next_obs": jnp.asarray(rng.normal(size=(n, obs_size)), jnp.float32),
+    }
 
 
 def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
@@ -30,15 +33,26 @@ def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
     sac_actor, _ = sac._networks(env, sac_config)
     actor_opt = maxent.optimizers(sac_config)[0]
     trunk = {"params": {"MLP_0": learner.actor_params["params"]["MLP_0"]}}
-    sac_learner = sac.Learner(trunk, learner.critic_params, learner.target_params, learner.log_alpha,
-                              actor_opt.init(trunk), learner.critic_opt, learner.alpha_opt, sac_actor)
+    sac_learner = sac.Learner(
+        trunk,
+        learner.critic_params,
+        learner.target_params,
+        learner.log_alpha,
+        actor_opt.init(trunk),
+        learner.critic_opt,
+        learner.alpha_opt,
+        sac_actor,
+    )
     batch, key = random_batch(16, env.obs_size, env.action_size), jax.random.PRNGKey(3)
     for _ in range(3):  # a few steps, so Adam's moments are exercised too
         learner, m = jax.jit(lambda l, b: pmoe_sac.gradient_step(l, b, key, env, config))(learner, batch)
         sac_learner, sm = jax.jit(lambda l, b: sac.gradient_step(l, b, key, env, sac_config))(sac_learner, batch)
-    pairs = [(learner.actor_params["params"]["MLP_0"], sac_learner.actor_params["params"]["MLP_0"]),
-             (learner.critic_params, sac_learner.critic_params), (learner.target_params, sac_learner.target_params),
-             (learner.log_alpha, sac_learner.log_alpha)]
+    pairs = [
+        (learner.actor_params["params"]["MLP_0"], sac_learner.actor_params["params"]["MLP_0"]),
+        (learner.critic_params, sac_learner.critic_params),
+        (learner.target_params, sac_learner.target_params),
+        (learner.log_alpha, sac_learner.log_alpha),
+    ]
     for ours, theirs in pairs:
         for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -52,15 +66,22 @@ def test_pmoe_ppo_mixture_likelihood_with_one_expert_is_the_gaussians():
     obs = jax.random.normal(jax.random.PRNGKey(1), (32, trainer.env.obs_size))
     logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
     action = jax.random.normal(jax.random.PRNGKey(2), (32, trainer.env.action_size))
-    np.testing.assert_allclose(mixture.mixture_log_prob(action, logits, mean, log_std),
-                               gaussian_log_prob(action, mean[:, 0], log_std[:, 0]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        mixture.mixture_log_prob(action, logits, mean, log_std),
+        gaussian_log_prob(action, mean[:, 0], log_std[:, 0]),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_pmoe_ppo_stores_the_mixture_likelihood_of_the_action_it_samples():
     trainer, config = tiny_trainer("pmoe_ppo")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    learner = learner.replace(actor_params=jax.tree.map(  # experts that differ from each other
-        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params))
+    learner = learner.replace(
+        actor_params=jax.tree.map(  # experts that differ from each other
+            lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
+        )
+    )
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, trainer.env.obs_size))
     action, extras = pmoe_ppo.sample(learner, obs, jax.random.PRNGKey(2))
     logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
@@ -104,7 +125,8 @@ def test_actor_gradient_reaches_only_the_best_experts_head():
     key, a = jax.random.PRNGKey(2), trainer.env.action_size
     usage = learner.last_usage
     grads, (_, metrics) = jax.grad(pmoe_sac.actor_loss, has_aux=True)(
-        learner.actor_params, actor, critic, learner.critic_params, 0.5, obs, key, usage)
+        learner.actor_params, actor, critic, learner.critic_params, 0.5, obs, key, usage
+    )
     best = int(np.argmax(np.asarray(metrics["expert_usage"])))
     head = np.asarray(grads["params"]["MLP_0"]["Dense_2"]["kernel"])  # [hidden, K * 2|A|]: expert k's block
     blocks = head.reshape(head.shape[0], config.num_experts, 2 * a)
@@ -124,15 +146,18 @@ def test_all_experts_actions_go_through_the_critic_in_one_call():
     q = pmoe_sac.expert_q_values(critic, learner.critic_params, obs, actions)
     assert q.shape == (8, config.num_experts)
     for k in range(config.num_experts):
-        np.testing.assert_allclose(q[:, k], apply_ensemble(critic, learner.critic_params, obs, actions[:, k]).min(0),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            q[:, k], apply_ensemble(critic, learner.critic_params, obs, actions[:, k]).min(0), rtol=1e-5
+        )
 
     def matmuls(fn, *args):
         return sum(e.primitive.name == "dot_general" for e in jax.make_jaxpr(fn)(*args).jaxpr.eqns)
 
     one_action = matmuls(lambda o, a: apply_ensemble(critic, learner.critic_params, o, a), obs, actions[:, 0])
     assert one_action > 0
-    assert matmuls(lambda o, a: pmoe_sac.expert_q_values(critic, learner.critic_params, o, a), obs, actions) == one_action
+    assert (
+        matmuls(lambda o, a: pmoe_sac.expert_q_values(critic, learner.critic_params, o, a), obs, actions) == one_action
+    )
 
 
 def test_expert_diagnostics_every_iteration():
@@ -168,10 +193,15 @@ def pmoe_ppo_minibatch(trainer, learner, n=48, seed=0):
     action = jnp.asarray(rng.normal(size=(n, trainer.env.action_size)), jnp.float32)
     logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
     log_prob = mixture.mixture_log_prob(action, logits, mean, log_std) + jnp.asarray(rng.normal(0, 0.3, n), jnp.float32)
-    return {"obs": obs, "action": action, "log_prob": log_prob,
-            "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
-            "value": jnp.asarray(rng.normal(size=n), jnp.float32),
-            "target": jnp.asarray(rng.normal(size=n), jnp.float32), "key": jax.random.PRNGKey(seed + 1)}
+    return {
+        "obs": obs,
+        "action": action,
+        "log_prob": log_prob,
+        "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "value": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "target": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "key": jax.random.PRNGKey(seed + 1),
+    }
 
 
 def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_and_frequency_terms():
@@ -179,8 +209,11 @@ def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_an
     (computed here as a plain sum of densities), and Q_ψ regressed on the λ-return of the taken action."""
     trainer, config = tiny_trainer("pmoe_ppo")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    learner = learner.replace(actor_params=jax.tree.map(  # experts and gate weights that differ from each other
-        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params))
+    learner = learner.replace(
+        actor_params=jax.tree.map(  # experts and gate weights that differ from each other
+            lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
+        )
+    )
     batch = pmoe_ppo_minibatch(trainer, learner)
     params = (learner.actor_params, learner.critic_params, learner.q_params)
     loss_fn = lambda p: pmoe_ppo.pmoe_ppo_loss(p, learner, batch, config, learner.last_usage)
@@ -201,12 +234,14 @@ def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_an
     q_taken = np.asarray(learner.q_net.apply(learner.q_params, batch["obs"], batch["action"]), np.float64)
     q_loss = ((q_taken - np.asarray(batch["target"], np.float64)) ** 2).mean()
     np.testing.assert_allclose(info["q_loss"], q_loss, rtol=1e-5)
-    np.testing.assert_allclose(loss, info["frequency_loss"] + info["policy_loss"] + config.vf_coef * info["value_loss"]
-                               + q_loss, rtol=1e-5)
+    np.testing.assert_allclose(
+        loss, info["frequency_loss"] + info["policy_loss"] + config.vf_coef * info["value_loss"] + q_loss, rtol=1e-5
+    )
     # Q_ψ learns from the regression alone (no gradient reaches it through the argmax of the frequency loss)
     q_grads = jax.grad(lambda q: loss_fn((params[0], params[1], q))[0])(learner.q_params)
-    regression = jax.grad(lambda q: ((learner.q_net.apply(q, batch["obs"], batch["action"]) - batch["target"]) ** 2
-                                     ).mean())(learner.q_params)
+    regression = jax.grad(
+        lambda q: ((learner.q_net.apply(q, batch["obs"], batch["action"]) - batch["target"]) ** 2).mean()
+    )(learner.q_params)
     for g, r in zip(jax.tree.leaves(q_grads), jax.tree.leaves(regression)):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-7)
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(q_grads)) > 0
@@ -280,19 +315,25 @@ def per_expert(f, actions):
 
 def test_deterministic_pmoe_sac_acts_with_tanh_of_the_mean_of_the_expert_eval_expert_names():
     trainer, config = tiny_trainer("pmoe_sac")
-    assert pmoe_sac.init_learner(jax.random.PRNGKey(0), trainer.env, config.replace(eval_expert="argmax")
-                                 ).eval_expert == "argmax"
+    assert (
+        pmoe_sac.init_learner(jax.random.PRNGKey(0), trainer.env, config.replace(eval_expert="argmax")).eval_expert
+        == "argmax"
+    )
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
-    learner = state.learner.replace(actor_params=jax.tree.map(  # experts and gate that differ by state
-        lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), state.learner.actor_params))
+    learner = state.learner.replace(
+        actor_params=jax.tree.map(  # experts and gate that differ by state
+            lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), state.learner.actor_params
+        )
+    )
     obs = jax.random.normal(jax.random.PRNGKey(2), (256, trainer.env.obs_size))
     seen = offpolicy.normalizer(state)(obs)
     logits, mean, _ = learner.actor.apply(learner.actor_params, seen)
     min_q = per_expert(lambda a: apply_ensemble(learner.critic, learner.critic_params, seen, a).min(0), jnp.tanh(mean))
     for choice, k in (("best_q", min_q.argmax(-1)), ("argmax", np.asarray(logits).argmax(-1))):
         act = pmoe_sac.act(state.replace(learner=learner.replace(eval_expert=choice)), obs, jax.random.PRNGKey(3), True)
-        np.testing.assert_allclose(act, np.tanh(np.take_along_axis(np.asarray(mean), k[:, None, None], 1)[:, 0]),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            act, np.tanh(np.take_along_axis(np.asarray(mean), k[:, None, None], 1)[:, 0]), rtol=1e-5, atol=1e-6
+        )
     raw_best = per_expert(lambda a: apply_ensemble(learner.critic, learner.critic_params, seen, a).min(0), mean)
     assert (raw_best.argmax(-1) != min_q.argmax(-1)).any()  # the critic is asked at the squashed means
     assert (min_q.argmax(-1) != np.asarray(logits).argmax(-1)).any()
@@ -301,11 +342,19 @@ def test_deterministic_pmoe_sac_acts_with_tanh_of_the_mean_of_the_expert_eval_ex
 def test_pmoe_sac_argmax_q_target_takes_the_expert_whose_next_action_the_target_critics_value_most():
     trainer, config = tiny_trainer("pmoe_sac", target_expert="argmax_q")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    learner = learner.replace(actor_params=jax.tree.map(
-        lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params),
-        target_params=jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape),
-                                   learner.target_params))
-    env, batch, key = trainer.env, random_batch(64, trainer.env.obs_size, trainer.env.action_size), jax.random.PRNGKey(7)
+    learner = learner.replace(
+        actor_params=jax.tree.map(
+            lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
+        ),
+        target_params=jax.tree.map(
+            lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape), learner.target_params
+        ),
+    )
+    env, batch, key = (
+        trainer.env,
+        random_batch(64, trainer.env.obs_size, trainer.env.action_size),
+        jax.random.PRNGKey(7),
+    )
     actor, critic = pmoe_sac._networks(env, config)
     y = pmoe_sac.critic_target(actor, critic, learner.actor_params, learner.target_params, 0.3, batch, key, config)
     _, mean, log_std = actor.apply(learner.actor_params, batch["next_obs"])
@@ -314,14 +363,20 @@ def test_pmoe_sac_argmax_q_target_takes_the_expert_whose_next_action_the_target_
     k = next_q.argmax(-1)
     assert len(set(k)) > 1
     pick = lambda x: np.take_along_axis(x, k[:, None], 1)[:, 0]
-    want = (np.asarray(batch["reward"]) + config.gamma * (1 - np.asarray(batch["terminated"]))
-            * (pick(next_q) - 0.3 * pick(log_probs)))
+    want = np.asarray(batch["reward"]) + config.gamma * (1 - np.asarray(batch["terminated"])) * (
+        pick(next_q) - 0.3 * pick(log_probs)
+    )
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 
 
 def test_pmoe_defaults_are_the_specs():
     s = pmoe_sac.Config()
-    assert (s.num_experts, s.target_expert, s.eval_expert, s.standardize_batch_rewards) == (4, "sample", "best_q", False)
+    assert (s.num_experts, s.target_expert, s.eval_expert, s.standardize_batch_rewards) == (
+        4,
+        "sample",
+        "best_q",
+        False,
+    )
     assert (s.init_alpha, s.target_entropy_scale) == (1.0, 1.0)  # log α₀ = 0, target entropy −|A|
     trainer, config = tiny_trainer("pmoe_sac")
     actor = pmoe_sac._networks(trainer.env, config)[0]
@@ -332,7 +387,10 @@ def test_pmoe_defaults_are_the_specs():
     assert (p.anneal_lr, p.ent_coef, p.gamma, p.gae_lambda, p.q_hidden_sizes) == (False, 0.0, 0.99, 0.95, (64, 64, 64))
     trainer, config = tiny_trainer("pmoe_ppo", init_log_std=-0.7)
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    assert learner.q_net.activation == "relu" and len(learner.q_params["params"]["MLP_0"]) == len(config.q_hidden_sizes) + 1
+    assert (
+        learner.q_net.activation == "relu"
+        and len(learner.q_params["params"]["MLP_0"]) == len(config.q_hidden_sizes) + 1
+    )
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, trainer.env.obs_size))
     _, _, log_std = learner.actor.apply(learner.actor_params, obs)
     np.testing.assert_array_equal(log_std, np.full(log_std.shape, -0.7, np.float32))  # state-independent, as set
@@ -343,9 +401,12 @@ def test_pmoe_defaults_are_the_specs():
 def test_pmoe_ppo_frequency_loss_ranks_one_sampled_action_per_expert_by_q_psi_and_the_value_loss_is_clipped():
     trainer, config = tiny_trainer("pmoe_ppo")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    learner = learner.replace(actor_params=jax.tree.map(
-        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params),
-        q_params=jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape), learner.q_params))
+    learner = learner.replace(
+        actor_params=jax.tree.map(
+            lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
+        ),
+        q_params=jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape), learner.q_params),
+    )
     batch = pmoe_ppo_minibatch(trainer, learner)
     params = (learner.actor_params, learner.critic_params, learner.q_params)
     _, info = pmoe_ppo.pmoe_ppo_loss(params, learner, batch, config, learner.last_usage)
@@ -363,8 +424,9 @@ def test_pmoe_ppo_frequency_loss_ranks_one_sampled_action_per_expert_by_q_psi_an
     old, target = np.asarray(batch["value"], np.float64), np.asarray(batch["target"], np.float64)
     clipped = old + np.clip(v - old, -config.clip_eps, config.clip_eps)
     assert (clipped != v).any() and config.clip_value_loss
-    np.testing.assert_allclose(info["value_loss"], 0.5 * np.maximum((v - target) ** 2, (clipped - target) ** 2).mean(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        info["value_loss"], 0.5 * np.maximum((v - target) ** 2, (clipped - target) ** 2).mean(), rtol=1e-5
+    )
 
 
 def numpy_surrogate(logits, mean, log_std, batch, clip_eps):
@@ -382,8 +444,11 @@ def test_pmoe_ppo_gate_learns_from_the_surrogate_as_well_as_the_frequency_loss()
     surrogate: the mixture ratio passes the surrogate's gradient to the gate."""
     trainer, config = tiny_trainer("pmoe_ppo")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    learner = learner.replace(actor_params=jax.tree.map(
-        lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params))
+    learner = learner.replace(
+        actor_params=jax.tree.map(
+            lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
+        )
+    )
     batch = pmoe_ppo_minibatch(trainer, learner)
     params = (learner.actor_params, learner.critic_params, learner.q_params)
     total = jax.grad(lambda p: pmoe_ppo.pmoe_ppo_loss(p, learner, batch, config, learner.last_usage)[0])(params)
@@ -392,12 +457,18 @@ def test_pmoe_ppo_gate_learns_from_the_surrogate_as_well_as_the_frequency_loss()
     best = per_expert(lambda a: learner.q_net.apply(learner.q_params, batch["obs"], a), drawn).argmax(-1)
     gate_logits = lambda bias: batch["obs"] @ learner.actor_params["params"]["gate"]["kernel"] + bias
     freq = jax.grad(lambda b: mixture.frequency_loss(gate_logits(b), jnp.asarray(best)))(
-        learner.actor_params["params"]["gate"]["bias"])
+        learner.actor_params["params"]["gate"]["bias"]
+    )
     eps, fd = 1e-6, []
     for k in range(logits.shape[-1]):
         step = eps * np.eye(logits.shape[-1])[k]
-        fd.append((numpy_surrogate(logits + step, mean, log_std, batch, config.clip_eps)
-                   - numpy_surrogate(logits - step, mean, log_std, batch, config.clip_eps)) / (2 * eps))
+        fd.append(
+            (
+                numpy_surrogate(logits + step, mean, log_std, batch, config.clip_eps)
+                - numpy_surrogate(logits - step, mean, log_std, batch, config.clip_eps)
+            )
+            / (2 * eps)
+        )
     surrogate = np.asarray(total[0]["params"]["gate"]["bias"]) - np.asarray(freq)
     assert np.abs(fd).max() > 1e-3
     np.testing.assert_allclose(surrogate, fd, rtol=2e-3, atol=2e-5)

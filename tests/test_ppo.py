@@ -3,27 +3,37 @@ values derived by hand: the clipped surrogate, per-minibatch advantage normalisa
 value loss, the loss's entropy sign, the log-density of the unclipped sample, the initialisation, the
 global-norm clip and Adam's epsilon, the running observation and reward statistics, and the loop's
 wiring of GAE (bootstrapping through a time limit from the pre-reset observation)."""
+
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pgjax.agents import ppo
+from pgjax.envs import make
 from scipy import stats
 from test_returns import brute_force_gae
 
 from pgjax import gaussian_policy, onpolicy
-from pgjax.agents import ppo
 from pgjax.config import build
-from pgjax.distributions import gaussian_log_prob
-from pgjax.envs import make
 from pgjax.normalize import RewardScaler, RunningStats
 
 ENV = "gymnax/Pendulum-v1"
 
 
 def config(**overrides):
-    return build(ppo.Config, {"num_envs": 4, "rollout_length": 8, "num_epochs": 2, "num_minibatches": 2,
-                              "total_steps": 4 * 8 * 6, **overrides}, "ppo")
+    return build(
+        ppo.Config,
+        {
+            "num_envs": 4,
+            "rollout_length": 8,
+            "num_epochs": 2,
+            "num_minibatches": 2,
+            "total_steps": 4 * 8 * 6,
+            **overrides,
+        },
+        "ppo",
+    )
 
 
 def learner(**overrides):
@@ -49,8 +59,9 @@ def test_clipped_surrogate_is_the_pessimistic_bound_on_minibatch_normalised_adva
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     np.testing.assert_allclose(kl, np.mean((ratio - 1) - np.log(ratio)), rtol=1e-4)
     # the gradient reaches exactly the samples whose ratio is not clipped in the pessimistic direction
-    grad = np.asarray(jax.grad(lambda lp: ppo.clipped_surrogate(lp, batch, eps)[0])(
-        jnp.asarray(old + np.log(ratio), jnp.float32)))
+    grad = np.asarray(
+        jax.grad(lambda lp: ppo.clipped_surrogate(lp, batch, eps)[0])(jnp.asarray(old + np.log(ratio), jnp.float32))
+    )
     clipped = np.array([(a > 0 and r > 1 + eps) or (a < 0 and r < 1 - eps) for r, a in zip(ratio, norm)])
     np.testing.assert_allclose(grad[clipped], 0.0)
     np.testing.assert_allclose(grad[~clipped], -(ratio * norm)[~clipped] / 8, rtol=1e-5)
@@ -58,8 +69,9 @@ def test_clipped_surrogate_is_the_pessimistic_bound_on_minibatch_normalised_adva
 
 def test_advantages_are_standardised_with_the_population_std():
     adv = jnp.array([1.0, 2.0, 3.0, 4.0])
-    np.testing.assert_allclose(onpolicy.normalize_advantages(adv),
-                               (np.array([1, 2, 3, 4]) - 2.5) / np.sqrt(1.25), rtol=1e-6)
+    np.testing.assert_allclose(
+        onpolicy.normalize_advantages(adv), (np.array([1, 2, 3, 4]) - 2.5) / np.sqrt(1.25), rtol=1e-6
+    )
 
 
 def test_clipped_value_loss_takes_the_larger_of_the_clipped_and_unclipped_errors():
@@ -70,10 +82,12 @@ def test_clipped_value_loss_takes_the_larger_of_the_clipped_and_unclipped_errors
     old = jnp.array([0.5, 1.5, 0.0, 0.45, 0.0])
     target = jnp.array([2.0, 0.0, 1.0, 0.0, 1.0])
     batch = {"value": old, "target": target}
-    np.testing.assert_allclose(ppo.value_loss(value, batch, config()), 0.5 * (1.69 + 1.69 + 1 + 0.25 + 4) / 5,
-                               rtol=1e-5)
-    np.testing.assert_allclose(ppo.value_loss(value, batch, config(clip_value_loss=False)),
-                               0.5 * (1 + 1 + 1 + 0.25 + 4) / 5, rtol=1e-5)
+    np.testing.assert_allclose(
+        ppo.value_loss(value, batch, config()), 0.5 * (1.69 + 1.69 + 1 + 0.25 + 4) / 5, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        ppo.value_loss(value, batch, config(clip_value_loss=False)), 0.5 * (1 + 1 + 1 + 0.25 + 4) / 5, rtol=1e-5
+    )
 
 
 def test_ppo_loss_adds_the_weighted_value_loss_and_subtracts_the_entropy_bonus():
@@ -85,14 +99,19 @@ def test_ppo_loss_adds_the_weighted_value_loss_and_subtracts_the_entropy_bonus()
     action, extras = gaussian_policy.sample(state, obs, jax.random.PRNGKey(2))
     value = gaussian_policy.value(state, obs)
     delta = jnp.linspace(-1.0, 2.0, 16)
-    batch = {"obs": obs, "action": action, **extras, "value": value, "target": value + delta,
-             "advantage": jax.random.normal(jax.random.PRNGKey(3), (16,))}
+    batch = {
+        "obs": obs,
+        "action": action,
+        **extras,
+        "value": value,
+        "target": value + delta,
+        "advantage": jax.random.normal(jax.random.PRNGKey(3), (16,)),
+    }
     loss, info = ppo.ppo_loss((state.actor_params, state.critic_params), state.actor, state.critic, batch, cfg)
     entropy = env.action_size * 0.5 * (1.0 + np.log(2 * np.pi))
     np.testing.assert_allclose(info["entropy"], entropy, rtol=1e-6)
     np.testing.assert_allclose(info["policy_loss"], 0.0, atol=1e-6)
-    np.testing.assert_allclose(loss, 0.7 * 0.5 * np.mean(np.asarray(delta) ** 2) - 0.05 * entropy, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(loss, 0.7 * 0.5 * np.mean(np.asarray(delta) ** 2) - 0.05 * entropy, rtol=1e-5, atol=1e-6)
 
 
 def test_the_rollout_stores_the_log_density_of_the_unclipped_sample():
@@ -186,8 +205,7 @@ def test_reward_scaler_tracks_the_discounted_return_and_divides_by_its_std():
     np.testing.assert_allclose(scaler.stats.mean, returns.mean(), rtol=1e-4)
     np.testing.assert_allclose(scaler.stats.var, returns.var(), rtol=1e-3)
     std = returns.std()
-    np.testing.assert_allclose(scaler.scale(jnp.array([2.0, -1.0, 1e4])), [2.0 / std, -1.0 / std, 10.0],
-                               rtol=1e-3)
+    np.testing.assert_allclose(scaler.scale(jnp.array([2.0, -1.0, 1e4])), [2.0 / std, -1.0 / std, 10.0], rtol=1e-3)
 
 
 # ---------------------------------------------------------------- the loop's wiring
@@ -201,18 +219,18 @@ def loop_value(learner, obs):
     return jnp.sin(obs).sum(-1) + 0.1 * obs[..., 2] ** 2  # any fixed V that tells states apart
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def one_loop_iteration(scale_rewards, **brax_choices):
     """One on-policy iteration of 2 Pendulum envs × 201 steps (a time limit at step 200, index 199),
     from observation statistics that are not the identity."""
     env = make(ENV)
-    cfg = config(num_envs=2, rollout_length=201, num_minibatches=1, total_steps=402, scale_rewards=scale_rewards,
-                 **brax_choices)
+    cfg = config(
+        num_envs=2, rollout_length=201, num_minibatches=1, total_steps=402, scale_rewards=scale_rewards, **brax_choices
+    )
     state = ppo.init(jax.random.PRNGKey(0), env, cfg)
     prior = RunningStats(jnp.array([0.1, -0.2, 0.5]), jnp.array([0.5, 2.0, 4.0]), jnp.asarray(10.0))
     state = state.replace(obs_stats=prior)
-    new, batch = jax.jit(lambda s: onpolicy.iteration(s, env, cfg, gaussian_policy.sample, loop_value, capture))(
-        state)
+    new, batch = jax.jit(lambda s: onpolicy.iteration(s, env, cfg, gaussian_policy.sample, loop_value, capture))(state)
     batch = jax.tree.map(lambda x: np.asarray(x).reshape((201, 2) + x.shape[1:]), batch)
     return cfg, state, new, batch, prior
 
@@ -234,8 +252,9 @@ def test_loop_bootstraps_a_time_limit_from_the_pre_reset_observation_and_normali
     values, next_values = np.asarray(loop_value(None, batch["obs"])), np.asarray(loop_value(None, batch["next_obs"]))
     np.testing.assert_allclose(batch["value"], values, rtol=1e-5, atol=1e-6)
     for n in range(2):
-        expected = brute_force_gae(batch["reward"][:, n], values[:, n], next_values[:, n], term, trunc,
-                                   cfg.gamma, cfg.gae_lambda)
+        expected = brute_force_gae(
+            batch["reward"][:, n], values[:, n], next_values[:, n], term, trunc, cfg.gamma, cfg.gae_lambda
+        )
         np.testing.assert_allclose(batch["advantage"][:, n], expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(batch["target"][:, n], expected + values[:, n], rtol=1e-4, atol=1e-4)
     # the statistics, after the update, merge the prior with the raw observations of the rollout
@@ -258,6 +277,13 @@ def test_loop_scales_rewards_by_the_updated_running_return_std_before_gae():
     np.testing.assert_allclose(batch["reward"], raw / np.sqrt(float(expected_scaler.stats.var) + 1e-8), rtol=1e-4)
     assert abs(float(expected_scaler.stats.var) - 1.0) > 0.5  # scaling by the old (unit) std would show
     values, next_values = np.asarray(loop_value(None, batch["obs"])), np.asarray(loop_value(None, batch["next_obs"]))
-    expected = brute_force_gae(batch["reward"][:, 0], values[:, 0], next_values[:, 0], np.zeros(201, bool),
-                               done[:, 0], cfg.gamma, cfg.gae_lambda)
+    expected = brute_force_gae(
+        batch["reward"][:, 0],
+        values[:, 0],
+        next_values[:, 0],
+        np.zeros(201, bool),
+        done[:, 0],
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
     np.testing.assert_allclose(batch["advantage"][:, 0], expected, rtol=1e-4, atol=1e-4)

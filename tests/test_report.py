@@ -1,5 +1,6 @@
 """The report of a fixture results folder: per-task table, aggregate table (rliable) and plots, with
 agents named (never by config hash) in every legend."""
+
 import csv
 import json
 import re
@@ -14,10 +15,16 @@ from pgjax.report import write_report
 
 matplotlib.use("Agg")
 
-SCORES = {"gymnax/Pendulum-v1": {"random": -1200.0, "reference": -150.0, "source": "fixture"},
-          "brax/inverted_pendulum": {"random": 30.0, "reference": 1000.0, "source": "fixture"}}
-LEVEL = {("ppo", "gymnax/Pendulum-v1"): -300.0, ("sac", "gymnax/Pendulum-v1"): -160.0,
-         ("ppo", "brax/inverted_pendulum"): 900.0, ("sac", "brax/inverted_pendulum"): 400.0}
+SCORES = {
+    "gymnax/Pendulum-v1": {"random": -1200.0, "reference": -150.0, "source": "fixture"},
+    "brax/inverted_pendulum": {"random": 30.0, "reference": 1000.0, "source": "fixture"},
+}
+LEVEL = {
+    ("ppo", "gymnax/Pendulum-v1"): -300.0,
+    ("sac", "gymnax/Pendulum-v1"): -160.0,
+    ("ppo", "brax/inverted_pendulum"): 900.0,
+    ("sac", "brax/inverted_pendulum"): 400.0,
+}
 
 
 def fixture_folder(path, seeds):
@@ -29,9 +36,21 @@ def fixture_folder(path, seeds):
         for seed in range(seeds):
             for steps, frac in ((0, 0.0), (5000, 0.5), (10000, 1.0)):
                 value = SCORES[env]["random"] + frac * (level - SCORES[env]["random"]) + rng.normal(0, 20)
-                rows.append({"agent": agent, "env": env, "backend": env.split("/")[0], "config_id": cid, "seed": seed,
-                             "env_steps": steps, "wall_time_s": 1.0, "eval_return_mean": value,
-                             "eval_return_std": 1.0, "train_return_mean": value, "status": "ok"})
+                rows.append(
+                    {
+                        "agent": agent,
+                        "env": env,
+                        "backend": env.split("/")[0],
+                        "config_id": cid,
+                        "seed": seed,
+                        "env_steps": steps,
+                        "wall_time_s": 1.0,
+                        "eval_return_mean": value,
+                        "eval_return_std": 1.0,
+                        "train_return_mean": value,
+                        "status": "ok",
+                    }
+                )
             finals.setdefault(agent, {}).setdefault(env, []).append(value)
     path.mkdir()
     with open(path / "curves.csv", "w", newline="") as f:
@@ -54,17 +73,29 @@ def test_report_has_per_task_and_aggregate_tables_and_plots_named_by_agent(tmp_p
     data = json.loads((tmp_path / "r" / "aggregate.json").read_text())
     assert set(data["estimates"]) == {"ppo", "sac"}
     tasks = sorted(SCORES)
-    expected = aggregate.iqm_and_optimality_gap(aggregate.score_matrices(
-        {a: {t: np.array(v) for t, v in per.items()} for a, per in finals.items()}, SCORES, tasks))
+    expected = aggregate.iqm_and_optimality_gap(
+        aggregate.score_matrices(
+            {a: {t: np.array(v) for t, v in per.items()} for a, per in finals.items()}, SCORES, tasks
+        )
+    )
     for agent in ("ppo", "sac"):
         assert data["estimates"][agent]["IQM"] == pytest.approx(list(expected[agent]["IQM"]), abs=1e-6)
         assert re.search(rf"\| {agent} \| 6 \| {expected[agent]['IQM'][0]:.3f} \|", report)
     assert set(data["probability_of_improvement"]) == {"ppo > sac", "sac > ppo"}
-    for name in ("aggregate.png", "performance_profiles.png", "probability_of_improvement.png",
-                 "curves_gymnax_Pendulum-v1.png"):
+    for name in (
+        "aggregate.png",
+        "performance_profiles.png",
+        "probability_of_improvement.png",
+        "curves_gymnax_Pendulum-v1.png",
+    ):
         assert (tmp_path / "r" / name).stat().st_size > 1000 and f"({name})" in report
-    legends = [t.get_text() for n in plt.get_fignums() for ax in plt.figure(n).axes
-               if ax.get_legend() for t in ax.get_legend().get_texts()]
+    legends = [
+        t.get_text()
+        for n in plt.get_fignums()
+        for ax in plt.figure(n).axes
+        if ax.get_legend()
+        for t in ax.get_legend().get_texts()
+    ]
     legends += [t.get_text() for n in plt.get_fignums() for ax in plt.figure(n).axes for t in ax.get_yticklabels()]
     assert any(t.startswith("ppo") for t in legends) and any(t.startswith("sac") for t in legends)
     assert not [t for t in legends if re.search(r"-[0-9a-f]{8}", t)]  # no config hashes
@@ -98,8 +129,11 @@ def test_report_of_two_folders_compares_them_run_by_run(tmp_path):
     (tmp_path / "b" / "runs.json").write_text(json.dumps(runs))
     report = write_report([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp").read_text()
     against = report.split("## Against a")[1].split("\n## ")[0]
-    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in against.splitlines()
-            if line.startswith("| ppo") or line.startswith("| sac")}
+    rows = {
+        tuple(c.strip() for c in line.split("|")[1:3]): line
+        for line in against.splitlines()
+        if line.startswith("| ppo") or line.startswith("| sac")
+    }
     assert len(rows) == 4
     assert "| yes |" in rows[("ppo", "gymnax/Pendulum-v1")] and "| yes |" in rows[("sac", "brax/inverted_pendulum")]
     assert "| no |" in rows[("sac", "gymnax/Pendulum-v1")] and "| +50.0 ± " in rows[("sac", "gymnax/Pendulum-v1")]

@@ -1,5 +1,6 @@
 """Killed sweeps resume exactly; results are never overwritten by accident; checkpoints round-trip every
 agent's whole state and a damaged one is passed over."""
+
 import os
 import signal
 import subprocess
@@ -41,8 +42,16 @@ def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
 
 
 def pgjax_command(*args: str, cache: Path, every: str | None = "1", python: tuple[str, ...] = ("-m", "pgjax")):
-    return [sys.executable, *python, "--compile-cache", str(cache), *args, "--quiet", "--no-report",
-            *(["--checkpoint-every", every] if every else [])]
+    return [
+        sys.executable,
+        *python,
+        "--compile-cache",
+        str(cache),
+        *args,
+        "--quiet",
+        "--no-report",
+        *(["--checkpoint-every", every] if every else []),
+    ]
 
 
 def rows_written(out: Path) -> int:
@@ -143,8 +152,21 @@ def test_an_interrupt_says_what_was_written_and_how_to_resume(tmp_path, monkeypa
     monkeypatch.setattr(FolderRecorder, "point", interrupt_at_point_2)
     tiny = {k: v for k, v in TINY["ppo"].items() if k != "total_steps"}
     out = tmp_path / "run"
-    argv = ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "192", "--num-evals", "3", "--quiet", "--out", str(out),
-            "--checkpoint-every", "1", *[a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]]
+    argv = [
+        "run",
+        "ppo",
+        "gymnax/Pendulum-v1",
+        "--steps",
+        "192",
+        "--num-evals",
+        "3",
+        "--quiet",
+        "--out",
+        str(out),
+        "--checkpoint-every",
+        "1",
+        *[a for k, v in tiny.items() for a in ("--set", f"{k}={v}")],
+    ]
     assert cli.main(argv) == 130
     message = capsys.readouterr().err
     assert "interrupted" in message and "0 group(s) finished" in message
@@ -168,8 +190,10 @@ def random_like(tree, seed):
     return jax.tree.map(fill, tree)
 
 
-@pytest.mark.parametrize("agent,env", [(a, "gymnax/Pendulum-v1") for a in AGENT_NAMES]
-                         + [("ppo", "dmc/CartpoleBalance"), ("sac", "dmc/CartpoleBalance")])  # MJX: zero-size leaves
+@pytest.mark.parametrize(
+    "agent,env",
+    [(a, "gymnax/Pendulum-v1") for a in AGENT_NAMES] + [("ppo", "dmc/CartpoleBalance"), ("sac", "dmc/CartpoleBalance")],
+)  # MJX: zero-size leaves
 def test_checkpoint_round_trip_of_every_agents_whole_run_state(agent, env, tmp_path):
     from helpers import tiny_trainer
 
@@ -217,12 +241,22 @@ def test_a_damaged_checkpoint_is_passed_over_for_the_previous_one(tmp_path):
 
 
 def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path):
-    import pgjax
     from helpers import TINY
 
+    import pgjax
+
     tiny = {k: v for k, v in TINY["ppo"].items() if k != "total_steps"}
-    trained = pgjax.train("ppo", "gymnax/Pendulum-v1", seeds=[3, 5], steps=4 * 8 * 6, num_evals=3, eval_episodes=2,
-                          out=tmp_path / "run", init_log_std=1.0, **tiny)
+    trained = pgjax.train(
+        "ppo",
+        "gymnax/Pendulum-v1",
+        seeds=[3, 5],
+        steps=4 * 8 * 6,
+        num_evals=3,
+        eval_episodes=2,
+        out=tmp_path / "run",
+        init_log_std=1.0,
+        **tiny,
+    )
     assert trained.final_returns.shape == (2,)
     obs = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (256, 3))
     key = jax.random.PRNGKey(1)
@@ -295,14 +329,21 @@ def test_a_second_command_on_a_folder_in_use_is_refused_and_the_first_finishes_e
     stopped = True
     try:
         before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-        for second in (["sweep", sweep, "--out", str(out), "--resume"], ["sweep", sweep, "--out", str(out)],
-                       ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "8192", "--out", str(out), "--overwrite"]):
+        for second in (
+            ["sweep", sweep, "--out", str(out), "--resume"],
+            ["sweep", sweep, "--out", str(out)],
+            ["run", "ppo", "gymnax/Pendulum-v1", "--steps", "8192", "--out", str(out), "--overwrite"],
+        ):
             refused = pgjax(*second, cache=cache)
             assert refused.returncode == 2, refused.stderr
             (line,) = refused.stderr.strip().splitlines()
             assert f"{out} is in use by another pgjax command (pid {first.pid} on " in line, line
-        report = subprocess.run([sys.executable, "-m", "pgjax", "report", str(out), "--out", str(tmp_path / "report")],
-                                capture_output=True, text=True, timeout=300)
+        report = subprocess.run(
+            [sys.executable, "-m", "pgjax", "report", str(out), "--out", str(tmp_path / "report")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert report.returncode == 0, report.stderr
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
         stopped = False
@@ -388,15 +429,28 @@ def test_a_full_disk_stops_in_one_line_keeps_what_was_written_and_resumes_bit_id
 
     tmp, cache, whole = uninterrupted
     sweep, out = str(sweep_file(tmp)), tmp_path / "full"
-    faults = [("curves.csv", 5, "curves.csv"),  # PPO's 5th evaluation point, half a line written
-              ("checkpoint", 3, "checkpoints"),  # the 3rd save after resuming from the 3rd point
-              ("async checkpoint", 2, "checkpoints"),
-              ("runs.json", 4, "runs.json"),
-              ("policies", 1, "policies")]  # PPO finished, its policies not saved
+    faults = [
+        ("curves.csv", 5, "curves.csv"),  # PPO's 5th evaluation point, half a line written
+        ("checkpoint", 3, "checkpoints"),  # the 3rd save after resuming from the 3rd point
+        ("async checkpoint", 2, "checkpoints"),
+        ("runs.json", 4, "runs.json"),
+        ("policies", 1, "policies"),
+    ]  # PPO finished, its policies not saved
     for i, (where, nth, named) in enumerate(faults):
-        failed = subprocess.run(pgjax_command("sweep", sweep, "--out", str(out), *(["--resume"] if i else []),
-                                              cache=cache, python=("-c", FULL_DISK, where, str(nth))),
-                                capture_output=True, text=True, timeout=900)
+        failed = subprocess.run(
+            pgjax_command(
+                "sweep",
+                sweep,
+                "--out",
+                str(out),
+                *(["--resume"] if i else []),
+                cache=cache,
+                python=("-c", FULL_DISK, where, str(nth)),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert failed.returncode == 1, failed.stderr[-3000:]
         assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
         (line,) = [line for line in failed.stderr.splitlines() if line.startswith("pgjax:")]

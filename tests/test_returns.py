@@ -26,8 +26,8 @@ def test_gae_matches_brute_force_with_terminations_and_truncations():
     r, v, v_next = rng.normal(size=(3, T))
     term = np.zeros(T, bool)
     trunc = np.zeros(T, bool)
-    term[3] = True    # true terminal: no bootstrap, recursion cut
-    trunc[7] = True   # time limit: bootstrap from V(final_obs), recursion cut
+    term[3] = True  # true terminal: no bootstrap, recursion cut
+    trunc[7] = True  # time limit: bootstrap from V(final_obs), recursion cut
     term[10] = trunc[10] = False
     adv, targets = gae(r, v, v_next, term, term | trunc, gamma, lam)
     expected = brute_force_gae(r, v, v_next, term, trunc, gamma, lam)

@@ -1,11 +1,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
+from helpers import tiny_trainer
 from pgjax.agents import sac
+
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import MLP, apply_ensemble
-from helpers import tiny_trainer
 
 
 def test_critic_target_bootstraps_through_truncation_not_termination():
@@ -14,12 +14,15 @@ def test_critic_target_bootstraps_through_truncation_not_termination():
     actor, critic = sac._networks(trainer.env, config)
     rng = np.random.default_rng(0)
     n = 4
-    batch = {"obs": jnp.asarray(rng.normal(size=(n, 3)), jnp.float32),
-             "action": jnp.zeros((n, 1)), "reward": jnp.asarray([1.0, -2.0, 0.5, 3.0]),
-             # rows 0, 1: a truncated step (not terminated; next_obs is the real final observation);
-             # rows 2, 3: a terminated step
-             "terminated": jnp.asarray([0.0, 0.0, 1.0, 1.0]),
-             "next_obs": jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)}
+    batch = {
+        "obs": jnp.asarray(rng.normal(size=(n, 3)), jnp.float32),
+        "action": jnp.zeros((n, 1)),
+        "reward": jnp.asarray([1.0, -2.0, 0.5, 3.0]),
+        # rows 0, 1: a truncated step (not terminated; next_obs is the real final observation);
+        # rows 2, 3: a terminated step
+        "terminated": jnp.asarray([0.0, 0.0, 1.0, 1.0]),
+        "next_obs": jnp.asarray(rng.normal(size=(n, 3)), jnp.float32),
+    }
     alpha, key = 0.3, jax.random.PRNGKey(1)
     y = sac.critic_target(actor, critic, state.actor_params, state.target_params, alpha, batch, key, config)
 
@@ -46,8 +49,9 @@ def test_replay_holds_pre_reset_next_obs_at_truncation():
     assert not np.any(items["terminated"])
     fresh = np.asarray(state.env_state.obs)
     assert not np.allclose(last, fresh)
-    np.testing.assert_allclose(items["next_obs"][:-2], np.asarray(
-        [items["obs"][i + 2] for i in range(398)]), rtol=1e-6)  # next_obs == following obs elsewhere
+    np.testing.assert_allclose(
+        items["next_obs"][:-2], np.asarray([items["obs"][i + 2] for i in range(398)]), rtol=1e-6
+    )  # next_obs == following obs elsewhere
 
 
 def test_temperature_moves_toward_target_entropy():
@@ -69,11 +73,13 @@ def sac_parts():
 
 def random_batch(env, n=8, seed=0):
     rng = np.random.default_rng(seed)
-    return {"obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
-            "action": jnp.asarray(rng.uniform(-1, 1, size=(n, env.action_size)), jnp.float32),
-            "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
-            "terminated": jnp.asarray(rng.uniform(size=n) < 0.3, jnp.float32),
-            "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32)}
+    return {
+        "obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
+        "action": jnp.asarray(rng.uniform(-1, 1, size=(n, env.action_size)), jnp.float32),
+        "reward": jnp.asarray(rng.normal(size=n), jnp.float32),
+        "terminated": jnp.asarray(rng.uniform(size=n) < 0.3, jnp.float32),
+        "next_obs": jnp.asarray(rng.normal(size=(n, env.obs_size)), jnp.float32),
+    }
 
 
 def test_critic_loss_is_half_the_mean_squared_error_summed_over_the_twins():
@@ -89,8 +95,16 @@ def test_critic_loss_is_half_the_mean_squared_error_summed_over_the_twins():
 def test_critic_target_multiplies_the_reward_by_reward_scale():
     env, config, learner, actor, critic = sac_parts()
     batch = {**random_batch(env), "terminated": jnp.ones(8)}
-    y = sac.critic_target(actor, critic, learner.actor_params, learner.target_params, 0.3, batch,
-                          jax.random.PRNGKey(1), config.replace(reward_scale=2.5))
+    y = sac.critic_target(
+        actor,
+        critic,
+        learner.actor_params,
+        learner.target_params,
+        0.3,
+        batch,
+        jax.random.PRNGKey(1),
+        config.replace(reward_scale=2.5),
+    )
     np.testing.assert_allclose(y, 2.5 * batch["reward"], rtol=1e-6)
 
 
@@ -114,8 +128,9 @@ def test_gradient_step_polyak_averages_the_targets_toward_the_new_critics_and_ai
     config = config.replace(critic_lr=0.1, tau=0.3)  # a visible critic step and a τ far from 1/2
     leaves, tree = jax.tree.flatten(learner.target_params)
     keys = jax.random.split(jax.random.PRNGKey(7), len(leaves))
-    learner = learner.replace(target_params=jax.tree.unflatten(
-        tree, [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]))  # targets apart from critics
+    learner = learner.replace(
+        target_params=jax.tree.unflatten(tree, [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    )  # targets apart from critics
     seen = []
 
     def spy(log_alpha, log_prob, target_entropy):
@@ -125,8 +140,9 @@ def test_gradient_step_polyak_averages_the_targets_toward_the_new_critics_and_ai
     monkeypatch.setattr(sac, "temperature_loss", spy)
     new, _ = sac.gradient_step(learner, random_batch(env), jax.random.PRNGKey(2), env, config)
     assert seen == [-1.0]
-    expected = jax.tree.map(lambda t, o: (1 - config.tau) * t + config.tau * o, learner.target_params,
-                            new.critic_params)
+    expected = jax.tree.map(
+        lambda t, o: (1 - config.tau) * t + config.tau * o, learner.target_params, new.critic_params
+    )
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new.target_params, expected)
     assert sac.maxent.target_entropy(6, config) == -6.0
 

@@ -1,5 +1,6 @@
 """Sweeps: grids over float hyperparameters share one compiled program; NaN runs are marked diverged
 and the sweep goes on; results and the report are written."""
+
 import csv
 import json
 
@@ -29,8 +30,10 @@ config = { num_envs = 2, batch_size = 16, warmup_steps = 20, hidden_sizes = [16,
 
 def test_float_grid_is_one_group_static_grid_is_two(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text("[[run]]\nagent='ppo'\nenv='gymnax/Pendulum-v1'\nsteps=10000\n"
-                    "grid = { lr = [1e-4, 3e-4, 1e-3], num_epochs = [4, 10] }\n")
+    path.write_text(
+        "[[run]]\nagent='ppo'\nenv='gymnax/Pendulum-v1'\nsteps=10000\n"
+        "grid = { lr = [1e-4, 3e-4, 1e-3], num_epochs = [4, 10] }\n"
+    )
     name, groups = load_sweep(path)
     assert name == "s" and len(groups) == 2
     assert [len(g.configs) for g in groups] == [3, 3]
@@ -42,8 +45,19 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     out = tmp_path / "out"
     assert cli.main(["sweep", str(path), "--out", str(out), "--quiet", "--tensorboard", str(tmp_path / "tb")]) == 0
     rows = list(csv.DictReader(open(out / "curves.csv")))
-    assert set(rows[0]) >= {"agent", "env", "backend", "config_id", "seed", "env_steps", "wall_time_s",
-                            "eval_return_mean", "eval_return_std", "train_return_mean", "status"}
+    assert set(rows[0]) >= {
+        "agent",
+        "env",
+        "backend",
+        "config_id",
+        "seed",
+        "env_steps",
+        "wall_time_s",
+        "eval_return_mean",
+        "eval_return_std",
+        "train_return_mean",
+        "status",
+    }
     runs = json.loads((out / "runs.json").read_text())
     ppo = runs["groups"][0]
     good, bad = ppo["config_ids"]
@@ -77,8 +91,9 @@ def test_sweep_writes_curves_runs_and_report_and_marks_divergence(tmp_path, caps
     assert not list(out.glob("*.tmp"))
     # the TensorBoard stream holds the same points as the CSVs
     scalars = tensorboard_scalars(tmp_path / "tb" / good / "seed_0")
-    curve = [(int(r["env_steps"]), float(r["eval_return_mean"])) for r in rows
-             if r["config_id"] == good and r["seed"] == "0"]
+    curve = [
+        (int(r["env_steps"]), float(r["eval_return_mean"])) for r in rows if r["config_id"] == good and r["seed"] == "0"
+    ]
     assert [(s, round(v, 2)) for s, v in scalars["curve/eval_return_mean"]] == [(s, round(v, 2)) for s, v in curve]
     assert len(scalars["train/approx_kl"]) == len(curve) - 1
 
@@ -94,8 +109,8 @@ def tensorboard_scalars(folder) -> dict:
         data = path.read_bytes()
         i = 0
         while i < len(data):
-            (length,) = bytes_struct.unpack("<Q", data[i:i + 8])
-            event = Event.FromString(data[i + 12:i + 12 + length])
+            (length,) = bytes_struct.unpack("<Q", data[i : i + 8])
+            event = Event.FromString(data[i + 12 : i + 12 + length])
             i += 12 + length + 4
             for value in event.summary.value:
                 out.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -104,23 +119,33 @@ def tensorboard_scalars(folder) -> dict:
 
 def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
     """float32 ("highest") by default, another when asked; the compiled program and runs.json agree."""
-    from pgjax import driver
     from pgjax.envs import make
+
+    from pgjax import driver
     from pgjax.registry import get_agent
     from pgjax.runner import compile_group, make_group, runs_mesh
     from pgjax.sweep import run_groups
 
     overrides = [{"num_envs": 4, "rollout_length": 8, "num_epochs": 1, "num_minibatches": 2, "total_steps": 32}]
     for precision, hlo in (("highest", "operand_precision={highest,highest}"), ("default", None)):
-        (group,) = make_group("ppo", "gymnax/Pendulum-v1", None, [0], overrides, num_evals=1, eval_episodes=1,
-                              **({} if precision == "highest" else {"matmul_precision": precision}))
+        (group,) = make_group(
+            "ppo",
+            "gymnax/Pendulum-v1",
+            None,
+            [0],
+            overrides,
+            num_evals=1,
+            eval_episodes=1,
+            **({} if precision == "highest" else {"matmul_precision": precision}),
+        )
         out = tmp_path / precision
         run_groups("p", [group], out, progress=False)
         assert json.loads((out / "runs.json").read_text())["groups"][0]["matmul_precision"] == precision
         agent = get_agent("ppo")
         trainer = driver.Trainer(agent, make("gymnax/Pendulum-v1"), driver.make_schedule(agent, group.configs[0], 1), 1)
-        fns = compile_group(trainer, driver.seed_keys([0]), driver.stack_configs(group.configs), runs_mesh(1, 1),
-                            group.matmul_precision)
+        fns = compile_group(
+            trainer, driver.seed_keys([0]), driver.stack_configs(group.configs), runs_mesh(1, 1), group.matmul_precision
+        )
         text = fns.advance.as_text()
         assert " dot(" in text
         assert (hlo in text) if hlo else ("highest" not in text)
@@ -134,7 +159,8 @@ def test_report_gives_budgets_of_different_scale_their_own_panels():
 
 
 def test_the_memory_estimate_is_the_run_states_bytes_and_programs_that_do_not_fit_are_refused_before_running(
-        tmp_path, capsys):
+    tmp_path, capsys
+):
     import jax
     import numpy as np
 
@@ -142,8 +168,13 @@ def test_the_memory_estimate_is_the_run_states_bytes_and_programs_that_do_not_fi
     from pgjax.runner import make_group, prepare, run_shape_of, run_state_memory
 
     sac = ["--set", "warmup_steps=100", "--set", "hidden_sizes=[16, 16]"]
-    (group,) = make_group("sac", "gymnax/Pendulum-v1", None, [0, 1], [{"total_steps": 2000, "warmup_steps": 100,
-                                                                      "hidden_sizes": (16, 16)}])
+    (group,) = make_group(
+        "sac",
+        "gymnax/Pendulum-v1",
+        None,
+        [0, 1],
+        [{"total_steps": 2000, "warmup_steps": 100, "hidden_sizes": (16, 16)}],
+    )
     trainer, keys, configs, mesh = prepare(group)
     estimate = run_state_memory(run_shape_of(trainer, keys, configs), mesh.size)
     runs = jax.jit(driver.over_seeds_and_configs(trainer.init, False))(keys, configs)
@@ -151,8 +182,21 @@ def test_the_memory_estimate_is_the_run_states_bytes_and_programs_that_do_not_fi
     assert estimate.replay * mesh.size == sum(np.asarray(x).nbytes for x in jax.tree.leaves(runs.agent.buffer))
     # enough for the run states and a checkpoint's copy, not for the compiled programs' scratch space as well
     out = tmp_path / "out"
-    argv = ["run", "sac", "gymnax/Pendulum-v1", "--steps", "2000", "--seeds", "2", "--out", str(out), "--quiet",
-            "--device-memory", str(2 * estimate.run_state + 1), *sac]
+    argv = [
+        "run",
+        "sac",
+        "gymnax/Pendulum-v1",
+        "--steps",
+        "2000",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--device-memory",
+        str(2 * estimate.run_state + 1),
+        *sac,
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "compiled programs' scratch space" in err and "not counted yet" not in err and "more than a device's" in err

@@ -1,11 +1,12 @@
 """The suite's stored random-policy scores come back from the command beside them, and bench figures
 are appended with what makes them comparable (date, commit, device, versions)."""
+
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from pgjax import bench, cli
 
@@ -25,7 +26,9 @@ def test_every_suite_task_says_how_its_random_score_was_measured(suite):
     assert all(f"baseline {env} " in command for env, _, command in stored_baselines(suite))
 
 
-@pytest.mark.parametrize("env,stored,command", [b for b in stored_baselines("suite_cpu.toml") if b[0].startswith("gymnax/")])
+@pytest.mark.parametrize(
+    "env,stored,command", [b for b in stored_baselines("suite_cpu.toml") if b[0].startswith("gymnax/")]
+)
 def test_suite_random_scores_are_what_their_baseline_command_prints(capsys, env, stored, command):
     assert cli.main(["--compile-cache", "off", *command.split()]) == 0
     printed = tomllib.loads(capsys.readouterr().out.split("\n", 1)[1])["scores"][env]["random"]
