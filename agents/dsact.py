@@ -23,11 +23,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.envs import Env
 
 from pgjax import maxent, offpolicy
 from pgjax.config import check_network, check_positive, check_unit_interval, hyper, static
 from pgjax.distributions import tanh_gaussian_sample
+from pgjax.envs import Env
 from pgjax.networks import GaussianReturnCritic, SquashedGaussianActor, apply_ensemble, polyak
 
 SAMPLE_CLIP = 3.0  # the standard-normal draw of step 2 and the boundary 3·b_j of step 6

@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.envs import Env
 
 from pgjax import maxent, offpolicy
 from pgjax.config import check_network, check_positive, hyper, require, static
 from pgjax.distributions import gaussian_log_density, gaussian_sample
+from pgjax.envs import Env
 from pgjax.networks import MLP, QNetwork, SquashedGaussianActor, apply_ensemble, polyak
 
 DENSITY_FLOOR = 1e-6  # each dimension's density, as the reference's log_q (per-dimension log-prob >= -13.8)

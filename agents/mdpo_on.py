@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.envs import Env
 
 from pgjax import gaussian_policy, onpolicy
 from pgjax.config import check_network, check_positive, hyper, static
 from pgjax.distributions import gaussian_kl, gaussian_log_prob
+from pgjax.envs import Env
 from pgjax.networks import MLP, GaussianActor
 
 
@@ -89,8 +89,8 @@ def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
 
 
 def bregman_step_size(k: jax.Array, config: Config) -> jax.Array:
-    """t_k = 1 − k/K over the K iterations the budget holds: 1 at k = 0, 1/K at the last one, as the
-    issue asks. (The reference computes 1 − (k−1)/K with k from 0: its t_k is ours at k − 1, a slightly
+    """t_k = 1 − k/K over the K iterations the budget holds: 1 at k = 0, 1/K at the last one, the
+    paper's schedule. (The reference computes 1 − (k−1)/K with k from 0: its t_k is ours at k − 1, a slightly
     weaker KL weight one iteration behind.)"""
     return 1.0 - k / onpolicy.num_iterations(config)
 

@@ -15,10 +15,11 @@ No critic, no Adam, no importance sampling. Each iteration t:
 4. recursive momentum d_t = (1 − η_t)(d_{t−1} + u_t) + η_t g_t (t = 0: d_0 = g_0);
 5. normalised step θ_{t+1} = θ_t + γ_t d_t / ‖d_t‖ (global L2 norm over all policy parameters).
 
-Schedules: η_t = η_0·2/(t+2), γ_t = γ_0·2/(t+2) (the reference code's), or constant. The two ablations
+Schedules: η_t = η_0·2/(t+2), γ_t = γ_0·2/(t+2) (the reference code's), or constant (`constant_step` and
+`constant_momentum`, the defaults, for every variant). The two ablations
 are `variant`s: "npg", normalised momentum PG without the Hessian term (no second batch, so it gets
 more iterations from the same env steps), and "harpg", the unnormalised θ_{t+1} = θ_t + γ_t d_t with
-γ_t = γ_0·(2/(t+2))^{1/2}.
+γ_t = γ_0·(2/(t+2))^{1/2} when the step decays.
 
 Trajectories. The batch is `num_envs` envs (`hessian_num_envs` for the second batch) each run for
 `rollout_length` = T steps; each env's T-step segment is one trajectory τ_m. Ψ is the reward-to-go
@@ -50,7 +51,8 @@ iteration (one fitted on the previous batch is zero at t = 0, and the first norm
 not fit the truncated, position-dependent Ψ without the position as an input.
 
 Policy: diagonal Gaussian, 64-64 tanh mean network, state-independent log-std (init std 1), the shared
-`pgjax.gaussian_policy` actor; observation normalisation and reward scaling from the on-policy loop.
+`pgjax.gaussian_policy` actor; the on-policy loop's observation normaliser and reward scaler, their statistics frozen
+for both batches of an iteration and updated after it (so the first iteration's rewards are unscaled).
 """
 
 from __future__ import annotations
@@ -59,11 +61,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.envs import Env, EnvState, batch_reset
 
 from pgjax import gaussian_policy
 from pgjax.config import check_choice, check_network, check_positive, check_unit_interval, hyper, require, static
 from pgjax.distributions import gaussian_log_prob
+from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.normalize import RewardScaler, RunningStats, normalizer
 from pgjax.returns import gae
 from pgjax.rollout import Transition, rollout

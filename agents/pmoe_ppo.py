@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.agents import ppo
-from pgjax.envs import Env
 
 from pgjax import gaussian_policy, mixture, onpolicy
+from pgjax.agents import ppo
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, require, static
 from pgjax.distributions import gaussian_sample
+from pgjax.envs import Env
 from pgjax.networks import MLP, MixtureActor, QNetwork
 
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import struct
-from pgjax.agents import sac
-from pgjax.envs import Env
 
 from pgjax import mixture, offpolicy
+from pgjax.agents import sac
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, static
 from pgjax.distributions import tanh_gaussian_sample
+from pgjax.envs import Env
 from pgjax.networks import MixtureActor, QNetwork, apply_ensemble
 
 TARGET_EXPERTS = ("sample", "argmax_q")

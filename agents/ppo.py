@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.envs import Env
 
 from pgjax import gaussian_policy, onpolicy
 from pgjax.config import check_choice, check_network, check_positive, hyper, require, static
+from pgjax.envs import Env
 from pgjax.networks import KERNEL_INITS, MLP, GaussianActor
 
 

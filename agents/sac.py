@@ -9,15 +9,16 @@ and Polyak-averages the target critics.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pgjax.envs import Env
 
 from pgjax import maxent, offpolicy
 from pgjax.config import check_choice, check_network, check_positive, hyper, static
 from pgjax.distributions import tanh_gaussian_sample
+from pgjax.envs import Env
 from pgjax.networks import (
     KERNEL_INITS,
     QNetwork,
@@ -74,7 +75,7 @@ class Learner:
     actor_opt: optax.OptState
     critic_opt: optax.OptState
     alpha_opt: optax.OptState
-    actor: SquashedGaussianActor = static(None)  # the policy network, kept for `act` and deployment
+    actor: nn.Module = static(None)  # the policy network (clamped or softplus std), kept for `act` and deployment
 
 
 steps_per_iteration = offpolicy.steps_per_iteration

@@ -1,5 +1,6 @@
 """The diagonal-Gaussian policy with a state-independent log-std beside a separate value network
-(stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO and MDPO-on; PPO may
+(stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO, MDPO-on, PG-Rainbow, N-HARPG and
+PMOE-PPO's value network; PPO may
 instead take Brax's tanh-squashed Gaussian (`policy = "tanh_gaussian"`). Their learners keep the
 networks as `actor` and `critic` and the parameters as `actor_params` and `critic_params`."""
 

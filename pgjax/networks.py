@@ -93,7 +93,7 @@ class GaussianActor(nn.Module):
 
 
 class SoftplusTanhGaussianActor(nn.Module):
-    """Brax's PPO policy (`NormalTanhDistribution`): one MLP gives the mean and a raw scale per action,
+    """Brax's PPO and SAC policy (`NormalTanhDistribution`): one MLP gives the mean and a raw scale per action,
     std = softplus(raw) + 0.001 (state-dependent), and the action is tanh of the Gaussian sample.
     Returns (mean, log std) of the Gaussian before the squash."""
 

@@ -8,10 +8,10 @@ seed and every float config of one layout reuses one compile within the test ses
 import functools
 
 import jax
-from pgjax.envs import make
 
 from pgjax import driver
 from pgjax.config import build
+from pgjax.envs import make
 from pgjax.registry import get_agent
 
 # XLA:CPU's optimising backend takes most of the compile time of a physics step or a whole tiny train.

@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from pgjax.agents import ppo, sac
-from pgjax.envs import make
 
 from pgjax import gaussian_policy, onpolicy
+from pgjax.agents import ppo, sac
 from pgjax.config import ConfigError, build, to_dict
+from pgjax.envs import make
 from pgjax.networks import MLP, QNetwork, SoftplusTanhGaussianActor
 from pgjax.returns import gae
 

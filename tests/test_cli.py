@@ -251,7 +251,6 @@ def test_config_lists_exactly_the_agents_fields_with_kind_and_meaning(agent, cap
 
 def test_set_takes_toml_values_and_names_the_type_of_an_ill_typed_one(capsys):
     from pgjax.agents import ppo
-
     from pgjax.config import build, parse_assignments
 
     config = build(

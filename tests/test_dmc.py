@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import FAST_COMPILE, tiny_trainer
-from pgjax.envs import DMC_TASKS, ENV_NAMES, make
 from test_envs import run_steps
 
 from pgjax import aggregate
 from pgjax.config import ConfigError
+from pgjax.envs import DMC_TASKS, ENV_NAMES, make
 from pgjax.names import check_env
 
 

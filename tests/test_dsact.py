@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from helpers import tiny_trainer
-from pgjax.agents import dsact
 
 from pgjax import maxent
+from pgjax.agents import dsact
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import apply_ensemble
 

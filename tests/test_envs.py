@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import FAST_COMPILE
+
 from pgjax.envs import BRAX_TASKS, ENV_NAMES, make
 from pgjax.envs.brax_env import make_brax
-
 from pgjax.rollout import env_step
 
 
@@ -90,7 +90,6 @@ def test_brax_episodes_start_from_fresh_random_states_across_pool_refills():
     (the rollout refills the pools every REFRESH_EVERY steps)."""
     from pgjax.envs import batch_reset
     from pgjax.envs.pooled import POOL_SIZE, REFRESH_EVERY
-
     from pgjax.rollout import rollout
 
     env = make_brax("inverted_pendulum", "spring", episode_length=5)

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from helpers import tiny_trainer
-from pgjax.agents import mdpo_off, mdpo_on, sac
 
 from pgjax import onpolicy
+from pgjax.agents import mdpo_off, mdpo_on, sac
 from pgjax.distributions import gaussian_kl, gaussian_log_prob, gaussian_sample
 from pgjax.networks import apply_ensemble
 

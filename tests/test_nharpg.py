@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 from helpers import tiny_trainer
-from pgjax.agents import nharpg
 from test_learning import final_mean_return
 
+from pgjax.agents import nharpg
 from pgjax.config import ConfigError, build
 from pgjax.normalize import normalizer
 from pgjax.runner import make_group, run_group

@@ -21,9 +21,9 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pgjax.agents import dsact
 
 from pgjax import maxent
+from pgjax.agents import dsact
 
 OFFICIAL_EPS = 1e-6  # utils/act_distribution_cls.py: the log-det term is log(1 + EPS - tanh(u)^2)
 BIAS = 0.1  # dsac_v2.py's `bias`, our `epsilon`

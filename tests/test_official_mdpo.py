@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pgjax.agents import mdpo_off, mdpo_on
 
 from pgjax import distributions
+from pgjax.agents import mdpo_off, mdpo_on
 
 LOG_DENSITY_FLOOR = np.log(1e-6)
 B, A, OBS = 8, 3, 4  # batch, action size, observation size

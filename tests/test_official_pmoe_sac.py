@@ -23,9 +23,9 @@ Deliberate differences, each handled below where it arises:
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pgjax.agents import pmoe_sac, sac
 
 from pgjax import maxent, mixture
+from pgjax.agents import pmoe_sac, sac
 
 OFFICIAL_EPS = 1e-6  # PolicyNetwork.evaluate(state, epsilon=1e-6)
 from official import LOG_2PI, TOL, Outputs  # noqa: E402

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import TINY, tiny_trainer, train_one
-from pgjax.agents import pg_rainbow
 
+from pgjax.agents import pg_rainbow
 from pgjax.config import ConfigError, build
 from pgjax.sorting import sort_last_axis
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import tiny_trainer
-from pgjax.agents import pmoe_ppo, pmoe_sac, sac
 
 from pgjax import maxent, mixture, offpolicy
+from pgjax.agents import pmoe_ppo, pmoe_sac, sac
 from pgjax.config import ConfigError, build
 from pgjax.distributions import gaussian_log_prob, gaussian_sample, tanh_gaussian_sample
 from pgjax.networks import apply_ensemble

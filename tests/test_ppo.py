@@ -9,13 +9,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pgjax.agents import ppo
-from pgjax.envs import make
 from scipy import stats
 from test_returns import brute_force_gae
 
 from pgjax import gaussian_policy, onpolicy
+from pgjax.agents import ppo
 from pgjax.config import build
+from pgjax.envs import make
 from pgjax.normalize import RewardScaler, RunningStats
 
 ENV = "gymnax/Pendulum-v1"

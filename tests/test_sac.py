@@ -2,8 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from helpers import tiny_trainer
-from pgjax.agents import sac
 
+from pgjax.agents import sac
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import MLP, apply_ensemble
 

@@ -119,9 +119,8 @@ def tensorboard_scalars(folder) -> dict:
 
 def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
     """float32 ("highest") by default, another when asked; the compiled program and runs.json agree."""
-    from pgjax.envs import make
-
     from pgjax import driver
+    from pgjax.envs import make
     from pgjax.registry import get_agent
     from pgjax.runner import compile_group, make_group, runs_mesh
     from pgjax.sweep import run_groups
