@@ -75,8 +75,6 @@ class Learner:
     actor: SquashedGaussianActor = static(None)
 
 
-steps_per_iteration = offpolicy.steps_per_iteration
-warmup_steps = offpolicy.warmup_steps
 explore, act, temperature_loss = maxent.explore, maxent.act, maxent.temperature_loss
 
 
@@ -105,10 +103,6 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         jnp.zeros((), jnp.int32),
         actor,
     )
-
-
-def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
-    return offpolicy.init(key, env, config, init_learner, explore)
 
 
 def critic_targets(actor, critic, learner: Learner, batch: dict, key: jax.Array, config: Config):
@@ -219,5 +213,4 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     }
 
 
-def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:
-    return offpolicy.iteration(state, env, config, explore, gradient_step)
+init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)

@@ -69,7 +69,6 @@ class Learner:
     deterministic_explore: bool = static(False)
 
 
-steps_per_iteration, warmup_steps = offpolicy.steps_per_iteration, offpolicy.warmup_steps
 act = maxent.act
 
 
@@ -103,10 +102,6 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         actor,
         config.deterministic_explore,
     )
-
-
-def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
-    return offpolicy.init(key, env, config, init_learner, explore)
 
 
 def explore(learner: Learner, obs: jax.Array, key: jax.Array) -> jax.Array:
@@ -216,5 +211,4 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     return new, {**info, "actor_loss": pi_loss, "log_pi": log_pi.mean()}
 
 
-def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:
-    return offpolicy.iteration(state, env, config, explore, gradient_step)
+init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)

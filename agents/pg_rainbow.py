@@ -121,7 +121,6 @@ class Learner:
     feature_quantiles: int = static(32)
 
 
-steps_per_iteration, warmup_steps = onpolicy.steps_per_iteration, onpolicy.warmup_steps
 act = gaussian_policy.act
 
 
@@ -298,10 +297,6 @@ def draw_feature_noise(key: jax.Array, action_size: int, config: Config) -> jax.
     return jax.random.normal(key, (config.feature_actions - 1, action_size))
 
 
-def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
-    return onpolicy.init(key, env, config, init_learner)
-
-
 def distillation_loss(distill_params, learner: Learner, batch: dict, config: Config):
     """PPO's (clipped) value loss for V_ψ, clipped around V_ψ as it was when the batch was collected."""
     v = distilled_value(distill_params, learner, batch["obs"], batch["features"])
@@ -352,5 +347,4 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     ), metrics
 
 
-def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:
-    return onpolicy.iteration(state, env, config, gaussian_policy.sample, value, update)
+init, iteration, steps_per_iteration, warmup_steps = onpolicy.agent(init_learner, gaussian_policy.sample, value, update)

@@ -60,7 +60,6 @@ class Learner:
     eval_expert: str = static("best_q")
 
 
-steps_per_iteration, warmup_steps = onpolicy.steps_per_iteration, onpolicy.warmup_steps
 value = gaussian_policy.value
 
 
@@ -90,10 +89,6 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         q_net,
         config.eval_expert,
     )
-
-
-def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
-    return onpolicy.init(key, env, config, init_learner)
 
 
 def sample(learner: Learner, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
@@ -168,5 +163,4 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     )
 
 
-def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:
-    return onpolicy.iteration(state, env, config, sample, value, update)
+init, iteration, steps_per_iteration, warmup_steps = onpolicy.agent(init_learner, sample, value, update)

@@ -4,8 +4,8 @@ Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122)
 
 The policy is π(a|s) = Σ_k w_k(s) π_k(a|s): a linear softmax gate w(s) and K tanh-Gaussian experts on
 one trunk (`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's
-update (`sac.soft_actor_critic_step`: twin critics, Polyak targets, automatic temperature), two
-equations change:
+three updates (`sac.critic_update`, `sac.actor_update`, `sac.temperature_update`: twin critics, Polyak
+targets, automatic temperature), two equations change:
  * target: one action a'_k per expert at s' with its own expert log-density ℓ'_k; the expert k' ~
    Cat(w(s')) (or, as an option, the one with the largest min_j Q̄_j) supplies a' and ℓ' to
    y = r + γ(1-d)(min_j Q̄_j(s', a') − α ℓ');
@@ -58,9 +58,6 @@ class Learner(sac.Learner):
     eval_expert: str = static("best_q")
 
 
-steps_per_iteration, warmup_steps = offpolicy.steps_per_iteration, offpolicy.warmup_steps
-
-
 def _networks(env: Env, config: Config):
     return (
         MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation),
@@ -80,10 +77,6 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
         eval_expert=config.eval_expert,
     )
-
-
-def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
-    return offpolicy.init(key, env, config, init_learner, explore)
 
 
 def explore(learner: Learner, obs: jax.Array, key: jax.Array) -> jax.Array:
@@ -148,19 +141,28 @@ def standardize_rewards(rewards: jax.Array) -> jax.Array:
 
 
 def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
+    """SAC's gradient step (its three updates and Polyak targets) with this file's target and actor loss."""
     actor, critic = _networks(env, config)
     if config.standardize_batch_rewards:
         batch = {**batch, "reward": standardize_rewards(batch["reward"])}
+    target_key, actor_key = jax.random.split(key)
+    alpha = jnp.exp(learner.log_alpha)
 
-    def target_fn(learner, alpha, k):
-        return critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, k, config)
+    target = critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, target_key, config)
+    critic_params, critic_opt, critic_metrics = sac.critic_update(learner, critic, batch, target, config)
+    actor_critics = sac.critics_for_the_actor(learner, critic_params, config)
+    actor_params, actor_opt, log_prob, pi_loss, extra = sac.actor_update(
+        learner,
+        lambda p: actor_loss(p, actor, critic, actor_critics, alpha, batch["obs"], actor_key, learner.last_usage),
+        config,
+    )
+    log_alpha, alpha_opt = sac.temperature_update(learner, log_prob, env, config)
 
-    def actor_loss_fn(actor_params, critic_params, alpha, k):
-        return actor_loss(actor_params, actor, critic, critic_params, alpha, batch["obs"], k, learner.last_usage)
-
-    new, metrics = sac.soft_actor_critic_step(learner, batch, key, env, config, critic, target_fn, actor_loss_fn)
+    new = sac.stepped_learner(
+        learner, (critic_params, critic_opt), (actor_params, actor_opt), (log_alpha, alpha_opt), config
+    )
+    metrics = sac.step_metrics(critic_metrics, pi_loss, alpha, log_prob, extra)
     return new.replace(last_usage=metrics["expert_usage"]), metrics
 
 
-def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:
-    return offpolicy.iteration(state, env, config, explore, gradient_step)
+init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)

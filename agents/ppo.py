@@ -65,7 +65,6 @@ class Learner:
     critic: MLP = static(None)
 
 
-steps_per_iteration, warmup_steps = onpolicy.steps_per_iteration, onpolicy.warmup_steps
 act = gaussian_policy.act
 
 
@@ -87,10 +86,6 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     return Learner(
         actor_params, critic_params, opt_state, jnp.zeros((), jnp.int32), *gaussian_policy.networks(env, config)
     )
-
-
-def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
-    return onpolicy.init(key, env, config, init_learner)
 
 
 def clipped_surrogate(log_prob, batch: dict, clip_eps) -> tuple[jax.Array, jax.Array]:
@@ -138,5 +133,6 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     )
 
 
-def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:
-    return onpolicy.iteration(state, env, config, gaussian_policy.sample, gaussian_policy.value, update)
+init, iteration, steps_per_iteration, warmup_steps = onpolicy.agent(
+    init_learner, gaussian_policy.sample, gaussian_policy.value, update
+)

@@ -78,8 +78,6 @@ class Learner:
     actor: nn.Module = static(None)  # the policy network (clamped or softplus std), kept for `act` and deployment
 
 
-steps_per_iteration = offpolicy.steps_per_iteration
-warmup_steps = offpolicy.warmup_steps
 explore, act, temperature_loss = maxent.explore, maxent.act, maxent.temperature_loss
 
 
@@ -93,7 +91,7 @@ def _networks(env: Env, config: Config):
 
 
 def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config, learner_cls=Learner, **extra):
-    """A learner for `soft_actor_critic_step` from its (actor, critic) networks: twin critics (targets =
+    """A learner for the three updates of `gradient_step` from its (actor, critic) networks: twin critics (targets =
     critics), α₀, optimiser states; `learner_cls` and `extra` for agents that keep more (PMOE-SAC)."""
     actor, critic = networks
     actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
@@ -114,10 +112,6 @@ def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     return soft_actor_critic_learner(key, _networks(env, config), env, config)
-
-
-def init(key: jax.Array, env: Env, config: Config) -> offpolicy.State:
-    return offpolicy.init(key, env, config, init_learner, explore)
 
 
 def soft_target(critic, target_params, next_action, next_log_prob, alpha, batch, config: Config):
@@ -158,68 +152,86 @@ def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key):
     return (alpha * log_prob - q).mean(), (log_prob, {})
 
 
-def soft_actor_critic_step(
-    learner, batch: dict, key: jax.Array, env: Env, config: Config, critic, target_fn, actor_loss_fn
-) -> tuple:
-    """One gradient step of Algorithm 1, given its target and its actor loss: the twin critics toward
-    target_fn(learner, α, key), the actor on actor_loss_fn(actor params, critic params, α, key)
-    -> (loss, (log π used for α, extra metrics)) with the updated critics (or, as Brax, the step's
-    pre-update ones), α toward the target entropy, Polyak targets. SAC and PMOE-SAC differ only in the
-    two functions."""
-    actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
-    target_key, actor_key = jax.random.split(key)
-    alpha = jnp.exp(learner.log_alpha)
-
-    target = target_fn(learner, alpha, target_key)
-    (q_loss, q_mean), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+def critic_update(learner, critic, batch: dict, target: jax.Array, config: Config):
+    """Algorithm 1's critic update: one Adam step of the twin critics on `critic_loss` toward sg(y).
+    -> (critic params, optimiser state, metrics)"""
+    _, critic_opt, _ = maxent.optimizers(config)
+    (q_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
         learner.critic_params, critic, batch, jax.lax.stop_gradient(target), critic_weight(batch, config)
     )
-    updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
-    critic_params = optax.apply_updates(learner.critic_params, updates)
+    updates, opt_state = critic_opt.update(grads, learner.critic_opt)
+    return optax.apply_updates(learner.critic_params, updates), opt_state, {"critic_loss": q_loss, "q_mean": q_mean}
 
-    actor_critics = critic_params if config.actor_on_updated_critics else learner.critic_params
-    (pi_loss, (log_prob, extra)), pi_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-        learner.actor_params, actor_critics, alpha, actor_key
-    )
-    updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
-    actor_params = optax.apply_updates(learner.actor_params, updates)
 
-    target_entropy = maxent.target_entropy(env.action_size, config)
+def actor_update(learner, loss_fn, config: Config):
+    """Algorithm 1's policy update: one Adam step of the actor on loss_fn(actor params) -> (loss, (log π of
+    its sample, extra metrics)). -> (actor params, optimiser state, log π, loss, extra metrics)"""
+    actor_opt, _, _ = maxent.optimizers(config)
+    (loss, (log_prob, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(learner.actor_params)
+    updates, opt_state = actor_opt.update(grads, learner.actor_opt)
+    return optax.apply_updates(learner.actor_params, updates), opt_state, log_prob, loss, extra
+
+
+def temperature_update(learner, log_prob: jax.Array, env: Env, config: Config):
+    """Algorithm 1's temperature update: one Adam step of log α toward the target entropy, on the log π
+    of the actor update's sample (drawn before the actor moved). -> (log α, optimiser state)"""
+    _, _, alpha_opt = maxent.optimizers(config)
     loss_fn = maxent.temperature_loss_on_alpha if config.temperature_loss == "alpha" else temperature_loss
-    a_loss, a_grad = jax.value_and_grad(loss_fn)(learner.log_alpha, log_prob, target_entropy)
-    updates, alpha_opt_state = alpha_opt.update(a_grad, learner.alpha_opt)
-    log_alpha = optax.apply_updates(learner.log_alpha, updates)
+    grad = jax.grad(loss_fn)(learner.log_alpha, log_prob, maxent.target_entropy(env.action_size, config))
+    updates, opt_state = alpha_opt.update(grad, learner.alpha_opt)
+    return optax.apply_updates(learner.log_alpha, updates), opt_state
 
-    new_state = learner.replace(
-        actor_params=actor_params,
-        critic_params=critic_params,
-        log_alpha=log_alpha,
-        target_params=polyak(learner.target_params, critic_params, config.tau),
-        actor_opt=actor_opt_state,
-        critic_opt=critic_opt_state,
-        alpha_opt=alpha_opt_state,
+
+def critics_for_the_actor(learner, critic_params, config: Config):
+    """The critics the actor steps on: this step's updated ones (the paper's order), or with
+    `actor_on_updated_critics = false` the step's pre-update ones, as Brax does."""
+    return critic_params if config.actor_on_updated_critics else learner.critic_params
+
+
+def stepped_learner(learner, critic, actor, log_alpha, config: Config):
+    """The learner after the three updates, `critic`, `actor` and `log_alpha` each (params, optimiser
+    state), with the targets Polyak-averaged toward the new critics."""
+    return learner.replace(
+        actor_params=actor[0],
+        critic_params=critic[0],
+        log_alpha=log_alpha[0],
+        target_params=polyak(learner.target_params, critic[0], config.tau),
+        actor_opt=actor[1],
+        critic_opt=critic[1],
+        alpha_opt=log_alpha[1],
     )
-    return new_state, {
-        "critic_loss": q_loss,
-        "actor_loss": pi_loss,
+
+
+def step_metrics(critic_metrics: dict, actor_loss_value, alpha, log_prob, extra: dict) -> dict:
+    return {
+        "critic_loss": critic_metrics["critic_loss"],
+        "actor_loss": actor_loss_value,
         "alpha": alpha,
-        "q_mean": q_mean,
+        "q_mean": critic_metrics["q_mean"],
         "entropy": -log_prob.mean(),
         **extra,
     }
 
 
 def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
+    """One gradient step of Algorithm 1, α held at its value at the step's start: the critics toward the
+    soft target, the actor on the critics, the temperature, then the Polyak targets."""
     actor, critic = _networks(env, config)
+    target_key, actor_key = jax.random.split(key)
+    alpha = jnp.exp(learner.log_alpha)
 
-    def target_fn(learner, alpha, k):
-        return critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, k, config)
+    target = critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, target_key, config)
+    critic_params, critic_opt, critic_metrics = critic_update(learner, critic, batch, target, config)
+    actor_critics = critics_for_the_actor(learner, critic_params, config)
+    actor_params, actor_opt, log_prob, pi_loss, extra = actor_update(
+        learner, lambda p: actor_loss(p, actor, critic, actor_critics, alpha, batch["obs"], actor_key), config
+    )
+    log_alpha, alpha_opt = temperature_update(learner, log_prob, env, config)
 
-    def actor_loss_fn(actor_params, critic_params, alpha, k):
-        return actor_loss(actor_params, actor, critic, critic_params, alpha, batch["obs"], k)
+    new = stepped_learner(
+        learner, (critic_params, critic_opt), (actor_params, actor_opt), (log_alpha, alpha_opt), config
+    )
+    return new, step_metrics(critic_metrics, pi_loss, alpha, log_prob, extra)
 
-    return soft_actor_critic_step(learner, batch, key, env, config, critic, target_fn, actor_loss_fn)
 
-
-def iteration(state: offpolicy.State, env: Env, config: Config) -> tuple[offpolicy.State, dict]:
-    return offpolicy.iteration(state, env, config, explore, gradient_step)
+init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)

@@ -1,7 +1,7 @@
 """The generic driver: any agent module becomes `train(key, config) -> (state, curve)`.
 
-An agent module provides `Config`, `init(key, env, config)`, `iteration(state, env, config)`,
-`act(state, obs, key, deterministic)`, `steps_per_iteration(config)` and `warmup_steps(config)`;
+An agent is what `pgjax.contract.Agent` says: `Config`, `init(key, env, config)`, `iteration(state, env,
+config)`, `act(state, obs, key, deterministic)`, `steps_per_iteration(config)` and `warmup_steps(config)`;
 its State carries the training envs as `env_state`. The driver scans iterations between evaluation
 points (one jitted *chunk* per point), evaluates the deterministic policy on separate envs with
 separate keys, flags divergence, and vmaps all of it over seeds and over float hyperparameters.

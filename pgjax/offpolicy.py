@@ -11,6 +11,7 @@ its exploration policy and its gradient step; everything else lives here, once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import jax
 from flax import struct
 
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
+from pgjax.contract import LoopFunctions
 from pgjax.envs import Env, EnvState, batch_reset, refresh
 from pgjax.normalize import RunningStats, normalizer
 from pgjax.replay import (
@@ -135,3 +137,16 @@ def iteration(
     learner, metrics = jax.lax.scan(update, state.learner, jax.random.split(update_key, config.gradient_steps))
     new_state = state.replace(learner=learner, buffer=buffer_state, obs_stats=obs_stats, env_state=env_state, key=key)
     return new_state, jax.tree.map(lambda m: m.mean(0), metrics)  # over the updates (a metric may be a vector)
+
+
+def agent(
+    init_learner: Callable[[jax.Array, Env, Any], Any], explore: Explore, gradient_step: GradientStep
+) -> LoopFunctions:
+    """An off-policy agent's init, iteration, steps_per_iteration and warmup_steps (see `pgjax.contract`),
+    from its learner's initialiser, its exploration policy and its gradient step."""
+    return LoopFunctions(
+        functools.partial(init, init_learner=init_learner, explore=explore),
+        functools.partial(iteration, explore=explore, gradient_step=gradient_step),
+        steps_per_iteration,
+        warmup_steps,
+    )

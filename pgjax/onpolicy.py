@@ -12,6 +12,7 @@ value function and its update.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from flax import struct
 
 from pgjax.budget import iterations_in_budget
 from pgjax.config import check_choice, check_positive, check_unit_interval, hyper, require, static
+from pgjax.contract import LoopFunctions
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.minibatch import shuffled_minibatches
 from pgjax.normalize import RewardScaler, RunningStats, normalizer
@@ -213,3 +215,16 @@ def clipped_value_error(value: jax.Array, old_value: jax.Array, target: jax.Arra
     moving further than c from the prediction the advantages were computed with."""
     clipped = old_value + jnp.clip(value - old_value, -clip, clip)
     return jnp.maximum((value - target) ** 2, (clipped - target) ** 2).mean()
+
+
+def agent(
+    init_learner: Callable[[jax.Array, Env, Any], Any], sample: Sample, value: Value, update: Update
+) -> LoopFunctions:
+    """An on-policy agent's init, iteration, steps_per_iteration and warmup_steps (see `pgjax.contract`),
+    from its learner's initialiser, its sampling policy, its value function and its update."""
+    return LoopFunctions(
+        functools.partial(init, init_learner=init_learner),
+        functools.partial(iteration, sample=sample, value=value, update=update),
+        steps_per_iteration,
+        warmup_steps,
+    )

@@ -1,9 +1,11 @@
-"""Agent names -> modules implementing the train contract (Config, init, iteration, act)."""
+"""Agent names -> modules implementing the agent contract (`pgjax.contract.Agent`)."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+
+from pgjax.contract import missing_members
 
 AGENT_MODULES = {
     "ppo": "pgjax.agents.ppo",
@@ -20,4 +22,10 @@ AGENT_NAMES = tuple(AGENT_MODULES)
 
 
 def get_agent(name: str) -> ModuleType:
-    return importlib.import_module(AGENT_MODULES[name])
+    """The agent's module, checked against the contract: an agent added without one of its members
+    is refused here, by name, rather than failing inside a jitted program."""
+    module = importlib.import_module(AGENT_MODULES[name])
+    missing = missing_members(module)
+    if missing:
+        raise TypeError(f"agent {name!r} ({module.__name__}) lacks {', '.join(missing)} of pgjax.contract.Agent")
+    return module
