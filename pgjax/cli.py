@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pgjax.config import ConfigError, parse_assignments
+from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_MATMUL_PRECISION, DEFAULT_NUM_EVALS
 from pgjax.registry import AGENT_NAMES
 
 RESULTS = Path("results")
@@ -341,9 +342,6 @@ def use_compile_cache(folder: Path | None) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from pgjax.driver import DEFAULT_EVAL_EPISODES, DEFAULT_NUM_EVALS
-    from pgjax.runner import DEFAULT_MATMUL_PRECISION
-
     p = argparse.ArgumentParser(prog="pgjax", description=__doc__)
     from pgjax import __version__
 

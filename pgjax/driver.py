@@ -22,11 +22,9 @@ from flax import struct
 
 from pgjax.budget import iterations_in_budget
 from pgjax.config import ConfigError
+from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_NUM_EVALS
 from pgjax.envs import Env, batch_reset, batch_step, refresh
 from pgjax.rollout import mean_train_return
-
-DEFAULT_NUM_EVALS = 20
-DEFAULT_EVAL_EPISODES = 8
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pgjax import distributed, driver
 from pgjax.config import ConfigError, build, is_static, to_dict
+from pgjax.defaults import DEFAULT_MATMUL_PRECISION
 from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
 from pgjax.registry import get_agent
@@ -27,7 +28,6 @@ from pgjax.results import human_bytes
 
 # float32 matmuls everywhere: JAX's "default" on recent NVIDIA GPUs runs float32 matmuls as TF32 or
 # bf16 passes, so GPU curves would differ from CPU ones for a reason nobody chose.
-DEFAULT_MATMUL_PRECISION = "highest"
 MATMUL_PRECISIONS = ("highest", "float32", "high", "bfloat16_3x", "tensorfloat32", "default", "bfloat16")
 
 
