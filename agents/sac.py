@@ -42,7 +42,8 @@ class Config(offpolicy.Config):
     target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
     # Brax sac.train's choices where ours differ (all off by default; `--preset brax` sets them):
     critic_layer_norm: bool = static(False)  # layer norm after each hidden activation of the critics
-    policy_std: str = static("clipped_log_std")  # or "softplus": std = softplus(raw) + 0.001
+    policy_std: str = static("clipped_log_std")  # or "softplus": std = softplus(raw) + 0.001 (its head
+    # starts at 0.01 of the orthogonal gain, as PPO's tanh-Gaussian; LeCun weights ignore that scale)
     kernel_init: str = static("orthogonal")  # or "lecun_uniform", every layer of actor and critics
     mask_truncated: bool = static(False)  # truncated transitions left out of the critic loss
     actor_on_updated_critics: bool = static(True)  # False: the actor steps on this step's pre-update critics

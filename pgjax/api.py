@@ -21,6 +21,7 @@ import numpy as np
 
 from pgjax import driver
 from pgjax.config import ConfigError, build
+from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_NUM_EVALS
 from pgjax.envs import make as make_env
 from pgjax.registry import get_agent
 
@@ -64,8 +65,8 @@ def train(
     steps: int = 100_000,
     *,
     backend: str | None = None,
-    num_evals: int = driver.DEFAULT_NUM_EVALS,
-    eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
+    num_evals: int = DEFAULT_NUM_EVALS,
+    eval_episodes: int = DEFAULT_EVAL_EPISODES,
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jax
 
-from pgjax.driver import DEFAULT_NUM_EVALS
+from pgjax.defaults import DEFAULT_NUM_EVALS
 from pgjax.results import append_durably, device_info, git_commit, versions
 from pgjax.runner import compile_group, make_group, prepare, run_group
 

@@ -3,10 +3,11 @@
 Each iteration steps `num_envs` training envs once with the agent's exploration policy and stores the
 transitions in the replay buffer (the next observation is the true pre-reset one, and only true
 terminations stop a bootstrap; SAC's `mask_truncated` instead drops time-limit transitions from its
-critic loss, as Brax does, and only then is the truncation flag stored), then takes `gradient_steps` updates, each on a uniform minibatch whose
-observations are normalised with the running statistics. The first `warmup_steps` env steps fill
-the buffer with uniform random actions, or with the initial policy where `random_warmup` is off. An agent supplies its learner (networks, parameters, optimiser states, ...),
-its exploration policy and its gradient step; everything else lives here, once.
+critic loss, as Brax does, and only then is the truncation flag stored), then takes `gradient_steps`
+updates, each on a uniform minibatch whose observations are normalised with the running statistics.
+The first `warmup_steps` env steps fill the buffer with uniform random actions, or with the initial
+policy where `random_warmup` is off. An agent supplies its learner (networks, parameters, optimiser
+states, ...), its exploration policy and its gradient step; everything else lives here, once.
 """
 
 from __future__ import annotations

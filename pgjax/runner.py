@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pgjax import distributed, driver
 from pgjax.config import ConfigError, build, is_static, to_dict
-from pgjax.defaults import DEFAULT_MATMUL_PRECISION
+from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_MATMUL_PRECISION, DEFAULT_NUM_EVALS
 from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
 from pgjax.registry import get_agent
@@ -40,8 +40,8 @@ class Group:
     backend: str
     seeds: list[int]
     configs: list[Any]
-    num_evals: int = driver.DEFAULT_NUM_EVALS
-    eval_episodes: int = driver.DEFAULT_EVAL_EPISODES
+    num_evals: int = DEFAULT_NUM_EVALS
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
     matmul_precision: str = DEFAULT_MATMUL_PRECISION
 
     @property
@@ -70,8 +70,8 @@ def make_group(
     backend: str | None,
     seeds: list[int],
     overrides: list[dict],
-    num_evals: int = driver.DEFAULT_NUM_EVALS,
-    eval_episodes: int = driver.DEFAULT_EVAL_EPISODES,
+    num_evals: int = DEFAULT_NUM_EVALS,
+    eval_episodes: int = DEFAULT_EVAL_EPISODES,
     matmul_precision: str = DEFAULT_MATMUL_PRECISION,
 ) -> list[Group]:
     """Validate names, configs and budgets (nothing is compiled) and split them into groups by static

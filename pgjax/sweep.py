@@ -35,9 +35,10 @@ import tomllib
 from pgjax import distributed, driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
+from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_MATMUL_PRECISION, DEFAULT_NUM_EVALS
 from pgjax.presets import preset_overrides
 from pgjax.results import FolderLock, Interrupted, ResultsFolder, device_info, git_commit, versions
-from pgjax.runner import DEFAULT_MATMUL_PRECISION, Group, Recorder, check_group_fits, make_group, run_group, runs_mesh
+from pgjax.runner import Group, Recorder, check_group_fits, make_group, run_group, runs_mesh
 from pgjax.tensorboard import TensorBoardStream
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds", "preset"}
@@ -114,8 +115,8 @@ def load_sweep(path: str | Path, matmul_precision: str | None = None) -> tuple[s
         raise ConfigError(f"{path}: needs at least one [[run]] table with agent, env and steps")
     name = str(spec.get("name", path.stem))
     default_seeds = seeds_from(spec.get("seeds", 1), str(path))
-    num_evals = spec.get("num_evals", driver.DEFAULT_NUM_EVALS)
-    eval_episodes = spec.get("eval_episodes", driver.DEFAULT_EVAL_EPISODES)
+    num_evals = spec.get("num_evals", DEFAULT_NUM_EVALS)
+    eval_episodes = spec.get("eval_episodes", DEFAULT_EVAL_EPISODES)
     for key, value in (("num_evals", num_evals), ("eval_episodes", eval_episodes)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{path}: {key} must be an integer >= 1 (got {value!r})")

@@ -239,7 +239,7 @@ def test_best_expert_actor_loss_and_alpha_gradients_match_the_official():
             actor_params
         )
         target_entropy = maxent.target_entropy(a_dim, pmoe_sac.Config())
-        # the α loss soft_actor_critic_step differentiates, on the log π_k* the actor loss returns
+        # the α loss sac.temperature_update differentiates, on the log π_k* the actor loss returns
         grad_log_alpha = jax.grad(sac.temperature_loss)(jnp.asarray(log_alpha), log_prob, target_entropy)
         draw = np.asarray(jax.random.normal(key, mean.shape))  # the draw ours reparameterises with
 
