@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from pgjax import cli, runner
+from pgjax.registry import AGENT_NAMES
 
 
 @pytest.fixture(autouse=True)
@@ -223,16 +224,11 @@ def test_error_from_a_real_process_has_no_traceback():
 def test_list_prints_agents_and_envs(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert all(
-        name in out
-        for name in ("ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg")
-    )
+    assert all(name in out for name in AGENT_NAMES)
     assert "brax/humanoidstandup" in out and "gymnax/MountainCarContinuous-v0" in out
 
 
-@pytest.mark.parametrize(
-    "agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"]
-)
+@pytest.mark.parametrize("agent", AGENT_NAMES)
 def test_config_lists_exactly_the_agents_fields_with_kind_and_meaning(agent, capsys):
     import dataclasses
 

@@ -5,11 +5,10 @@ import pytest
 from helpers import FAST_COMPILE, tiny_trainer, train_one
 
 from pgjax import driver
+from pgjax.registry import AGENT_NAMES
 
 
-@pytest.mark.parametrize(
-    "agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"]
-)
+@pytest.mark.parametrize("agent", AGENT_NAMES)
 def test_same_seed_gives_identical_curve(agent):
     trainer, config = tiny_trainer(agent)
     _, a = train_one(trainer, config, 3)
@@ -19,9 +18,7 @@ def test_same_seed_gives_identical_curve(agent):
     assert not np.array_equal(a.eval_return_mean, c.eval_return_mean)
 
 
-@pytest.mark.parametrize(
-    "agent", ["ppo", "sac", "dsact", "mdpo_on", "mdpo_off", "pmoe_sac", "pmoe_ppo", "pg_rainbow", "nharpg"]
-)
+@pytest.mark.parametrize("agent", AGENT_NAMES)
 def test_seed_in_vmapped_batch_equals_seed_alone(agent):
     trainer, config = tiny_trainer(agent)
     keys = driver.seed_keys([0, 1, 2, 3])
