@@ -54,12 +54,12 @@ class Config(onpolicy.Config):
 @struct.dataclass
 class Learner:
     actor_params: dict
-    critic_params: dict
+    value_params: dict
     policy_opt: optax.OptState
     value_opt: optax.OptState
     k: jax.Array  # iterations done: the index of the current mirror-descent step
     actor: GaussianActor = static(None)
-    critic: MLP = static(None)
+    value_net: MLP = static(None)
 
 
 act = gaussian_policy.act
@@ -71,13 +71,13 @@ def _optimizers(config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor_params, critic_params = gaussian_policy.init_params(key, env, config)
+    actor_params, value_params = gaussian_policy.init_params(key, env, config)
     policy_opt, value_opt = _optimizers(config)
     return Learner(
         actor_params,
-        critic_params,
+        value_params,
         policy_opt.init(actor_params),
-        value_opt.init(critic_params),
+        value_opt.init(value_params),
         jnp.zeros((), jnp.int32),
         *gaussian_policy.networks(env, config),
     )
@@ -115,8 +115,8 @@ def policy_update(learner: Learner, batch: dict, config: Config):
     return actor_params, policy_opt, {**info, "final_kl": final_kl}
 
 
-def value_loss(critic_params, critic: MLP, batch: dict, clip) -> tuple[jax.Array, dict]:
-    value = critic.apply(critic_params, batch["obs"])[..., 0]
+def value_loss(value_params, value_net: MLP, batch: dict, clip) -> tuple[jax.Array, dict]:
+    value = value_net.apply(value_params, batch["obs"])[..., 0]
     loss = onpolicy.clipped_value_error(value, batch["value"], batch["target"], clip)
     return loss, {"value_loss": loss}
 
@@ -125,10 +125,10 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     batch = {**batch, "advantage": onpolicy.normalize_advantages(batch["advantage"])}  # over the whole batch
     actor_params, policy_opt, policy_info = policy_update(learner, batch, config)
     step = onpolicy.descent_step(
-        lambda params, mb: value_loss(params, learner.critic, mb, config.value_clip), _optimizers(config)[1]
+        lambda params, mb: value_loss(params, learner.value_net, mb, config.value_clip), _optimizers(config)[1]
     )
-    (critic_params, value_opt), value_info = onpolicy.minibatch_epochs(
-        step, (learner.critic_params, learner.value_opt), batch, key, config.num_epochs, config.num_minibatches
+    (value_params, value_opt), value_info = onpolicy.minibatch_epochs(
+        step, (learner.value_params, learner.value_opt), batch, key, config.num_epochs, config.num_minibatches
     )
     metrics = {
         "surrogate": policy_info["surrogate"].mean(),
@@ -138,7 +138,7 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     }
     return learner.replace(
         actor_params=actor_params,
-        critic_params=critic_params,
+        value_params=value_params,
         policy_opt=policy_opt,
         value_opt=value_opt,
         k=learner.k + 1,

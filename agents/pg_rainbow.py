@@ -33,8 +33,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax import gaussian_policy, onpolicy
-from pgjax.agents import ppo
+from pgjax import gaussian_policy, onpolicy, ppo_core
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, hyper, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
@@ -45,12 +44,12 @@ from pgjax.sorting import sort_last_axis
 VALUE_SOURCES = ("distilled", "iqn_mean")
 # PPO splits its keys k into split(k, n)[i], which under JAX's partitionable threefry is fold_in(k, i):
 # the IQN's keys are folded out with a tag no split count reaches, so they never coincide with PPO's
-# (folding in 1 would hand the IQN the critic's init key and the second epoch's shuffle keys)
+# (folding in 1 would hand the IQN the value network's init key and the second epoch's shuffle keys)
 OWN_STREAM = 0x49514E  # "IQN"
 
 
 @struct.dataclass
-class Config(ppo.Config):
+class Config(ppo_core.Config):
     replay_rollouts: int = static(8)  # M: the FIFO holds the last M rollouts
     num_quantiles: int = static(32)  # N = N': τ samples per transition in the IQN loss
     feature_quantiles: int = static(32)  # N_q: midpoints per action in q_φ(s)
@@ -100,8 +99,8 @@ class Config(ppo.Config):
 
 @struct.dataclass
 class Learner:
-    actor_params: dict  # PPO's θ: actor and critic V_θ, one Adam, as in agents/ppo.py
-    critic_params: dict
+    actor_params: dict  # PPO's θ: actor and value network V_θ under one Adam (pgjax.ppo_core)
+    value_params: dict
     opt_state: optax.OptState
     updates: jax.Array  # iterations done
     distill_params: tuple  # (h, f_ψ)
@@ -113,7 +112,7 @@ class Learner:
     feature_noise: jax.Array  # [K - 1, action_size]: this iteration's ε_k
     switch_iteration: jax.Array  # the first iteration whose advantages use V_ψ
     actor: GaussianActor = static(None)
-    critic: MLP = static(None)
+    value_net: MLP = static(None)
     feature_head: MLP = static(None)  # h
     distiller: MLP = static(None)  # f_ψ
     iqn: ImplicitQuantileNetwork = static(None)
@@ -259,7 +258,7 @@ def switch_iteration(config: Config) -> jax.Array:
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     """PPO's learner from the same key (so that PPO is the exact ablation), then the IQN, the
     distillation networks and an empty replay from keys folded out of it."""
-    base = ppo.init_learner(key, env, config)
+    base = ppo_core.init_learner(key, env, config)
     k_head, k_distiller, k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, OWN_STREAM), 4)
     feature_head, distiller = distill_networks(env, config)
     iqn = ImplicitQuantileNetwork(config.iqn_hidden_sizes, config.num_cosines)
@@ -272,11 +271,11 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     replay = replay_buffer(config).init(transition_item(env.obs_size, env.action_size))
     return Learner(
         base.actor_params,
-        base.critic_params,
+        base.value_params,
         base.opt_state,
         base.updates,
         distill_params,
-        ppo.optimizer(config).init(distill_params),
+        ppo_core.optimizer(config).init(distill_params),
         iqn_params,
         iqn_params,
         iqn_optimizer(config).init(iqn_params),
@@ -284,7 +283,7 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         draw_feature_noise(k_noise, env.action_size, config),
         switch_iteration(config),
         base.actor,
-        base.critic,
+        base.value_net,
         feature_head,
         distiller,
         iqn,
@@ -300,7 +299,7 @@ def draw_feature_noise(key: jax.Array, action_size: int, config: Config) -> jax.
 def distillation_loss(distill_params, learner: Learner, batch: dict, config: Config):
     """PPO's (clipped) value loss for V_ψ, clipped around V_ψ as it was when the batch was collected."""
     v = distilled_value(distill_params, learner, batch["obs"], batch["features"])
-    loss = ppo.value_loss(v, {"value": batch["distilled_value"], "target": batch["target"]}, config)
+    loss = ppo_core.value_loss(v, {"value": batch["distilled_value"], "target": batch["target"]}, config)
     return loss, {"distill_value_loss": loss}
 
 
@@ -310,9 +309,11 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     replay = replay_buffer(config).add(learner.replay, {k: batch[k] for k in transition_item(1, 1)})
     batch = {**batch, "value": batch["critic_value"]}  # PPO clips V_θ around its own old prediction
     ppo_step = onpolicy.descent_step(
-        lambda p, mb: ppo.ppo_loss(p, learner.actor, learner.critic, mb, config), ppo.optimizer(config)
+        lambda p, mb: ppo_core.ppo_loss(p, learner.actor, learner.value_net, mb, config), ppo_core.optimizer(config)
     )
-    distill_step = onpolicy.descent_step(lambda p, mb: distillation_loss(p, learner, mb, config), ppo.optimizer(config))
+    distill_step = onpolicy.descent_step(
+        lambda p, mb: distillation_loss(p, learner, mb, config), ppo_core.optimizer(config)
+    )
 
     def step(carry, mb):
         ppo_carry, distill_carry = carry
@@ -321,10 +322,10 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
         return (ppo_carry, distill_carry), {**info, **distill_info}
 
     carry = (
-        ((learner.actor_params, learner.critic_params), learner.opt_state),
+        ((learner.actor_params, learner.value_params), learner.opt_state),
         (learner.distill_params, learner.distill_opt_state),
     )
-    (((actor_params, critic_params), opt_state), (distill_params, distill_opt_state)), info = onpolicy.minibatch_epochs(
+    (((actor_params, value_params), opt_state), (distill_params, distill_opt_state)), info = onpolicy.minibatch_epochs(
         step, carry, batch, key, config.num_epochs, config.num_minibatches
     )
 
@@ -338,7 +339,7 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     }
     return learner.replace(
         actor_params=actor_params,
-        critic_params=critic_params,
+        value_params=value_params,
         opt_state=opt_state,
         distill_params=distill_params,
         distill_opt_state=distill_opt_state,

@@ -19,8 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax import gaussian_policy, mixture, onpolicy
-from pgjax.agents import ppo
+from pgjax import gaussian_policy, mixture, onpolicy, ppo_core
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
@@ -28,7 +27,7 @@ from pgjax.networks import MLP, MixtureActor, QNetwork
 
 
 @struct.dataclass
-class Config(ppo.Config):
+class Config(ppo_core.Config):
     # the reference's layout: 2048 samples per iteration (here 64 envs x 32), 10 epochs of 32
     # minibatches (of 64 at this layout), constant learning rate
     rollout_length: int = static(32)
@@ -50,12 +49,12 @@ class Config(ppo.Config):
 @struct.dataclass
 class Learner:
     actor_params: dict
-    critic_params: dict
+    value_params: dict
     q_params: dict
     opt_state: optax.OptState
     last_usage: jax.Array  # [K] each expert's share of k* over the last iteration
     actor: MixtureActor = static(None)
-    critic: MLP = static(None)
+    value_net: MLP = static(None)
     q_net: QNetwork = static(None)
     eval_expert: str = static("best_q")
 
@@ -63,7 +62,7 @@ class Learner:
 value = gaussian_policy.value
 
 
-def _networks(env: Env, config: Config):
+def networks(env: Env, config: Config):
     return (
         MixtureActor(
             config.hidden_sizes, env.action_size, config.num_experts, config.activation, state_dependent_std=False
@@ -74,18 +73,18 @@ def _networks(env: Env, config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor, critic, q_net = _networks(env, config)
-    k_actor, k_critic, k_q = jax.random.split(key, 3)
+    actor, value_net, q_net = networks(env, config)
+    k_actor, k_value, k_q = jax.random.split(key, 3)
     obs, action = jnp.zeros((1, env.obs_size)), jnp.zeros((1, env.action_size))
     actor_params = actor.init(k_actor, obs)
     actor_params["params"]["log_std"] = jnp.full((config.num_experts, env.action_size), config.init_log_std)
-    params = (actor_params, critic.init(k_critic, obs), q_net.init(k_q, obs, action))
+    params = (actor_params, value_net.init(k_value, obs), q_net.init(k_q, obs, action))
     return Learner(
         *params,
-        ppo.optimizer(config).init(params),
+        ppo_core.optimizer(config).init(params),
         jnp.full((config.num_experts,), 1.0 / config.num_experts),
         actor,
-        critic,
+        value_net,
         q_net,
         config.eval_expert,
     )
@@ -118,12 +117,12 @@ def expert_q_values(learner: Learner, q_params, obs: jax.Array, actions: jax.Arr
 
 def pmoe_ppo_loss(params, learner: Learner, batch: dict, config: Config, last_usage):
     """L_freq + L_clip (mixture likelihood) + c_v · L_V + L_Q on one minibatch (with its own key)."""
-    actor_params, critic_params, q_params = params
+    actor_params, value_params, q_params = params
     logits, mean, log_std = learner.actor.apply(actor_params, batch["obs"])
-    policy_loss, approx_kl = ppo.clipped_surrogate(
+    policy_loss, approx_kl = ppo_core.clipped_surrogate(
         mixture.mixture_log_prob(batch["action"], logits, mean, log_std), batch, config.clip_eps
     )
-    v_loss = ppo.value_loss(learner.critic.apply(critic_params, batch["obs"])[..., 0], batch, config)
+    v_loss = ppo_core.value_loss(learner.value_net.apply(value_params, batch["obs"])[..., 0], batch, config)
 
     expert_actions = jax.lax.stop_gradient(gaussian_sample(batch["key"], mean, log_std))  # [B, K, |A|]
     best = jnp.argmax(expert_q_values(learner, q_params, batch["obs"], expert_actions), axis=-1)
@@ -144,17 +143,17 @@ def pmoe_ppo_loss(params, learner: Learner, batch: dict, config: Config, last_us
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """num_epochs x num_minibatches Adam steps on the joint loss."""
     step = onpolicy.descent_step(
-        lambda params, mb: pmoe_ppo_loss(params, learner, mb, config, learner.last_usage), ppo.optimizer(config)
+        lambda params, mb: pmoe_ppo_loss(params, learner, mb, config, learner.last_usage), ppo_core.optimizer(config)
     )
-    carry = ((learner.actor_params, learner.critic_params, learner.q_params), learner.opt_state)
-    ((actor_params, critic_params, q_params), opt_state), info = onpolicy.minibatch_epochs(
+    carry = ((learner.actor_params, learner.value_params, learner.q_params), learner.opt_state)
+    ((actor_params, value_params, q_params), opt_state), info = onpolicy.minibatch_epochs(
         step, carry, batch, key, config.num_epochs, config.num_minibatches
     )
     metrics = jax.tree.map(lambda m: m.mean((0, 1)), info)  # over epochs and minibatches
     return (
         learner.replace(
             actor_params=actor_params,
-            critic_params=critic_params,
+            value_params=value_params,
             q_params=q_params,
             opt_state=opt_state,
             last_usage=metrics["expert_usage"],

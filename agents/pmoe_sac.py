@@ -4,8 +4,8 @@ Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122)
 
 The policy is π(a|s) = Σ_k w_k(s) π_k(a|s): a linear softmax gate w(s) and K tanh-Gaussian experts on
 one trunk (`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's
-three updates (`sac.critic_update`, `sac.actor_update`, `sac.temperature_update`: twin critics, Polyak
-targets, automatic temperature), two equations change:
+three updates (`pgjax.sac_core`: twin critics, Polyak targets, automatic temperature), two equations
+change:
  * target: one action a'_k per expert at s' with its own expert log-density ℓ'_k; the expert k' ~
    Cat(w(s')) (or, as an option, the one with the largest min_j Q̄_j) supplies a' and ℓ' to
    y = r + γ(1-d)(min_j Q̄_j(s', a') − α ℓ');
@@ -22,8 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax import mixture, offpolicy
-from pgjax.agents import sac
+from pgjax import mixture, offpolicy, sac_core
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, static
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import Env
@@ -33,7 +32,7 @@ TARGET_EXPERTS = ("sample", "argmax_q")
 
 
 @struct.dataclass
-class Config(sac.Config):
+class Config(sac_core.Config):
     # SAC's networks, batch and τ, so that the comparison with SAC changes the policy only (the reference
     # uses a 4x512 policy trunk, 3x512 critics, batch 300, τ 0.01, and ±3e-3 uniform output layers)
     num_experts: int = static(4)  # K, Gaussian experts in the mixture policy
@@ -52,13 +51,13 @@ class Config(sac.Config):
 
 
 @struct.dataclass
-class Learner(sac.Learner):
+class Learner(sac_core.Learner):
     last_usage: jax.Array = None  # [K] each expert's share of k* at the last gradient step
-    critic: QNetwork = static(None)  # for the best_q evaluation
     eval_expert: str = static("best_q")
 
 
-def _networks(env: Env, config: Config):
+def networks(env: Env, config: Config):
+    """(mixture actor, Q network)."""
     return (
         MixtureActor(config.hidden_sizes, env.action_size, config.num_experts, config.activation),
         QNetwork(config.hidden_sizes, config.activation, layer_norm=config.critic_layer_norm),
@@ -66,14 +65,12 @@ def _networks(env: Env, config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor, critic = _networks(env, config)
-    return sac.soft_actor_critic_learner(
+    return sac_core.soft_actor_critic_learner(
         key,
-        (actor, critic),
+        networks(env, config),
         env,
         config,
         Learner,
-        critic=critic,
         last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
         eval_expert=config.eval_expert,
     )
@@ -93,28 +90,28 @@ def act(state: offpolicy.State, obs: jax.Array, key: jax.Array, deterministic: b
     if not deterministic:
         return explore(learner, obs, key)
     logits, mean, _ = learner.actor.apply(learner.actor_params, obs)
-    q_of_means = lambda: expert_q_values(learner.critic, learner.critic_params, obs, jnp.tanh(mean))
+    q_of_means = lambda: expert_q_values(learner.q_net, learner.critic_params, obs, jnp.tanh(mean))
     return jnp.tanh(
         mixture.select_expert(mean, mixture.evaluation_expert(key, logits, learner.eval_expert, q_of_means))
     )
 
 
-def expert_q_values(critic, critic_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+def expert_q_values(q_net, critic_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
     """min_j Q_j(s, a_k) for every expert's action a_k [B, K, |A|]: one call of the twin ensemble. -> [B, K]"""
     obs = jnp.broadcast_to(obs[..., None, :], actions.shape[:-1] + obs.shape[-1:])
-    return apply_ensemble(critic, critic_params, obs, actions).min(0)
+    return apply_ensemble(q_net, critic_params, obs, actions).min(0)
 
 
-def critic_target(actor, critic, actor_params, target_params, alpha, batch, key, config: Config):
+def critic_target(actor, q_net, actor_params, target_params, alpha, batch, key, config: Config):
     """SAC's soft target with a' and ℓ' from the expert k' ~ w(s') (or argmax_k min_j Q̄_j(s', a'_k))."""
     logits, mean, log_std = actor.apply(actor_params, batch["next_obs"])
     actions, log_probs = tanh_gaussian_sample(key, mean, log_std)
     if config.target_expert == "sample":
         k = mixture.sample_expert(jax.random.fold_in(key, 1), logits)
     else:
-        k = jnp.argmax(expert_q_values(critic, target_params, batch["next_obs"], actions), axis=-1)
-    return sac.soft_target(
-        critic,
+        k = jnp.argmax(expert_q_values(q_net, target_params, batch["next_obs"], actions), axis=-1)
+    return sac_core.soft_target(
+        q_net,
         target_params,
         mixture.select_expert(actions, k),
         mixture.select_expert(log_probs, k),
@@ -124,11 +121,11 @@ def critic_target(actor, critic, actor_params, target_params, alpha, batch, key,
     )
 
 
-def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key, last_usage):
+def actor_loss(actor_params, actor, q_net, critic_params, alpha, obs, key, last_usage):
     """mean(α log π_k*(ã_k*|s) − Q_k*) + frequency loss; aux: (log π_k*, expert diagnostics)."""
     logits, mean, log_std = actor.apply(actor_params, obs)
     actions, log_probs = tanh_gaussian_sample(key, mean, log_std)
-    q = expert_q_values(critic, critic_params, obs, actions)
+    q = expert_q_values(q_net, critic_params, obs, actions)
     best = jnp.argmax(q, axis=-1)
     log_prob = mixture.select_expert(log_probs, best)
     expert_loss = (alpha * log_prob - mixture.select_expert(q, best)).mean()
@@ -142,26 +139,26 @@ def standardize_rewards(rewards: jax.Array) -> jax.Array:
 
 def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """SAC's gradient step (its three updates and Polyak targets) with this file's target and actor loss."""
-    actor, critic = _networks(env, config)
+    actor, q_net = learner.actor, learner.q_net
     if config.standardize_batch_rewards:
         batch = {**batch, "reward": standardize_rewards(batch["reward"])}
     target_key, actor_key = jax.random.split(key)
     alpha = jnp.exp(learner.log_alpha)
 
-    target = critic_target(actor, critic, learner.actor_params, learner.target_params, alpha, batch, target_key, config)
-    critic_params, critic_opt, critic_metrics = sac.critic_update(learner, critic, batch, target, config)
-    actor_critics = sac.critics_for_the_actor(learner, critic_params, config)
-    actor_params, actor_opt, log_prob, pi_loss, extra = sac.actor_update(
+    target = critic_target(actor, q_net, learner.actor_params, learner.target_params, alpha, batch, target_key, config)
+    critic_params, critic_opt, critic_metrics = sac_core.critic_update(learner, batch, target, config)
+    actor_critics = sac_core.critics_for_the_actor(learner, critic_params, config)
+    actor_params, actor_opt, log_prob, pi_loss, extra = sac_core.actor_update(
         learner,
-        lambda p: actor_loss(p, actor, critic, actor_critics, alpha, batch["obs"], actor_key, learner.last_usage),
+        lambda p: actor_loss(p, actor, q_net, actor_critics, alpha, batch["obs"], actor_key, learner.last_usage),
         config,
     )
-    log_alpha, alpha_opt = sac.temperature_update(learner, log_prob, env, config)
+    log_alpha, alpha_opt = sac_core.temperature_update(learner, log_prob, env, config)
 
-    new = sac.stepped_learner(
+    new = sac_core.stepped_learner(
         learner, (critic_params, critic_opt), (actor_params, actor_opt), (log_alpha, alpha_opt), config
     )
-    metrics = sac.step_metrics(critic_metrics, pi_loss, alpha, log_prob, extra)
+    metrics = sac_core.step_metrics(critic_metrics, pi_loss, alpha, log_prob, extra)
     return new.replace(last_usage=metrics["expert_usage"]), metrics
 
 

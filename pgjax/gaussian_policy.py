@@ -2,7 +2,7 @@
 (stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO, MDPO-on, PG-Rainbow, N-HARPG and
 PMOE-PPO's value network; PPO may
 instead take Brax's tanh-squashed Gaussian (`policy = "tanh_gaussian"`). Their learners keep the
-networks as `actor` and `critic` and the parameters as `actor_params` and `critic_params`."""
+networks as `actor` and `value_net` and the parameters as `actor_params` and `value_params`."""
 
 from __future__ import annotations
 
@@ -37,15 +37,15 @@ def networks(env: Env, config) -> tuple[GaussianActor | SoftplusTanhGaussianActo
 
 
 def init_params(key: jax.Array, env: Env, config) -> tuple[dict, dict]:
-    """(actor params with log-std = config.init_log_std where the std is a parameter, critic params),
+    """(actor params with log-std = config.init_log_std where the std is a parameter, value params),
     independently initialised."""
-    actor, critic = networks(env, config)
-    k_actor, k_critic = jax.random.split(key)
+    actor, value_net = networks(env, config)
+    k_actor, k_value = jax.random.split(key)
     dummy = jnp.zeros((1, env.obs_size))
     actor_params = actor.init(k_actor, dummy)
     if not actor.squashed:
         actor_params["params"]["log_std"] = jnp.full((env.action_size,), config.init_log_std)
-    return actor_params, critic.init(k_critic, dummy)
+    return actor_params, value_net.init(k_value, dummy)
 
 
 def sample(learner, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
@@ -75,7 +75,7 @@ def entropy(actor, mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.A
 
 
 def value(learner, obs: jax.Array) -> jax.Array:
-    return learner.critic.apply(learner.critic_params, obs)[..., 0]
+    return learner.value_net.apply(learner.value_params, obs)[..., 0]
 
 
 def act(state: onpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:

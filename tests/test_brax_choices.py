@@ -14,11 +14,12 @@ import numpy as np
 import optax
 import pytest
 
-from pgjax import gaussian_policy, onpolicy
+from pgjax import gaussian_policy, maxent, onpolicy, sac_core
 from pgjax.agents import ppo, sac
 from pgjax.config import ConfigError, build, to_dict
+from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import make
-from pgjax.networks import MLP, QNetwork, SoftplusTanhGaussianActor
+from pgjax.networks import MLP, QNetwork, SoftplusTanhGaussianActor, SquashedGaussianActor, apply_ensemble
 from pgjax.returns import gae
 
 ENV = "gymnax/Pendulum-v1"
@@ -220,7 +221,7 @@ def test_the_ppo_loss_takes_the_squashed_policys_ratio_at_the_raw_action():
         "target": jnp.zeros(16),
         "key": jax.random.PRNGKey(4),
     }
-    _, info = ppo.ppo_loss((learner.actor_params, learner.critic_params), learner.actor, learner.critic, batch, cfg)
+    _, info = ppo.ppo_loss((learner.actor_params, learner.value_params), learner.actor, learner.value_net, batch, cfg)
     assert abs(float(info["approx_kl"])) < 1e-6  # the behaviour policy itself: every ratio is 1
 
 
@@ -235,7 +236,7 @@ def test_value_hidden_sizes_and_lecun_uniform_init_shape_brax_networks():
         config(hidden_sizes=(32,) * 4, value_hidden_sizes=(256,) * 5, kernel_init="lecun_uniform"),
     )
     actor_layers = learner.actor_params["params"]["MLP_0"]
-    critic_layers = learner.critic_params["params"]
+    critic_layers = learner.value_params["params"]
     assert [actor_layers[f"Dense_{i}"]["kernel"].shape[1] for i in range(4)] == [32] * 4
     assert [critic_layers[f"Dense_{i}"]["kernel"].shape[1] for i in range(6)] == [256] * 5 + [1]
     for layer in critic_layers.values():  # LeCun uniform: U(±sqrt(3 / fan_in)), variance 1 / fan_in
@@ -246,7 +247,7 @@ def test_value_hidden_sizes_and_lecun_uniform_init_shape_brax_networks():
     assert abs(first.var() * 256 - 1.0) < 0.05
     # the default stays orthogonal: columns of a square layer are orthonormal up to the gain
     default = np.asarray(
-        ppo.init_learner(jax.random.PRNGKey(0), env, config()).critic_params["params"]["Dense_1"]["kernel"]
+        ppo.init_learner(jax.random.PRNGKey(0), env, config()).value_params["params"]["Dense_1"]["kernel"]
     )
     np.testing.assert_allclose(default.T @ default, 2.0 * np.eye(64), atol=1e-4)
 
@@ -341,7 +342,7 @@ def test_sac_softplus_std_and_lecun_init_give_brax_sac_policy_density():
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
     key = jax.random.PRNGKey(2)
     raw = brax.sample_no_postprocessing(logits, key)
-    action, log_prob = sac.tanh_gaussian_sample(key, mean, log_std)
+    action, log_prob = tanh_gaussian_sample(key, mean, log_std)
     np.testing.assert_allclose(action, jnp.tanh(raw), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(log_prob, brax.log_prob(logits, raw), rtol=1e-4, atol=1e-4)
     critic_kernel = np.asarray(learner.critic_params["params"]["MLP_0"]["Dense_1"]["kernel"][0])
@@ -350,7 +351,7 @@ def test_sac_softplus_std_and_lecun_init_give_brax_sac_policy_density():
         bound = np.sqrt(3.0 / kernel.shape[0])
         assert bound * 0.8 < np.abs(kernel).max() <= bound
     default = sac.init_learner(jax.random.PRNGKey(0), env, sac_config(hidden_sizes=(16, 16)))
-    assert isinstance(default.actor, sac.SquashedGaussianActor)
+    assert isinstance(default.actor, SquashedGaussianActor)
     square = np.asarray(default.critic_params["params"]["MLP_0"]["Dense_1"]["kernel"][0])
     np.testing.assert_allclose(square.T @ square, 2.0 * np.eye(16), atol=1e-4)  # orthogonal, gain sqrt 2
 
@@ -362,12 +363,12 @@ def test_sac_mask_truncated_leaves_truncated_transitions_out_of_the_critic_loss_
     cfg = sac_config(mask_truncated=True)
     learner = sac.init_learner(jax.random.PRNGKey(0), env, cfg)
     batch = sac_batch(env)
-    critic = sac._networks(env, cfg)[1]
+    critic = sac.networks(env, cfg)[1]
     target = jax.random.normal(jax.random.PRNGKey(5), (32,))
-    q = np.asarray(sac.apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])).T  # [B, 2]
+    q = np.asarray(apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])).T  # [B, 2]
     error = (q - np.asarray(target)[:, None]) * (1 - np.asarray(batch["truncated"]))[:, None]
     brax_loss = 0.5 * np.mean(error**2)
-    loss, _ = sac.critic_loss(learner.critic_params, critic, batch, target, sac.critic_weight(batch, cfg))
+    loss, _ = sac_core.critic_loss(learner.critic_params, critic, batch, target, sac_core.critic_weight(batch, cfg))
     np.testing.assert_allclose(loss, 2 * brax_loss, rtol=1e-5)
 
     def critics_after(config, reward):
@@ -411,7 +412,7 @@ def test_sac_actor_steps_on_the_updated_critics_or_as_brax_on_the_pre_update_one
         cfg = sac_config(actor_on_updated_critics=on_updated)
         learner = sac.init_learner(jax.random.PRNGKey(0), env, cfg)
         new, _ = sac.gradient_step(learner, batch, key, env, cfg)
-        actor, critic = sac._networks(env, cfg)
+        actor, critic = sac.networks(env, cfg)
         critics = new.critic_params if on_updated else learner.critic_params
         grads = jax.grad(lambda p: sac.actor_loss(p, actor, critic, critics, 1.0, batch["obs"], actor_key)[0])(
             learner.actor_params
@@ -427,7 +428,7 @@ def test_sac_temperature_loss_on_alpha_scales_the_log_alpha_gradient_by_alpha_as
     Two steps with a large α learning rate (Adam's first step is the same for both) tell them apart."""
     log_alpha, log_prob, target = jnp.asarray(0.7), jnp.asarray([-1.0, 0.5, 2.0]), -0.5
     np.testing.assert_allclose(
-        jax.grad(sac.maxent.temperature_loss_on_alpha)(log_alpha, log_prob, target),
+        jax.grad(maxent.temperature_loss_on_alpha)(log_alpha, log_prob, target),
         -np.exp(0.7) * np.mean(np.asarray(log_prob) + target),
         rtol=1e-6,
     )
@@ -440,7 +441,7 @@ def test_sac_temperature_loss_on_alpha_scales_the_log_alpha_gradient_by_alpha_as
         for step in range(2):
             learner, metrics = sac.gradient_step(learner, batch, jax.random.PRNGKey(step), env, cfg)
             scale = float(metrics["alpha"]) if form == "alpha" else 1.0  # α before this step's update
-            grad = -scale * (-float(metrics["entropy"]) + sac.maxent.target_entropy(env.action_size, cfg))
+            grad = -scale * (-float(metrics["entropy"]) + maxent.target_entropy(env.action_size, cfg))
             updates, opt_state = opt.update(jnp.asarray(grad), opt_state)
             log_alpha = optax.apply_updates(log_alpha, updates)
         np.testing.assert_allclose(learner.log_alpha, log_alpha, rtol=1e-5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import FAST_COMPILE, tiny_trainer, train_one
 
-from pgjax import driver
+from pgjax import driver, ppo_core
 from pgjax.registry import AGENT_NAMES
 
 
@@ -87,7 +87,6 @@ def test_evaluation_does_not_change_training_state():
 def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_zero():
     """7 iterations in 3 chunks (2, 2, 3): every point asked for, the whole budget, never more, and
     the learning rate of the last Adam step is 0."""
-    from pgjax.agents import ppo
 
     budget = 4 * 8 * 7
     trainer, config = tiny_trainer("ppo", total_steps=budget)
@@ -97,7 +96,7 @@ def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_ze
     assert int(run.agent.learner.updates) == 7
     adam_count = int(run.agent.learner.opt_state[1][0].count)
     assert adam_count == 7 * config.num_epochs * config.num_minibatches
-    lr = ppo.learning_rate(config)
+    lr = ppo_core.learning_rate(config)
     assert np.isclose(float(lr(0)), config.lr) and float(lr(adam_count - 1)) == 0.0
 
 

@@ -88,7 +88,7 @@ def test_update_standardises_advantages_over_the_whole_batch_and_clips_the_value
     trainer, config, learner, batch = on_policy_batch()
     n = batch["obs"].shape[0]
     rng = np.random.default_rng(3)
-    value = learner.critic.apply(learner.critic_params, batch["obs"])[..., 0]
+    value = learner.value_net.apply(learner.value_params, batch["obs"])[..., 0]
     batch = {
         **batch,
         "advantage": jnp.asarray(rng.normal(size=n), jnp.float32),
@@ -104,7 +104,7 @@ def test_update_standardises_advantages_over_the_whole_batch_and_clips_the_value
     clipped = v_old + np.clip(v - v_old, -c, c)
     assert (np.abs(v - v_old) > c).any()
     expected = np.maximum((v - r) ** 2, (clipped - r) ** 2).mean()
-    got, _ = mdpo_on.value_loss(learner.critic_params, learner.critic, batch, config.value_clip)
+    got, _ = mdpo_on.value_loss(learner.value_params, learner.value_net, batch, config.value_clip)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert not np.isclose(expected, ((v - r) ** 2).mean(), rtol=1e-3)
 

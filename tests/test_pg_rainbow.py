@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from helpers import TINY, tiny_trainer, train_one
 
-from pgjax.agents import pg_rainbow
+from pgjax import ppo_core
+from pgjax.agents import pg_rainbow, ppo
 from pgjax.config import ConfigError, build
 from pgjax.sorting import sort_last_axis
 
@@ -203,11 +204,11 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     assert not np.allclose(batch["value"], batch["critic_value"])
     key = jax.random.PRNGKey(8)
     ours, _ = pg_rainbow.update(after, batch, key, env, config)
-    ppo_learner = pg_rainbow.ppo.Learner(
-        learner.actor_params, learner.critic_params, learner.opt_state, learner.updates, learner.actor, learner.critic
+    ppo_learner = ppo_core.Learner(
+        learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
-    theirs, _ = pg_rainbow.ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
-    for a, b in [(ours.actor_params, theirs.actor_params), (ours.critic_params, theirs.critic_params)]:
+    theirs, _ = ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
+    for a, b in [(ours.actor_params, theirs.actor_params), (ours.value_params, theirs.value_params)]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
     # before the switch the rollout's "value" is V_θ, which would be the wrong anchor for V_ψ
     learner = learner.replace(switch_iteration=jnp.int32(1))
@@ -235,7 +236,7 @@ def test_switch_past_the_end_of_training_is_exactly_ppo():
     ours, theirs = run.agent.learner, ppo_run.agent.learner
     for a, b in [
         (ours.actor_params, theirs.actor_params),
-        (ours.critic_params, theirs.critic_params),
+        (ours.value_params, theirs.value_params),
         (ours.opt_state, theirs.opt_state),
     ]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
@@ -357,14 +358,14 @@ def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi(
     batch["target"] = 2 * batch["critic_value"] - batch["value"]
     key = jax.random.PRNGKey(8)
     ours, metrics = pg_rainbow.update(after, batch, key, env, config)
-    ppo_learner = pg_rainbow.ppo.Learner(
-        learner.actor_params, learner.critic_params, learner.opt_state, learner.updates, learner.actor, learner.critic
+    ppo_learner = ppo_core.Learner(
+        learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
-    theirs, ppo_metrics = pg_rainbow.ppo.update(
+    theirs, ppo_metrics = ppo.update(
         ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config
     )
     jax.tree.map(
-        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.critic_params, theirs.critic_params
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.value_params, theirs.value_params
     )
     np.testing.assert_allclose(metrics["value_loss"], ppo_metrics["value_loss"], rtol=1e-5)
-    assert not np.allclose(flat_leaves(ours.critic_params), flat_leaves(learner.critic_params), atol=1e-5)
+    assert not np.allclose(flat_leaves(ours.value_params), flat_leaves(learner.value_params), atol=1e-5)

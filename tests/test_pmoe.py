@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import tiny_trainer
 
-from pgjax import maxent, mixture, offpolicy
+from pgjax import maxent, mixture, offpolicy, sac_core
 from pgjax.agents import pmoe_ppo, pmoe_sac, sac
 from pgjax.config import ConfigError, build
 from pgjax.distributions import gaussian_log_prob, gaussian_sample, tanh_gaussian_sample
@@ -30,10 +30,10 @@ def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
     _, sac_config = tiny_trainer("sac")
     env = trainer.env
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    sac_actor, _ = sac._networks(env, sac_config)
+    sac_actor, _ = sac.networks(env, sac_config)
     actor_opt = maxent.optimizers(sac_config)[0]
     trunk = {"params": {"MLP_0": learner.actor_params["params"]["MLP_0"]}}
-    sac_learner = sac.Learner(
+    sac_learner = sac_core.Learner(
         trunk,
         learner.critic_params,
         learner.target_params,
@@ -42,6 +42,7 @@ def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
         learner.critic_opt,
         learner.alpha_opt,
         sac_actor,
+        learner.q_net,
     )
     batch, key = random_batch(16, env.obs_size, env.action_size), jax.random.PRNGKey(3)
     for _ in range(3):  # a few steps, so Adam's moments are exercised too
@@ -120,7 +121,7 @@ def test_frequency_loss_gradient_is_its_closed_form():
 def test_actor_gradient_reaches_only_the_best_experts_head():
     trainer, config = tiny_trainer("pmoe_sac")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    actor, critic = pmoe_sac._networks(trainer.env, config)
+    actor, critic = pmoe_sac.networks(trainer.env, config)
     obs = jax.random.normal(jax.random.PRNGKey(1), (1, trainer.env.obs_size))  # one state: one k*
     key, a = jax.random.PRNGKey(2), trainer.env.action_size
     usage = learner.last_usage
@@ -140,7 +141,7 @@ def test_actor_gradient_reaches_only_the_best_experts_head():
 def test_all_experts_actions_go_through_the_critic_in_one_call():
     trainer, config = tiny_trainer("pmoe_sac")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    _, critic = pmoe_sac._networks(trainer.env, config)
+    _, critic = pmoe_sac.networks(trainer.env, config)
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, trainer.env.obs_size))
     actions = jax.random.uniform(jax.random.PRNGKey(2), (8, config.num_experts, trainer.env.action_size), minval=-1)
     q = pmoe_sac.expert_q_values(critic, learner.critic_params, obs, actions)
@@ -215,7 +216,7 @@ def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_an
         )
     )
     batch = pmoe_ppo_minibatch(trainer, learner)
-    params = (learner.actor_params, learner.critic_params, learner.q_params)
+    params = (learner.actor_params, learner.value_params, learner.q_params)
     loss_fn = lambda p: pmoe_ppo.pmoe_ppo_loss(p, learner, batch, config, learner.last_usage)
     loss, info = loss_fn(params)
 
@@ -328,13 +329,13 @@ def test_deterministic_pmoe_sac_acts_with_tanh_of_the_mean_of_the_expert_eval_ex
     obs = jax.random.normal(jax.random.PRNGKey(2), (256, trainer.env.obs_size))
     seen = offpolicy.normalizer(state)(obs)
     logits, mean, _ = learner.actor.apply(learner.actor_params, seen)
-    min_q = per_expert(lambda a: apply_ensemble(learner.critic, learner.critic_params, seen, a).min(0), jnp.tanh(mean))
+    min_q = per_expert(lambda a: apply_ensemble(learner.q_net, learner.critic_params, seen, a).min(0), jnp.tanh(mean))
     for choice, k in (("best_q", min_q.argmax(-1)), ("argmax", np.asarray(logits).argmax(-1))):
         act = pmoe_sac.act(state.replace(learner=learner.replace(eval_expert=choice)), obs, jax.random.PRNGKey(3), True)
         np.testing.assert_allclose(
             act, np.tanh(np.take_along_axis(np.asarray(mean), k[:, None, None], 1)[:, 0]), rtol=1e-5, atol=1e-6
         )
-    raw_best = per_expert(lambda a: apply_ensemble(learner.critic, learner.critic_params, seen, a).min(0), mean)
+    raw_best = per_expert(lambda a: apply_ensemble(learner.q_net, learner.critic_params, seen, a).min(0), mean)
     assert (raw_best.argmax(-1) != min_q.argmax(-1)).any()  # the critic is asked at the squashed means
     assert (min_q.argmax(-1) != np.asarray(logits).argmax(-1)).any()
 
@@ -355,7 +356,7 @@ def test_pmoe_sac_argmax_q_target_takes_the_expert_whose_next_action_the_target_
         random_batch(64, trainer.env.obs_size, trainer.env.action_size),
         jax.random.PRNGKey(7),
     )
-    actor, critic = pmoe_sac._networks(env, config)
+    actor, critic = pmoe_sac.networks(env, config)
     y = pmoe_sac.critic_target(actor, critic, learner.actor_params, learner.target_params, 0.3, batch, key, config)
     _, mean, log_std = actor.apply(learner.actor_params, batch["next_obs"])
     actions, log_probs = (np.asarray(x) for x in tanh_gaussian_sample(key, mean, log_std))
@@ -379,7 +380,7 @@ def test_pmoe_defaults_are_the_specs():
     )
     assert (s.init_alpha, s.target_entropy_scale) == (1.0, 1.0)  # log α₀ = 0, target entropy −|A|
     trainer, config = tiny_trainer("pmoe_sac")
-    actor = pmoe_sac._networks(trainer.env, config)[0]
+    actor = pmoe_sac.networks(trainer.env, config)[0]
     assert (actor.log_std_min, actor.log_std_max, actor.state_dependent_std) == (-20.0, 2.0, True)
 
     p = pmoe_ppo.Config()
@@ -408,7 +409,7 @@ def test_pmoe_ppo_frequency_loss_ranks_one_sampled_action_per_expert_by_q_psi_an
         q_params=jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(6), p.shape), learner.q_params),
     )
     batch = pmoe_ppo_minibatch(trainer, learner)
-    params = (learner.actor_params, learner.critic_params, learner.q_params)
+    params = (learner.actor_params, learner.value_params, learner.q_params)
     _, info = pmoe_ppo.pmoe_ppo_loss(params, learner, batch, config, learner.last_usage)
 
     logits, mean, log_std = learner.actor.apply(learner.actor_params, batch["obs"])
@@ -420,7 +421,7 @@ def test_pmoe_ppo_frequency_loss_ranks_one_sampled_action_per_expert_by_q_psi_an
     at_means = per_expert(lambda a: learner.q_net.apply(learner.q_params, batch["obs"], a), mean).argmax(-1)
     assert (best != at_means).any() and (best != w.argmax(-1)).any()
 
-    v = np.asarray(learner.critic.apply(learner.critic_params, batch["obs"])[..., 0], np.float64)
+    v = np.asarray(learner.value_net.apply(learner.value_params, batch["obs"])[..., 0], np.float64)
     old, target = np.asarray(batch["value"], np.float64), np.asarray(batch["target"], np.float64)
     clipped = old + np.clip(v - old, -config.clip_eps, config.clip_eps)
     assert (clipped != v).any() and config.clip_value_loss
@@ -450,7 +451,7 @@ def test_pmoe_ppo_gate_learns_from_the_surrogate_as_well_as_the_frequency_loss()
         )
     )
     batch = pmoe_ppo_minibatch(trainer, learner)
-    params = (learner.actor_params, learner.critic_params, learner.q_params)
+    params = (learner.actor_params, learner.value_params, learner.q_params)
     total = jax.grad(lambda p: pmoe_ppo.pmoe_ppo_loss(p, learner, batch, config, learner.last_usage)[0])(params)
     logits, mean, log_std = (np.asarray(x, np.float64) for x in learner.actor.apply(learner.actor_params, batch["obs"]))
     drawn = gaussian_sample(batch["key"], jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 from test_returns import brute_force_gae
 
-from pgjax import gaussian_policy, onpolicy
+from pgjax import gaussian_policy, onpolicy, ppo_core
 from pgjax.agents import ppo
 from pgjax.config import build
 from pgjax.envs import make
@@ -55,12 +55,14 @@ def test_clipped_surrogate_is_the_pessimistic_bound_on_minibatch_normalised_adva
     expected = -np.mean([a * (min(r, 1 + eps) if a > 0 else max(r, 1 - eps)) for r, a in zip(ratio, norm)])
     old = np.linspace(-2.0, 1.0, 8)  # any old log-densities: only the difference matters
     batch = {"log_prob": jnp.asarray(old, jnp.float32), "advantage": jnp.asarray(adv, jnp.float32)}
-    loss, kl = ppo.clipped_surrogate(jnp.asarray(old + np.log(ratio), jnp.float32), batch, eps)
+    loss, kl = ppo_core.clipped_surrogate(jnp.asarray(old + np.log(ratio), jnp.float32), batch, eps)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     np.testing.assert_allclose(kl, np.mean((ratio - 1) - np.log(ratio)), rtol=1e-4)
     # the gradient reaches exactly the samples whose ratio is not clipped in the pessimistic direction
     grad = np.asarray(
-        jax.grad(lambda lp: ppo.clipped_surrogate(lp, batch, eps)[0])(jnp.asarray(old + np.log(ratio), jnp.float32))
+        jax.grad(lambda lp: ppo_core.clipped_surrogate(lp, batch, eps)[0])(
+            jnp.asarray(old + np.log(ratio), jnp.float32)
+        )
     )
     clipped = np.array([(a > 0 and r > 1 + eps) or (a < 0 and r < 1 - eps) for r, a in zip(ratio, norm)])
     np.testing.assert_allclose(grad[clipped], 0.0)
@@ -83,10 +85,10 @@ def test_clipped_value_loss_takes_the_larger_of_the_clipped_and_unclipped_errors
     target = jnp.array([2.0, 0.0, 1.0, 0.0, 1.0])
     batch = {"value": old, "target": target}
     np.testing.assert_allclose(
-        ppo.value_loss(value, batch, config()), 0.5 * (1.69 + 1.69 + 1 + 0.25 + 4) / 5, rtol=1e-5
+        ppo_core.value_loss(value, batch, config()), 0.5 * (1.69 + 1.69 + 1 + 0.25 + 4) / 5, rtol=1e-5
     )
     np.testing.assert_allclose(
-        ppo.value_loss(value, batch, config(clip_value_loss=False)), 0.5 * (1 + 1 + 1 + 0.25 + 4) / 5, rtol=1e-5
+        ppo_core.value_loss(value, batch, config(clip_value_loss=False)), 0.5 * (1 + 1 + 1 + 0.25 + 4) / 5, rtol=1e-5
     )
 
 
@@ -107,7 +109,7 @@ def test_ppo_loss_adds_the_weighted_value_loss_and_subtracts_the_entropy_bonus()
         "target": value + delta,
         "advantage": jax.random.normal(jax.random.PRNGKey(3), (16,)),
     }
-    loss, info = ppo.ppo_loss((state.actor_params, state.critic_params), state.actor, state.critic, batch, cfg)
+    loss, info = ppo.ppo_loss((state.actor_params, state.value_params), state.actor, state.value_net, batch, cfg)
     entropy = env.action_size * 0.5 * (1.0 + np.log(2 * np.pi))
     np.testing.assert_allclose(info["entropy"], entropy, rtol=1e-6)
     np.testing.assert_allclose(info["policy_loss"], 0.0, atol=1e-6)
@@ -138,7 +140,7 @@ def test_initialisation_is_orthogonal_with_the_scales_of_the_implementation_deta
         return out
 
     actor_layers = dense_layers(state.actor_params["params"])
-    critic_layers = dense_layers(state.critic_params["params"])
+    critic_layers = dense_layers(state.value_params["params"])
     assert len(actor_layers) == len(critic_layers) == 3
     for layers, head_scale in [(actor_layers, 0.01), (critic_layers, 1.0)]:
         for layer, scale in zip(layers, [np.sqrt(2.0), np.sqrt(2.0), head_scale]):

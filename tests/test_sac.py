@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from helpers import tiny_trainer
 
+from pgjax import maxent, sac_core
 from pgjax.agents import sac
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import MLP, apply_ensemble
@@ -11,7 +12,7 @@ from pgjax.networks import MLP, apply_ensemble
 def test_critic_target_bootstraps_through_truncation_not_termination():
     trainer, config = tiny_trainer("sac")
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    actor, critic = sac._networks(trainer.env, config)
+    actor, critic = sac.networks(trainer.env, config)
     rng = np.random.default_rng(0)
     n = 4
     batch = {
@@ -59,7 +60,7 @@ def test_temperature_moves_toward_target_entropy():
     target = -1.0  # one action dimension
     high_entropy = jnp.full((8,), -3.0)  # entropy 3 > -1
     low_entropy = jnp.full((8,), 2.0)  # entropy -2 < -1
-    grad = jax.grad(sac.temperature_loss)
+    grad = jax.grad(maxent.temperature_loss)
     np.testing.assert_allclose(grad(0.0, high_entropy, target), 4.0)  # descent lowers log α
     np.testing.assert_allclose(grad(0.0, low_entropy, target), -1.0)  # descent raises log α
 
@@ -67,7 +68,7 @@ def test_temperature_moves_toward_target_entropy():
 def sac_parts():
     trainer, config = tiny_trainer("sac")
     learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
-    actor, critic = sac._networks(trainer.env, config)
+    actor, critic = sac.networks(trainer.env, config)
     return trainer.env, config, learner, actor, critic
 
 
@@ -88,7 +89,7 @@ def test_critic_loss_is_half_the_mean_squared_error_summed_over_the_twins():
     batch = random_batch(env)
     y = jnp.linspace(-2.0, 3.0, 8)
     q = np.asarray(apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"]))
-    loss, _ = sac.critic_loss(learner.critic_params, critic, batch, y)
+    loss, _ = sac_core.critic_loss(learner.critic_params, critic, batch, y)
     np.testing.assert_allclose(loss, 0.5 * ((q[0] - y) ** 2).mean() + 0.5 * ((q[1] - y) ** 2).mean(), rtol=1e-5)
 
 
@@ -131,20 +132,20 @@ def test_gradient_step_polyak_averages_the_targets_toward_the_new_critics_and_ai
     learner = learner.replace(
         target_params=jax.tree.unflatten(tree, [x + jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
     )  # targets apart from critics
-    seen = []
+    seen, temperature_loss = [], maxent.temperature_loss
 
     def spy(log_alpha, log_prob, target_entropy):
         seen.append(target_entropy)
-        return sac.maxent.temperature_loss(log_alpha, log_prob, target_entropy)
+        return temperature_loss(log_alpha, log_prob, target_entropy)
 
-    monkeypatch.setattr(sac, "temperature_loss", spy)
+    monkeypatch.setattr(maxent, "temperature_loss", spy)
     new, _ = sac.gradient_step(learner, random_batch(env), jax.random.PRNGKey(2), env, config)
     assert seen == [-1.0]
     expected = jax.tree.map(
         lambda t, o: (1 - config.tau) * t + config.tau * o, learner.target_params, new.critic_params
     )
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new.target_params, expected)
-    assert sac.maxent.target_entropy(6, config) == -6.0
+    assert maxent.target_entropy(6, config) == -6.0
 
 
 def test_actor_log_std_is_clamped_to_minus_20_and_2():

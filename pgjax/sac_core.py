@@ -1,0 +1,174 @@
+"""The soft actor-critic's pieces that SAC and PMOE-SAC share (Haarnoja et al. 2018, Algorithm 1): the
+config and learner, the soft target, and the three updates of a gradient step (twin critics, actor,
+temperature) with the Polyak targets. An agent supplies its networks, its critic target and its actor
+loss (SAC in `pgjax.agents.sac`, PMOE-SAC in `pgjax.agents.pmoe_sac`).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from pgjax import maxent, offpolicy
+from pgjax.config import check_choice, check_network, check_positive, hyper, static
+from pgjax.envs import Env
+from pgjax.networks import KERNEL_INITS, apply_ensemble, polyak
+
+POLICY_STDS = ("clipped_log_std", "softplus")
+
+
+@struct.dataclass
+class Config(offpolicy.Config):
+    hidden_sizes: tuple[int, ...] = static((256, 256))
+    activation: str = static("relu")
+    actor_lr: float = hyper(3e-4)
+    critic_lr: float = hyper(3e-4)
+    alpha_lr: float = hyper(3e-4)
+    init_alpha: float = hyper(1.0)
+    target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
+    # Brax sac.train's choices where ours differ (all off by default; `--preset brax` sets them):
+    critic_layer_norm: bool = static(False)  # layer norm after each hidden activation of the critics
+    policy_std: str = static("clipped_log_std")  # or "softplus": std = softplus(raw) + 0.001 (its head
+    # starts at 0.01 of the orthogonal gain, as PPO's tanh-Gaussian; LeCun weights ignore that scale)
+    kernel_init: str = static("orthogonal")  # or "lecun_uniform", every layer of actor and critics
+    mask_truncated: bool = static(False)  # truncated transitions left out of the critic loss
+    actor_on_updated_critics: bool = static(True)  # False: the actor steps on this step's pre-update critics
+    temperature_loss: str = static("log_alpha")  # -log α·sg(log π + H̄), or "alpha": -α·sg(log π + H̄)
+    ADDED_FIELDS = (
+        "critic_layer_norm",
+        "policy_std",
+        "kernel_init",
+        "mask_truncated",
+        "actor_on_updated_critics",
+        "temperature_loss",
+    )
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        check_positive(out, self, "actor_lr", "critic_lr", "alpha_lr", "init_alpha")
+        check_network(out, self)
+        check_choice(out, self, "policy_std", POLICY_STDS)
+        check_choice(out, self, "kernel_init", KERNEL_INITS)
+        check_choice(out, self, "temperature_loss", maxent.TEMPERATURE_LOSSES)
+        return out
+
+
+@struct.dataclass
+class Learner:
+    actor_params: dict
+    critic_params: dict  # twin critics stacked on a leading axis of 2
+    target_params: dict
+    log_alpha: jax.Array
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    alpha_opt: optax.OptState
+    actor: nn.Module = static(None)  # the policy network (its params: actor_params)
+    q_net: nn.Module = static(None)  # one soft Q-function (its params: critic_params, two stacked)
+
+
+def soft_actor_critic_learner(key: jax.Array, networks, env: Env, config: Config, learner_cls=Learner, **extra):
+    """A learner for the three updates from its (actor, Q) networks: twin critics (targets = critics), α₀,
+    optimiser states; `learner_cls` and `extra` for agents that keep more (PMOE-SAC)."""
+    actor, q_net = networks
+    actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, q_net, env.obs_size, env.action_size)
+    log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
+    actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
+    return learner_cls(
+        actor_params,
+        critic_params,
+        critic_params,
+        log_alpha,
+        actor_opt.init(actor_params),
+        critic_opt.init(critic_params),
+        alpha_opt.init(log_alpha),
+        actor,
+        q_net,
+        **extra,
+    )
+
+
+def soft_target(q_net, target_params, next_action, next_log_prob, alpha, batch, config: Config):
+    """y = r + γ(1 - terminated)(min_j Q̄_j(s', a') - α log π(a'|s')) for a given next action a'.
+
+    `next_obs` is the pre-reset observation, so a truncated transition bootstraps from the state the
+    episode really reached; a terminated one does not bootstrap at all.
+    """
+    next_q = apply_ensemble(q_net, target_params, batch["next_obs"], next_action).min(0)
+    soft_value = next_q - alpha * next_log_prob
+    return config.reward_scale * batch["reward"] + config.gamma * (1.0 - batch["terminated"]) * soft_value
+
+
+def critic_loss(critic_params, q_net, batch, target, weight=1.0):
+    """½ Σ_j mean_batch(weight·(Q_j - y)²); `weight` 0 leaves a transition out (still counted in the mean)."""
+    q = apply_ensemble(q_net, critic_params, batch["obs"], batch["action"])
+    return 0.5 * (weight * (q - target) ** 2).mean(1).sum(), q.mean()
+
+
+def critic_weight(batch: dict, config: Config):
+    """Brax's "better bootstrapping for truncated episodes": its stored next observation after a truncation is
+    the next episode's first, so it drops those transitions (ours holds the true one and can bootstrap)."""
+    return 1.0 - batch["truncated"] if config.mask_truncated else 1.0
+
+
+def critic_update(learner, batch: dict, target: jax.Array, config: Config):
+    """Algorithm 1's critic update: one Adam step of the twin critics on `critic_loss` toward sg(y).
+    -> (critic params, optimiser state, metrics)"""
+    _, critic_opt, _ = maxent.optimizers(config)
+    (q_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
+        learner.critic_params, learner.q_net, batch, jax.lax.stop_gradient(target), critic_weight(batch, config)
+    )
+    updates, opt_state = critic_opt.update(grads, learner.critic_opt)
+    return optax.apply_updates(learner.critic_params, updates), opt_state, {"critic_loss": q_loss, "q_mean": q_mean}
+
+
+def actor_update(learner, loss_fn, config: Config):
+    """Algorithm 1's policy update: one Adam step of the actor on loss_fn(actor params) -> (loss, (log π of
+    its sample, extra metrics)). -> (actor params, optimiser state, log π, loss, extra metrics)"""
+    actor_opt, _, _ = maxent.optimizers(config)
+    (loss, (log_prob, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(learner.actor_params)
+    updates, opt_state = actor_opt.update(grads, learner.actor_opt)
+    return optax.apply_updates(learner.actor_params, updates), opt_state, log_prob, loss, extra
+
+
+def temperature_update(learner, log_prob: jax.Array, env: Env, config: Config):
+    """Algorithm 1's temperature update: one Adam step of log α toward the target entropy, on the log π
+    of the actor update's sample (drawn before the actor moved). -> (log α, optimiser state)"""
+    _, _, alpha_opt = maxent.optimizers(config)
+    loss_fn = maxent.temperature_loss_on_alpha if config.temperature_loss == "alpha" else maxent.temperature_loss
+    grad = jax.grad(loss_fn)(learner.log_alpha, log_prob, maxent.target_entropy(env.action_size, config))
+    updates, opt_state = alpha_opt.update(grad, learner.alpha_opt)
+    return optax.apply_updates(learner.log_alpha, updates), opt_state
+
+
+def critics_for_the_actor(learner, critic_params, config: Config):
+    """The critics the actor steps on: this step's updated ones (the paper's order), or with
+    `actor_on_updated_critics = false` the step's pre-update ones, as Brax does."""
+    return critic_params if config.actor_on_updated_critics else learner.critic_params
+
+
+def stepped_learner(learner, critic, actor, log_alpha, config: Config):
+    """The learner after the three updates, `critic`, `actor` and `log_alpha` each (params, optimiser
+    state), with the targets Polyak-averaged toward the new critics."""
+    return learner.replace(
+        actor_params=actor[0],
+        critic_params=critic[0],
+        log_alpha=log_alpha[0],
+        target_params=polyak(learner.target_params, critic[0], config.tau),
+        actor_opt=actor[1],
+        critic_opt=critic[1],
+        alpha_opt=log_alpha[1],
+    )
+
+
+def step_metrics(critic_metrics: dict, actor_loss_value, alpha, log_prob, extra: dict) -> dict:
+    return {
+        "critic_loss": critic_metrics["critic_loss"],
+        "actor_loss": actor_loss_value,
+        "alpha": alpha,
+        "q_mean": critic_metrics["q_mean"],
+        "entropy": -log_prob.mean(),
+        **extra,
+    }
