@@ -361,9 +361,7 @@ def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi(
     ppo_learner = ppo_core.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
-    theirs, ppo_metrics = ppo.update(
-        ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config
-    )
+    theirs, ppo_metrics = ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
     jax.tree.map(
         lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.value_params, theirs.value_params
     )
