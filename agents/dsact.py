@@ -19,6 +19,8 @@ off-policy loop (`pgjax.offpolicy`), one gradient step:
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -28,7 +30,7 @@ from pgjax import maxent, offpolicy
 from pgjax.config import check_network, check_positive, check_unit_interval, hyper, static
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import Env
-from pgjax.networks import GaussianReturnCritic, SquashedGaussianActor, apply_ensemble, polyak
+from pgjax.networks import GaussianReturnCritic, SquashedGaussianActor, apply_ensemble, optimizer_step, polyak
 
 SAMPLE_CLIP = 3.0  # the standard-normal draw of step 2 and the boundary 3·b_j of step 6
 LOG_STD_MAX = 0.5
@@ -49,7 +51,7 @@ class Config(offpolicy.Config):
     alpha_lr: float = hyper(3e-4)
     tau_b: float = hyper(0.005)
     epsilon: float = hyper(0.1)  # ε of the adjusted gradient's denominators and of ω = b² + ε
-    init_log_alpha: float = hyper(1.0)  # log of the initial temperature α₀ (1: α₀ = e)
+    init_alpha: float = hyper(math.e)  # α₀ = e, i.e. log α₀ = 1 as the official code initialises it
     target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
 
     def problems(self) -> list[str]:
@@ -71,14 +73,16 @@ class Learner:
     actor_opt: optax.OptState
     critic_opt: optax.OptState
     alpha_opt: optax.OptState
-    steps: jax.Array  # gradient steps taken
+    updates: jax.Array  # gradient steps taken
     actor: SquashedGaussianActor = static(None)
+    q_net: GaussianReturnCritic = static(None)  # one critic; its params: critic_params, two stacked
 
 
 explore, act, temperature_loss = maxent.explore, maxent.act, maxent.temperature_loss
 
 
-def _networks(env: Env, config: Config):
+def networks(env: Env, config: Config):
+    """(actor, critic): the clamped tanh-Gaussian policy and the Gaussian return critic."""
     return (
         SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation, log_std_max=LOG_STD_MAX),
         GaussianReturnCritic(config.hidden_sizes, config.activation),
@@ -86,9 +90,9 @@ def _networks(env: Env, config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor, critic = _networks(env, config)
-    actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, critic, env.obs_size, env.action_size)
-    log_alpha = jnp.asarray(config.init_log_alpha, jnp.float32)
+    actor, q_net = networks(env, config)
+    actor_params, critic_params = maxent.init_actor_and_twin_critics(key, actor, q_net, env.obs_size, env.action_size)
+    log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
     return Learner(
         actor_params,
@@ -102,15 +106,16 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         alpha_opt.init(log_alpha),
         jnp.zeros((), jnp.int32),
         actor,
+        q_net,
     )
 
 
-def critic_targets(actor, critic, learner: Learner, batch: dict, key: jax.Array, config: Config):
+def critic_targets(actor, q_net, learner: Learner, batch: dict, key: jax.Array, config: Config):
     """Steps 1-4: (y_q, y_z), each [B], shared by both critics."""
     next_key, noise_key = jax.random.split(key)
     mean, log_std = actor.apply(learner.target_actor_params, batch["next_obs"])
     next_action, next_log_prob = tanh_gaussian_sample(next_key, mean, log_std)
-    q_bar, std_bar = apply_ensemble(critic, learner.target_critic_params, batch["next_obs"], next_action)
+    q_bar, std_bar = apply_ensemble(q_net, learner.target_critic_params, batch["next_obs"], next_action)
     noise = jnp.clip(jax.random.normal(noise_key, q_bar.shape), -SAMPLE_CLIP, SAMPLE_CLIP)
     z = q_bar + noise * std_bar
     first_is_smaller = q_bar[0] < q_bar[1]
@@ -141,8 +146,8 @@ def adjusted_critic_surrogate(q, std, y_q, y_z, b, epsilon):
     return -(b**2 + epsilon) * jnp.mean(mean_weight * q + std_weight * std)
 
 
-def critic_loss(critic_params, critic, batch, y_q, y_z, b, config: Config):
-    q, std = apply_ensemble(critic, critic_params, batch["obs"], batch["action"])
+def critic_loss(critic_params, q_net, batch, y_q, y_z, b, config: Config):
+    q, std = apply_ensemble(q_net, critic_params, batch["obs"], batch["action"])
     b = running_std(b, std, config.tau_b)
     per_critic = jax.vmap(adjusted_critic_surrogate, in_axes=(0, 0, None, None, 0, None))(
         q, std, y_q, y_z, jax.lax.stop_gradient(b), config.epsilon
@@ -150,53 +155,52 @@ def critic_loss(critic_params, critic, batch, y_q, y_z, b, config: Config):
     return per_critic.sum(), (b, q.mean(), std.mean())
 
 
-def actor_loss(actor_params, actor, critic, critic_params, alpha, obs, key):
+def actor_loss(actor_params, actor, q_net, critic_params, alpha, obs, key):
     """Step 8: mean(α log π(ã|s) - min_j Q_j(s, ã)) with the pre-update critics' means."""
     mean, log_std = actor.apply(actor_params, obs)
     action, log_prob = tanh_gaussian_sample(key, mean, log_std)
-    q, _ = apply_ensemble(critic, critic_params, obs, action)
+    q, _ = apply_ensemble(q_net, critic_params, obs, action)
     return (alpha * log_prob - q.min(0)).mean(), log_prob
 
 
 def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
-    actor, critic = _networks(env, config)
+    actor, q_net = learner.actor, learner.q_net
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
     target_key, actor_key = jax.random.split(key)
     alpha = jnp.exp(learner.log_alpha)
 
     # every gradient is taken at the pre-update parameters, then all of them step (as the official code)
-    y_q, y_z = critic_targets(actor, critic, learner, batch, target_key, config)
+    y_q, y_z = critic_targets(actor, q_net, learner, batch, target_key, config)
     (q_loss, (b, q_mean, std_mean)), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-        learner.critic_params, critic, batch, y_q, y_z, learner.b, config
+        learner.critic_params, q_net, batch, y_q, y_z, learner.b, config
     )
     (pi_loss, log_prob), pi_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        learner.actor_params, actor, critic, learner.critic_params, alpha, batch["obs"], actor_key
+        learner.actor_params, actor, q_net, learner.critic_params, alpha, batch["obs"], actor_key
     )
     target_entropy = maxent.target_entropy(env.action_size, config)
     alpha_grad = jax.grad(temperature_loss)(learner.log_alpha, log_prob, target_entropy)
 
     # the official trainer tests `iteration % delay_update == 0` before counting the step, so the delayed
     # updates fall on gradient steps 1, 1 + delay, 1 + 2 delay, ...
-    delayed_now = learner.steps % config.delay_update == 0
-    updates, critic_opt_state = critic_opt.update(q_grads, learner.critic_opt)
+    delayed_now = learner.updates % config.delay_update == 0
+    critic_params, critic_opt_state = optimizer_step(critic_opt, q_grads, learner.critic_params, learner.critic_opt)
     learner = learner.replace(
-        critic_params=optax.apply_updates(learner.critic_params, updates),
+        critic_params=critic_params,
         critic_opt=critic_opt_state,
         b=b,
-        steps=learner.steps + 1,
+        updates=learner.updates + 1,
     )
 
     def delayed_update(learner: Learner) -> Learner:
         """Step 10: actor, α and the three targets, only every `delay_update` steps (so their Adam
         states do not advance in between)."""
-        updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
-        actor_params = optax.apply_updates(learner.actor_params, updates)
-        updates, alpha_opt_state = alpha_opt.update(alpha_grad, learner.alpha_opt)
+        actor_params, actor_opt_state = optimizer_step(actor_opt, pi_grads, learner.actor_params, learner.actor_opt)
+        log_alpha, alpha_opt_state = optimizer_step(alpha_opt, alpha_grad, learner.log_alpha, learner.alpha_opt)
         return learner.replace(
             actor_params=actor_params,
             actor_opt=actor_opt_state,
             alpha_opt=alpha_opt_state,
-            log_alpha=optax.apply_updates(learner.log_alpha, updates),
+            log_alpha=log_alpha,
             target_actor_params=polyak(learner.target_actor_params, actor_params, config.tau),
             target_critic_params=polyak(learner.target_critic_params, learner.critic_params, config.tau),
         )

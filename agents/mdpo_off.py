@@ -25,7 +25,7 @@ from pgjax import maxent, offpolicy
 from pgjax.config import check_network, check_positive, hyper, require, static
 from pgjax.distributions import gaussian_log_density, gaussian_sample
 from pgjax.envs import Env
-from pgjax.networks import MLP, QNetwork, SquashedGaussianActor, apply_ensemble, polyak
+from pgjax.networks import MLP, QNetwork, SquashedGaussianActor, apply_ensemble, optimizer_step, polyak
 
 DENSITY_FLOOR = 1e-6  # each dimension's density, as the reference's log_q (per-dimension log-prob >= -13.8)
 
@@ -64,15 +64,18 @@ class Learner:
     target_value_params: dict
     actor_opt: optax.OptState
     critic_opt: optax.OptState
-    steps: jax.Array  # gradient steps taken
+    updates: jax.Array  # gradient steps taken
     actor: SquashedGaussianActor = static(None)
+    q_net: QNetwork = static(None)  # one critic; its params: critic_params, two stacked
+    value_net: MLP = static(None)  # V; its params: value_params
     deterministic_explore: bool = static(False)
 
 
 act = maxent.act
 
 
-def _networks(env: Env, config: Config):
+def networks(env: Env, config: Config):
+    """(actor, Q network, value network)."""
     return (
         SquashedGaussianActor(config.hidden_sizes, env.action_size, config.activation),
         QNetwork(config.hidden_sizes, config.activation),
@@ -85,10 +88,10 @@ def _optimizers(config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor, critic, value = _networks(env, config)
+    actor, q_net, value_net = networks(env, config)
     k_ac, k_value = jax.random.split(key)
-    actor_params, critic_params = maxent.init_actor_and_twin_critics(k_ac, actor, critic, env.obs_size, env.action_size)
-    value_params = value.init(k_value, jnp.zeros((1, env.obs_size)))
+    actor_params, critic_params = maxent.init_actor_and_twin_critics(k_ac, actor, q_net, env.obs_size, env.action_size)
+    value_params = value_net.init(k_value, jnp.zeros((1, env.obs_size)))
     actor_opt, critic_opt = _optimizers(config)
     return Learner(
         actor_params,
@@ -100,6 +103,8 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         critic_opt.init((critic_params, value_params)),
         jnp.zeros((), jnp.int32),
         actor,
+        q_net,
+        value_net,
         config.deterministic_explore,
     )
 
@@ -145,32 +150,32 @@ def old_policy_log_density(actor, old_params):
     return log_density
 
 
-def critic_targets(learner: Learner, critic, value, batch: dict, action, log_pi, config: Config):
+def critic_targets(learner: Learner, q_net, value_net, batch: dict, action, log_pi, config: Config):
     """y_Q = r + γ(1 − terminated) V̄(s') and y_V = min_j Q_j(s, ã) − λ log π_θ(ã|s), from the
     pre-update networks and the actor loss's own sample ã (log_q in the Tsallis variant, as the
     reference)."""
-    next_v = value.apply(learner.target_value_params, batch["next_obs"])[..., 0]
+    next_v = value_net.apply(learner.target_value_params, batch["next_obs"])[..., 0]
     q_target = config.reward_scale * batch["reward"] + config.gamma * (1.0 - batch["terminated"]) * next_v
-    min_q = apply_ensemble(critic, learner.critic_params, batch["obs"], action).min(0)
+    min_q = apply_ensemble(q_net, learner.critic_params, batch["obs"], action).min(0)
     return jax.lax.stop_gradient(q_target), jax.lax.stop_gradient(min_q - config.entropy_coef * log_pi)
 
 
-def critic_loss(params, critic, value, batch, q_target, v_target):
+def critic_loss(params, q_net, value_net, batch, q_target, v_target):
     """0.5 mean (Q_j − y)² summed over j, plus 0.5 mean (V − y_V)²."""
     critic_params, value_params = params
-    q = apply_ensemble(critic, critic_params, batch["obs"], batch["action"])
-    v = value.apply(value_params, batch["obs"])[..., 0]
+    q = apply_ensemble(q_net, critic_params, batch["obs"], batch["action"])
+    v = value_net.apply(value_params, batch["obs"])[..., 0]
     q_loss = 0.5 * ((q - q_target) ** 2).mean(1).sum()
     v_loss = 0.5 * ((v - v_target) ** 2).mean()
     return q_loss + v_loss, {"critic_loss": q_loss, "value_loss": v_loss, "q_mean": q.mean()}
 
 
 def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
-    actor, critic, value = _networks(env, config)
+    actor, q_net, value_net = learner.actor, learner.q_net, learner.value_net
     actor_opt, critic_opt = _optimizers(config)
 
     def q1(obs, action):
-        return critic.apply(jax.tree.map(lambda p: p[0], learner.critic_params), obs, action)
+        return q_net.apply(jax.tree.map(lambda p: p[0], learner.critic_params), obs, action)
 
     (pi_loss, (action, log_pi)), pi_grads = jax.value_and_grad(actor_loss, has_aux=True)(
         learner.actor_params,
@@ -181,20 +186,20 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
         key,
         config,
     )
-    q_target, v_target = critic_targets(learner, critic, value, batch, action, log_pi, config)
+    q_target, v_target = critic_targets(learner, q_net, value_net, batch, action, log_pi, config)
     c_grads, info = jax.grad(critic_loss, has_aux=True)(
-        (learner.critic_params, learner.value_params), critic, value, batch, q_target, v_target
+        (learner.critic_params, learner.value_params), q_net, value_net, batch, q_target, v_target
     )
 
-    updates, actor_opt_state = actor_opt.update(pi_grads, learner.actor_opt)
-    actor_params = optax.apply_updates(learner.actor_params, updates)
-    updates, critic_opt_state = critic_opt.update(c_grads, learner.critic_opt)
-    critic_params, value_params = optax.apply_updates((learner.critic_params, learner.value_params), updates)
+    actor_params, actor_opt_state = optimizer_step(actor_opt, pi_grads, learner.actor_params, learner.actor_opt)
+    (critic_params, value_params), critic_opt_state = optimizer_step(
+        critic_opt, c_grads, (learner.critic_params, learner.value_params), learner.critic_opt
+    )
 
     # π_θk ← π_θ after gradient steps m, 2m, ... (the reference counts env steps from 0, warm-up included,
     # so its first refresh falls on the first gradient step; the old policy is the initial one until then)
-    steps = learner.steps + 1
-    refresh = steps % config.sgd_steps == 0
+    updates = learner.updates + 1
+    refresh = updates % config.sgd_steps == 0
     old_actor_params = jax.tree.map(
         lambda new, old: jnp.where(refresh, new, old), actor_params, learner.old_actor_params
     )
@@ -206,7 +211,7 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
         target_value_params=polyak(learner.target_value_params, value_params, config.tau),
         actor_opt=actor_opt_state,
         critic_opt=critic_opt_state,
-        steps=steps,
+        updates=updates,
     )
     return new, {**info, "actor_loss": pi_loss, "log_pi": log_pi.mean()}
 

@@ -57,7 +57,7 @@ class Learner:
     value_params: dict
     policy_opt: optax.OptState
     value_opt: optax.OptState
-    k: jax.Array  # iterations done: the index of the current mirror-descent step
+    updates: jax.Array  # iterations done: the index k of the current mirror-descent step
     actor: GaussianActor = static(None)
     value_net: MLP = static(None)
 
@@ -103,7 +103,7 @@ def policy_update(learner: Learner, batch: dict, config: Config):
     """m Adam steps on the full batch with π_θk (the parameters the batch was collected with) frozen;
     the infos are per step, evaluated before it (so the first KL is 0), plus the KL after the last."""
     old_mean, old_log_std = jax.lax.stop_gradient(learner.actor.apply(learner.actor_params, batch["obs"]))
-    kl_weight = 1.0 / bregman_step_size(learner.k, config)
+    kl_weight = 1.0 / bregman_step_size(learner.updates, config)
     step = onpolicy.descent_step(
         lambda params, full: policy_loss(params, learner.actor, full, old_mean, old_log_std, kl_weight),
         _optimizers(config)[0],
@@ -134,14 +134,14 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
         "surrogate": policy_info["surrogate"].mean(),
         "kl": policy_info["final_kl"],
         "value_loss": value_info["value_loss"].mean(),
-        "t_k": bregman_step_size(learner.k, config),
+        "t_k": bregman_step_size(learner.updates, config),
     }
     return learner.replace(
         actor_params=actor_params,
         value_params=value_params,
         policy_opt=policy_opt,
         value_opt=value_opt,
-        k=learner.k + 1,
+        updates=learner.updates + 1,
     ), metrics
 
 

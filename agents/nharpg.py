@@ -62,11 +62,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax import gaussian_policy
-from pgjax.config import check_choice, check_network, check_positive, check_unit_interval, hyper, require, static
+from pgjax import gaussian_policy, onpolicy
+from pgjax.config import check_choice, check_network, check_positive, hyper, require, static
 from pgjax.distributions import gaussian_log_prob
-from pgjax.envs import Env, EnvState, batch_reset
-from pgjax.normalize import RewardScaler, RunningStats, normalizer
+from pgjax.envs import Env, EnvState
+from pgjax.normalize import RewardScaler, normalizer
 from pgjax.returns import gae
 from pgjax.rollout import Transition, rollout
 
@@ -75,8 +75,8 @@ BASELINE_RIDGE = 1e-3  # on the second-moment matrix of the features (per sample
 
 
 @struct.dataclass
-class Config:
-    """Defaults chosen for the tasks the tests and the sweep run (see docs/agents.md for how they depart from
+class Config(onpolicy.RolloutConfig):
+    """The on-policy loop's rollout fields and N-HARPG's own. Defaults chosen for the tasks the tests and the sweep run (see docs/agents.md for how they depart from
     the reference launcher's: batch 1000, Hessian batch 32, γ_0 = 0.1 and η_0 = 1 with both decaying)."""
 
     total_steps: int = static(2_000_000)
@@ -91,19 +91,15 @@ class Config:
     # as 2γ_0 ln t) and d_t accumulates the u_t's noise as η_t → 0; see docs/agents.md.
     constant_step: bool = static(True)  # γ_t = γ_0 instead of the decaying schedule
     constant_momentum: bool = static(True)  # η_t = η_0 (t ≥ 1) instead of η_0·2/(t+2)
-    normalize_observations: bool = static(True)
-    scale_rewards: bool = static(True)
     hidden_sizes: tuple[int, ...] = static((64, 64))
     activation: str = static("tanh")
-    gamma: float = hyper(0.99)
     gamma_0: float = hyper(0.0075)  # γ_0: a step's length in parameter space (the first one's, decaying)
     eta_0: float = hyper(0.5)  # η_0 ∈ (0, 1]
     init_log_std: float = hyper(0.0)
 
     def problems(self) -> list[str]:
-        out: list[str] = []
-        check_positive(out, self, "total_steps", "num_envs", "rollout_length", "hessian_num_envs", "gamma_0")
-        check_unit_interval(out, self, "gamma")
+        out = super().problems()
+        check_positive(out, self, "hessian_num_envs", "gamma_0")
         require(out, 0.0 < self.eta_0 <= 1.0, f"eta_0 must be in (0, 1] (got {self.eta_0})")
         check_choice(out, self, "variant", VARIANTS)
         check_network(out, self)
@@ -115,19 +111,8 @@ class Learner:
     actor_params: dict  # θ_t
     prev_actor_params: dict  # θ_{t−1} (θ_0 at t = 0, so v = 0)
     momentum: dict  # d_{t−1}
-    t: jax.Array  # iterations done
+    updates: jax.Array  # iterations done: the paper's t
     actor: object = static(None)
-
-
-@struct.dataclass
-class State:
-    learner: Learner
-    obs_stats: RunningStats
-    reward_scaler: RewardScaler
-    env_state: EnvState  # num_envs envs for the batch at θ_t, then hessian_num_envs for the one at θ̂_t
-    env_steps: jax.Array  # env steps taken by both rollouts together
-    key: jax.Array
-    normalize_observations: bool = static(True)
 
 
 def uses_hessian(config: Config) -> bool:
@@ -143,10 +128,7 @@ def steps_per_iteration(config: Config) -> int:
     return total_envs(config) * config.rollout_length
 
 
-def warmup_steps(config: Config) -> int:
-    return 0
-
-
+warmup_steps = onpolicy.warmup_steps
 act = gaussian_policy.act
 
 
@@ -154,21 +136,18 @@ def num_features(obs_size: int) -> int:
     return 2 * obs_size + 4
 
 
-def init(key: jax.Array, env: Env, config: Config) -> State:
-    k_actor, k_env, key = jax.random.split(key, 3)
-    actor_params = gaussian_policy.init_params(k_actor, env, config)[0]
-    actor = gaussian_policy.networks(env, config)[0]
+def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
+    actor_params = gaussian_policy.init_params(key, env, config)[0]
     zeros = jax.tree.map(jnp.zeros_like, actor_params)
-    learner = Learner(actor_params, actor_params, zeros, jnp.zeros((), jnp.int32), actor)
-    return State(
-        learner,
-        RunningStats.create((env.obs_size,)),
-        RewardScaler.create(config.num_envs),
-        batch_reset(env, k_env, total_envs(config)),
-        jnp.zeros((), jnp.int32),
-        key,
-        config.normalize_observations,
+    return Learner(
+        actor_params, actor_params, zeros, jnp.zeros((), jnp.int32), gaussian_policy.networks(env, config)[0]
     )
+
+
+def init(key: jax.Array, env: Env, config: Config) -> onpolicy.State:
+    """The on-policy loop's state; its envs are num_envs for the batch at θ_t, then hessian_num_envs for the
+    one at θ̂_t."""
+    return onpolicy.init(key, env, config, init_learner, total_envs(config))
 
 
 # ---------------------------------------------------------------- schedules
@@ -329,10 +308,10 @@ def sample_batches(
     return env_state, jax.tree.map(lambda x: x[:, :n], traj), jax.tree.map(lambda x: x[:, n:], traj)
 
 
-def iteration(state: State, env: Env, config: Config) -> tuple[State, dict]:
+def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy.State, dict]:
     learner = state.learner
     apply = learner.actor.apply
-    theta, t = learner.actor_params, learner.t
+    theta, t = learner.actor_params, learner.updates
     normalize = normalizer(state)  # frozen for both batches, as are the reward scaler and the baseline
     key, k_q, k_rollout = jax.random.split(state.key, 3)
 
@@ -360,11 +339,7 @@ def iteration(state: State, env: Env, config: Config) -> tuple[State, dict]:
     new_theta = ascent_step(theta, d, gamma_t, normalized(config))
 
     # after the update: the normaliser and the reward scaler learn from the batch at θ_t
-    learner = learner.replace(actor_params=new_theta, prev_actor_params=theta, momentum=d, t=t + 1)
-    obs_stats = state.obs_stats.update(traj.obs) if config.normalize_observations else state.obs_stats
-    reward_scaler = state.reward_scaler
-    if config.scale_rewards:
-        reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
+    learner = learner.replace(actor_params=new_theta, prev_actor_params=theta, momentum=d, updates=t + 1)
     step = jax.tree.map(jnp.subtract, new_theta, theta)
     metrics = {
         "grad_norm": optax.global_norm(g),
@@ -375,12 +350,10 @@ def iteration(state: State, env: Env, config: Config) -> tuple[State, dict]:
         "momentum_weight": eta,
         "policy_std": jnp.exp(new_theta["params"]["log_std"]).mean(),
     }
-    steps = traj.reward.size + hess_traj.reward.size
     return state.replace(
         learner=learner,
-        obs_stats=obs_stats,
-        reward_scaler=reward_scaler,
+        obs_stats=onpolicy.updated_obs_stats(state.obs_stats, traj, config),
+        reward_scaler=onpolicy.updated_reward_scaler(state.reward_scaler, traj, config),
         env_state=env_state,
-        env_steps=state.env_steps + steps,
         key=key,
     ), metrics

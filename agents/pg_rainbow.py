@@ -37,7 +37,7 @@ from pgjax import gaussian_policy, onpolicy, ppo_core
 from pgjax.config import check_choice, check_positive, fields_kept_at_default, hyper, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
-from pgjax.networks import MLP, GaussianActor, ImplicitQuantileNetwork, polyak
+from pgjax.networks import MLP, GaussianActor, ImplicitQuantileNetwork, optimizer_step, polyak
 from pgjax.replay import make_buffer, transition_item
 from pgjax.sorting import sort_last_axis
 
@@ -164,8 +164,7 @@ def iqn_step(learner: Learner, actor_params, batch: dict, key: jax.Array, config
     taus_next = jax.random.uniform(k_tau_next, (config.num_quantiles,))
     target = sarsa_target(learner, actor_params, batch, taus_next, k_action, config.gamma)
     loss, grads = jax.value_and_grad(iqn_loss)(learner.iqn_params, learner.iqn, batch, taus, target, config.kappa)
-    updates, opt_state = iqn_optimizer(config).update(grads, learner.iqn_opt_state, learner.iqn_params)
-    params = optax.apply_updates(learner.iqn_params, updates)
+    params, opt_state = optimizer_step(iqn_optimizer(config), grads, learner.iqn_params, learner.iqn_opt_state)
     return learner.replace(
         iqn_params=params,
         iqn_target_params=polyak(learner.iqn_target_params, params, config.iqn_target_tau),

@@ -54,7 +54,7 @@ class Trained:
     def policy(self, seed: int, best: bool = False) -> Callable:
         """The deterministic-by-default policy of one seed, in the env's own units."""
         index = self.seeds.index(seed)
-        part = self.states.best_policy if best else driver.policy_part(self.states.agent)
+        part = self.states.best_policy if best else driver.policy_part(self.states.agent_state)
         return policy_fn(self.agent, make_env(self.env, self.backend), jax.tree.map(lambda x: x[index], part))
 
 

@@ -87,7 +87,7 @@ def make_schedule(agent: ModuleType, config, num_evals: int = DEFAULT_NUM_EVALS)
 
 @struct.dataclass
 class RunState:
-    agent: Any
+    agent_state: Any  # the agent's own state (learner, env states, normaliser, replay, ...)
     eval_key: jax.Array
     evals_done: jax.Array
     diverged: jax.Array
@@ -182,10 +182,10 @@ class Trainer:
 
     def evaluate(self, run: RunState) -> tuple[RunState, CurvePoint]:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
-        mean, std = evaluate(self.agent, self.env, run.agent, key, self.eval_episodes)
-        point = CurvePoint(mean, std, mean_train_return(run.agent.env_state), run.diverged, run.metrics)
+        mean, std = evaluate(self.agent, self.env, run.agent_state, key, self.eval_episodes)
+        point = CurvePoint(mean, std, mean_train_return(run.agent_state.env_state), run.diverged, run.metrics)
         better = (mean > run.best_return) & ~run.diverged  # False for a NaN mean: best_return stays a number
-        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy_part(run.agent), run.best_policy)
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy_part(run.agent_state), run.best_policy)
         return run.replace(
             evals_done=run.evals_done + 1, best_return=jnp.where(better, mean, run.best_return), best_policy=best
         ), point
@@ -193,7 +193,7 @@ class Trainer:
     def advance(self, run: RunState, config, iterations) -> RunState:
         """`iterations` training iterations (a traced scalar shared by all runs, so chunks of different
         lengths are one program); keeps their metrics' mean and flags the run once anything is not finite."""
-        refill_every = self.iterations_per_refill(run.agent.env_state)
+        refill_every = self.iterations_per_refill(run.agent_state.env_state)
 
         def body(i, carry):
             state, finite, total = carry
@@ -207,9 +207,9 @@ class Trainer:
             return state, finite & all_finite(metrics), jax.tree.map(jnp.add, total, metrics)
 
         zeros = jax.tree.map(jnp.zeros_like, run.metrics)
-        state, finite, total = jax.lax.fori_loop(0, iterations, body, (run.agent, jnp.asarray(True), zeros))
+        state, finite, total = jax.lax.fori_loop(0, iterations, body, (run.agent_state, jnp.asarray(True), zeros))
         metrics = jax.tree.map(lambda t: t / iterations, total)
-        return run.replace(agent=state, diverged=run.diverged | ~finite | ~all_finite(state), metrics=metrics)
+        return run.replace(agent_state=state, diverged=run.diverged | ~finite | ~all_finite(state), metrics=metrics)
 
     def iterations_per_refill(self, env_state) -> int:
         """Iterations between refills of the envs' fresh-reset pools (0: none from the driver: the env keeps

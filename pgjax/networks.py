@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 # "gelu" is the exact erf form (torch's default, which the DSAC-T reference uses); jax's default is the
 # tanh approximation, available as "gelu_tanh".
@@ -223,6 +224,12 @@ def init_ensemble(module: nn.Module, key: jax.Array, n: int, *example):
 def apply_ensemble(module: nn.Module, params, *inputs) -> jax.Array:
     """Outputs of every member of a stacked ensemble: leading axis = member."""
     return jax.vmap(lambda p: module.apply(p, *inputs))(params)
+
+
+def optimizer_step(optimizer, grads, params, opt_state):
+    """One step of an optax optimiser: -> (params after it, its new state)."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def polyak(target, online, tau):

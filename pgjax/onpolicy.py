@@ -26,6 +26,7 @@ from pgjax.config import check_choice, check_positive, check_unit_interval, hype
 from pgjax.contract import LoopFunctions
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.minibatch import shuffled_minibatches
+from pgjax.networks import optimizer_step
 from pgjax.normalize import RewardScaler, RunningStats, normalizer
 from pgjax.returns import ADVANTAGES, gae
 from pgjax.rollout import rollout
@@ -40,30 +41,42 @@ Update = Callable[[Any, dict, jax.Array, Env, Any], tuple[Any, dict]]
 
 
 @struct.dataclass
-class Config:
-    """The fields every on-policy agent shares; an agent's Config extends it (and may change defaults)."""
+class RolloutConfig:
+    """The fields of the rollouts themselves, which every on-policy agent shares (N-HARPG, which has no
+    epochs, minibatches or GAE, extends this one; the others extend `Config`)."""
 
     total_steps: int = static(1_000_000)
     num_envs: int = static(64)
     rollout_length: int = static(64)
-    num_epochs: int = static(10)
-    num_minibatches: int = static(8)
     normalize_observations: bool = static(True)
     scale_rewards: bool = static(True)
+    gamma: float = hyper(0.99)
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        check_positive(out, self, "total_steps", "num_envs", "rollout_length")
+        check_unit_interval(out, self, "gamma")
+        return out
+
+
+@struct.dataclass
+class Config(RolloutConfig):
+    """The fields of the loop's advantages and minibatch epochs; an agent's Config extends it (and may change
+    defaults)."""
+
+    num_epochs: int = static(10)
+    num_minibatches: int = static(8)
     mask_truncated: bool = static(False)  # a step ending at a time limit: no advantage, no value error (Brax's)
     gae_segment: int = static(0)  # GAE restarts from V every this many steps (Brax: unroll_length); 0: never
     advantage: str = static("gae")  # gae, or lambda_target: r + γ v^λ(s') − V(s) (Brax's PPO)
-    gamma: float = hyper(0.99)
     gae_lambda: float = hyper(0.95)
     reward_scale: float = hyper(1.0)  # a constant factor on the rewards, after scale_rewards' (Brax: reward_scaling)
     ADDED_FIELDS = ("mask_truncated", "gae_segment", "advantage", "reward_scale")
 
     def problems(self) -> list[str]:
-        out: list[str] = []
-        check_positive(
-            out, self, "total_steps", "num_envs", "rollout_length", "num_epochs", "num_minibatches", "reward_scale"
-        )
-        check_unit_interval(out, self, "gamma", "gae_lambda")
+        out = super().problems()
+        check_positive(out, self, "num_epochs", "num_minibatches", "reward_scale")
+        check_unit_interval(out, self, "gae_lambda")
         check_choice(out, self, "advantage", ADVANTAGES)
         require(out, self.gae_segment >= 0, f"gae_segment must be >= 0 (got {self.gae_segment})")
         batch = self.num_envs * self.rollout_length
@@ -104,13 +117,21 @@ def annealed_lr(lr, config: Config, updates_per_iteration: int):
     return lambda count: lr * jnp.maximum(1.0 - count / last_update, 0.0)
 
 
-def init(key: jax.Array, env: Env, config: Config, init_learner: Callable[[jax.Array, Env, Any], Any]) -> State:
+def init(
+    key: jax.Array,
+    env: Env,
+    config: RolloutConfig,
+    init_learner: Callable[[jax.Array, Env, Any], Any],
+    num_envs: int | None = None,
+) -> State:
+    """The loop's state with `num_envs` training envs (default: config.num_envs, whose returns the reward
+    scaler tracks)."""
     k_learner, k_env, key = jax.random.split(key, 3)
     return State(
         init_learner(k_learner, env, config),
         RunningStats.create((env.obs_size,)),
         RewardScaler.create(config.num_envs),
-        batch_reset(env, k_env, config.num_envs),
+        batch_reset(env, k_env, num_envs or config.num_envs),
         key,
         config.normalize_observations,
     )
@@ -135,10 +156,8 @@ def iteration(
     obs, next_obs = normalize(traj.obs), normalize(traj.next_obs)
     values, value_extras = values_and_extras(value(state.learner, obs))
     next_values, _ = values_and_extras(value(state.learner, next_obs))
-    reward_scaler, rewards = state.reward_scaler, traj.reward
-    if config.scale_rewards:
-        reward_scaler = reward_scaler.update(traj.reward, traj.done, config.gamma)
-        rewards = reward_scaler.scale(traj.reward)
+    reward_scaler = updated_reward_scaler(state.reward_scaler, traj, config)
+    rewards = reward_scaler.scale(traj.reward) if config.scale_rewards else traj.reward
     rewards = config.reward_scale * rewards
     advantages, targets = gae(
         rewards,
@@ -168,10 +187,23 @@ def iteration(
     batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     learner, metrics = update(state.learner, batch, update_key, env, config)
 
-    obs_stats = state.obs_stats.update(traj.obs) if config.normalize_observations else state.obs_stats
     return state.replace(
-        learner=learner, obs_stats=obs_stats, reward_scaler=reward_scaler, env_state=env_state, key=key
+        learner=learner,
+        obs_stats=updated_obs_stats(state.obs_stats, traj, config),
+        reward_scaler=reward_scaler,
+        env_state=env_state,
+        key=key,
     ), metrics
+
+
+def updated_obs_stats(obs_stats: RunningStats, traj, config: RolloutConfig) -> RunningStats:
+    """The observation normaliser after it has seen the rollout's (raw) observations, where it is on."""
+    return obs_stats.update(traj.obs) if config.normalize_observations else obs_stats
+
+
+def updated_reward_scaler(reward_scaler: RewardScaler, traj, config: RolloutConfig) -> RewardScaler:
+    """The reward scaler after the rollout's discounted returns, where rewards are scaled."""
+    return reward_scaler.update(traj.reward, traj.done, config.gamma) if config.scale_rewards else reward_scaler
 
 
 def values_and_extras(out: jax.Array | dict) -> tuple[jax.Array, dict]:
@@ -187,8 +219,7 @@ def descent_step(loss_fn: Callable, optimizer: optax.GradientTransformation):
     def step(carry, batch):
         params, opt_state = carry
         grads, info = grad_fn(params, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), info
+        return optimizer_step(optimizer, grads, params, opt_state), info
 
     return step
 

@@ -15,7 +15,7 @@ from flax import struct
 from pgjax import maxent, offpolicy
 from pgjax.config import check_choice, check_network, check_positive, hyper, static
 from pgjax.envs import Env
-from pgjax.networks import KERNEL_INITS, apply_ensemble, polyak
+from pgjax.networks import KERNEL_INITS, apply_ensemble, optimizer_step, polyak
 
 POLICY_STDS = ("clipped_log_std", "softplus")
 
@@ -120,8 +120,8 @@ def critic_update(learner, batch: dict, target: jax.Array, config: Config):
     (q_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
         learner.critic_params, learner.q_net, batch, jax.lax.stop_gradient(target), critic_weight(batch, config)
     )
-    updates, opt_state = critic_opt.update(grads, learner.critic_opt)
-    return optax.apply_updates(learner.critic_params, updates), opt_state, {"critic_loss": q_loss, "q_mean": q_mean}
+    critic_params, opt_state = optimizer_step(critic_opt, grads, learner.critic_params, learner.critic_opt)
+    return critic_params, opt_state, {"critic_loss": q_loss, "q_mean": q_mean}
 
 
 def actor_update(learner, loss_fn, config: Config):
@@ -129,8 +129,8 @@ def actor_update(learner, loss_fn, config: Config):
     its sample, extra metrics)). -> (actor params, optimiser state, log π, loss, extra metrics)"""
     actor_opt, _, _ = maxent.optimizers(config)
     (loss, (log_prob, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(learner.actor_params)
-    updates, opt_state = actor_opt.update(grads, learner.actor_opt)
-    return optax.apply_updates(learner.actor_params, updates), opt_state, log_prob, loss, extra
+    actor_params, opt_state = optimizer_step(actor_opt, grads, learner.actor_params, learner.actor_opt)
+    return actor_params, opt_state, log_prob, loss, extra
 
 
 def temperature_update(learner, log_prob: jax.Array, env: Env, config: Config):
@@ -139,8 +139,7 @@ def temperature_update(learner, log_prob: jax.Array, env: Env, config: Config):
     _, _, alpha_opt = maxent.optimizers(config)
     loss_fn = maxent.temperature_loss_on_alpha if config.temperature_loss == "alpha" else maxent.temperature_loss
     grad = jax.grad(loss_fn)(learner.log_alpha, log_prob, maxent.target_entropy(env.action_size, config))
-    updates, opt_state = alpha_opt.update(grad, learner.alpha_opt)
-    return optax.apply_updates(learner.log_alpha, updates), opt_state
+    return optimizer_step(alpha_opt, grad, learner.log_alpha, learner.alpha_opt)
 
 
 def critics_for_the_actor(learner, critic_params, config: Config):

@@ -422,7 +422,7 @@ def run_groups_holding_folder(
         failed = True
         try:
             result = run_group(group, progress, recorder, device_memory_given=device_memory)
-            policies = distributed.to_host((driver.policy_part(result.run.agent), result.run.best_policy))
+            policies = distributed.to_host((driver.policy_part(result.run.agent_state), result.run.best_policy))
             if folder.writes:
                 save_policies(folder.policies / key, *policies)
             runs["groups"].append({"id": key, **result.summary()})

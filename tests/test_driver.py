@@ -80,7 +80,7 @@ def test_evaluation_does_not_change_training_state():
     trainer, config = tiny_trainer("ppo")
     run = jax.jit(trainer.init)(jax.random.PRNGKey(0), config)
     after, _ = jax.jit(trainer.evaluate)(run)
-    same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), run.agent, after.agent)
+    same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), run.agent_state, after.agent_state)
     assert all(jax.tree.leaves(same))
 
 
@@ -93,8 +93,8 @@ def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_ze
     assert list(trainer.schedule.eval_steps()) == [0, 64, 128, budget]
     run, curve = train_one(trainer, config, 0)
     assert curve.eval_return_mean.shape == (4,)
-    assert int(run.agent.learner.updates) == 7
-    adam_count = int(run.agent.learner.opt_state[1][0].count)
+    assert int(run.agent_state.learner.updates) == 7
+    adam_count = int(run.agent_state.learner.opt_state[1][0].count)
     assert adam_count == 7 * config.num_epochs * config.num_minibatches
     lr = ppo_core.learning_rate(config)
     assert np.isclose(float(lr(0)), config.lr) and float(lr(adam_count - 1)) == 0.0

@@ -2,6 +2,8 @@
 running std b and the clip boundary, the delayed actor/α/target updates, the target policy, and
 truncation vs termination."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +38,7 @@ def test_adjusted_critic_gradient_equals_closed_form_for_mean_and_std_heads():
 def test_critic_loss_sums_both_critics_with_the_updated_running_std():
     """On the first batch b_j is that batch's mean σ_j, and the loss already uses it (not the sentinel)."""
     trainer, config, learner, batch = init_learner()
-    _, critic = dsact._networks(trainer.env, config)
+    _, critic = dsact.networks(trainer.env, config)
     q, std = apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])
     y_q, y_z = random_critic_inputs(1, n=q.shape[1])[2:]
     loss, (b, _, _) = dsact.critic_loss(learner.critic_params, critic, batch, y_q, y_z, learner.b, config)
@@ -61,7 +63,7 @@ def test_running_std_starts_at_first_batch_mean_then_moves_by_tau_b_and_sets_the
 
 def init_learner(**overrides):
     trainer, config = tiny_trainer("dsact", **overrides)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
     batch = state.buffer.experience
     batch = jax.tree.map(lambda x: x[0, :16], batch)
     return trainer, config, state.learner, batch
@@ -94,7 +96,7 @@ def test_delayed_updates_fall_on_gradient_steps_one_three_five_as_the_official_t
 def test_actor_and_temperature_step_with_the_critics_and_alpha_from_before_this_steps_update():
     """Step 8: every gradient of one step is taken at the step's starting parameters, then all step."""
     trainer, config, learner, batch = init_learner()
-    actor, critic = dsact._networks(trainer.env, config)
+    actor, critic = dsact.networks(trainer.env, config)
     key = jax.random.PRNGKey(6)
     new, metrics = jax.jit(lambda l: dsact.gradient_step(l, batch, key, trainer.env, config))(learner)
     assert changed(new.critic_params, learner.critic_params)
@@ -143,7 +145,7 @@ def test_default_activation_is_the_exact_erf_gelu_of_the_official_torch_networks
 
 def test_next_action_comes_from_the_target_policy_and_termination_stops_the_bootstrap():
     trainer, config, learner, batch = init_learner(reward_scale=0.5)
-    actor, critic = dsact._networks(trainer.env, config)
+    actor, critic = dsact.networks(trainer.env, config)
     # a target policy far from the online one
     learner = learner.replace(target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params))
     batch = {**batch, "terminated": jnp.asarray([0.0] * 8 + [1.0] * 8)}
@@ -174,7 +176,7 @@ def test_twin_value_distribution_takes_the_sample_of_the_critic_with_the_smaller
     from pgjax.networks import init_ensemble
 
     trainer, config, learner, batch = init_learner()
-    actor, critic = dsact._networks(trainer.env, config)
+    actor, critic = dsact.networks(trainer.env, config)
     key = jax.random.PRNGKey(4)
     next_key, noise_key = jax.random.split(key)
     mean, log_std = actor.apply(learner.target_actor_params, batch["next_obs"])
@@ -215,7 +217,7 @@ def test_a_delayed_step_averages_both_targets_toward_the_updated_networks_and_ke
     """Step 10: θ̄ ← (1 − τ)θ̄ + τθ for the critics and for the policy, toward the parameters this step
     produced; the actor's loss uses the online critics, not the targets; b is kept for the next step."""
     trainer, config, learner, batch = init_learner(delay_update=2)
-    actor, critic = dsact._networks(trainer.env, config)
+    actor, critic = dsact.networks(trainer.env, config)
     # targets apart from the online networks, so that which one is used, and how it moves, would show
     learner = learner.replace(
         target_actor_params=jax.tree.map(lambda x: x + 0.5, learner.actor_params),
@@ -277,11 +279,11 @@ def test_defaults_are_the_configuration_of_the_authors_committed_run():
         1,
         official["buffer_warm_size"],
     )
-    assert (c.init_log_alpha, c.tau_b, c.epsilon) == (1.0, c.tau, 0.1)
-    actor, _ = dsact._networks(make("gymnax/Pendulum-v1"), c)
+    assert (math.log(c.init_alpha), c.tau_b, c.epsilon) == (1.0, c.tau, 0.1)  # the official log α₀ = 1
+    actor, _ = dsact.networks(make("gymnax/Pendulum-v1"), c)
     assert actor.log_std_max == official["policy_max_log_std"]
-    learner = dsact.init_learner(jax.random.PRNGKey(0), make("gymnax/Pendulum-v1"), c.replace(init_log_alpha=0.3))
-    np.testing.assert_allclose(learner.log_alpha, 0.3)
+    learner = dsact.init_learner(jax.random.PRNGKey(0), make("gymnax/Pendulum-v1"), c.replace(init_alpha=0.3))
+    np.testing.assert_allclose(learner.log_alpha, np.log(0.3), rtol=1e-6)
 
 
 def test_the_temperature_gradient_uses_the_log_density_of_the_actor_losss_own_sample():
@@ -298,7 +300,7 @@ def test_each_critics_std_head_is_the_softplus_of_its_raw_output():
     from pgjax.networks import MLP
 
     trainer, config, learner, batch = init_learner()
-    critic = dsact._networks(trainer.env, config)[1]
+    critic = dsact.networks(trainer.env, config)[1]
     one = jax.tree.map(lambda x: x[0], learner.critic_params)
     mean, std = critic.apply(one, batch["obs"], batch["action"])
     raw = MLP(config.hidden_sizes, 2, config.activation).apply(

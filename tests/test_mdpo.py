@@ -18,7 +18,7 @@ from pgjax.networks import apply_ensemble
 def on_policy_batch(seed=0, n=64):
     """A learner, and a batch of its own actions with standardised advantages."""
     trainer, config = tiny_trainer("mdpo_on")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(seed), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(seed), config).agent_state.learner
     k_obs, k_act, k_adv = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
     obs = jax.random.normal(k_obs, (n, trainer.env.obs_size))
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
@@ -60,7 +60,9 @@ def test_kl_grows_over_the_m_full_batch_steps_and_they_are_plain_adam_steps_on_t
     config = config.replace(sgd_steps=10)
     # halfway through the run t_k = 0.5, so a KL weight of t_k instead of 1/t_k would show
     k = onpolicy.num_iterations(config) // 2
-    learner = learner.replace(policy_opt=mdpo_on._optimizers(config)[0].init(learner.actor_params), k=jnp.asarray(k))
+    learner = learner.replace(
+        policy_opt=mdpo_on._optimizers(config)[0].init(learner.actor_params), updates=jnp.asarray(k)
+    )
     actor_params, _, info = jax.jit(lambda l, b: mdpo_on.policy_update(l, b, config))(learner, batch)
     kl = np.asarray(info["kl"])
     assert kl.shape == (10,) and kl[0] == 0.0
@@ -113,14 +115,14 @@ def test_bregman_step_size_anneals_over_the_runs_own_iterations():
     """K = iterations the budget holds (6 here): t_0 = 1, t_5 = 1/6, and the loop steps k once per iteration."""
     trainer, config = tiny_trainer("mdpo_on")
     assert onpolicy.num_iterations(config) == 6
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
     step = jax.jit(lambda s: mdpo_on.iteration(s, trainer.env, config))
     seen = []
     for _ in range(6):
         state, metrics = step(state)
         seen.append(float(metrics["t_k"]))
     np.testing.assert_allclose(seen, 1.0 - np.arange(6) / 6, rtol=1e-6)
-    assert int(state.learner.k) == 6
+    assert int(state.learner.updates) == 6
     big = config.replace(total_steps=10_000_000)  # K from the budget, not a constant
     assert float(mdpo_on.bregman_step_size(0, big)) == 1.0
     np.testing.assert_allclose(float(mdpo_on.bregman_step_size(10_000_000 // 32 - 1, big)), 32 / 10_000_000, rtol=1e-3)
@@ -141,8 +143,8 @@ def test_analytic_gaussian_kl_matches_monte_carlo():
 
 def off_policy_setup(seed=0, n=32):
     trainer, config = tiny_trainer("mdpo_off")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(seed), config).agent.learner
-    actor, critic, _ = mdpo_off._networks(trainer.env, config)
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(seed), config).agent_state.learner
+    actor, critic, _ = mdpo_off.networks(trainer.env, config)
     k_obs, k_old = jax.random.split(jax.random.PRNGKey(seed + 1))
     obs = jax.random.normal(k_obs, (n, trainer.env.obs_size))
     # an old policy that really differs from the current one
@@ -225,7 +227,7 @@ def test_actor_gradient_flows_through_the_sample_into_the_old_policy_density():
 
 def test_gradient_step_targets_use_v_bar_min_q_and_the_actor_uses_q1():
     trainer, config, learner, actor, critic, obs, _, q1_params = off_policy_setup()
-    _, _, value = mdpo_off._networks(trainer.env, config)
+    _, _, value = mdpo_off.networks(trainer.env, config)
     n = obs.shape[0]
     rng = np.random.default_rng(2)
     batch = {

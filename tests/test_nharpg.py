@@ -174,7 +174,7 @@ def compiled(variant, constant_step, constant_momentum):
 def one_iteration(variant="nharpg", constant_step=True, constant_momentum=True, **floats):
     trainer, config, init, iteration = compiled(variant, constant_step, constant_momentum)
     config = config.replace(**{k: float(v) for k, v in floats.items()})
-    state = init(jax.random.PRNGKey(0), config).agent
+    state = init(jax.random.PRNGKey(0), config).agent_state
     return trainer, config, state, lambda s: iteration(s, config)
 
 
@@ -193,7 +193,7 @@ def test_t0_momentum_is_the_gradient_and_every_normalised_step_has_length_gamma_
     for _ in range(4):
         new, metrics = step(states[-1])
         states.append(new)
-        t = int(states[-2].learner.t)
+        t = int(states[-2].learner.updates)
         moved = optax.global_norm(jax.tree.map(jnp.subtract, new.learner.actor_params, states[-2].learner.actor_params))
         np.testing.assert_allclose(float(moved), 0.3 * 2 / (t + 2), rtol=1e-5)
         assert float(metrics["momentum_weight"]) == pytest.approx(1.0 if t == 0 else 2 / (t + 2))
@@ -227,7 +227,8 @@ def test_both_rollouts_are_charged_and_the_normaliser_learns_from_the_main_batch
     new, _ = step(state)
     main = config.num_envs * config.rollout_length
     hessian = config.hessian_num_envs * config.rollout_length if variant == "nharpg" else 0
-    assert int(new.env_steps) == main + hessian == nharpg.steps_per_iteration(config)
+    stepped = jax.tree.leaves(new.env_state)[0].shape[0]  # the envs one iteration steps, both batches
+    assert stepped * config.rollout_length == main + hessian == nharpg.steps_per_iteration(config)
     assert trainer.schedule.steps_per_iteration == main + hessian
     assert float(new.obs_stats.count - state.obs_stats.count) == pytest.approx(main)
 

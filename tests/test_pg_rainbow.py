@@ -40,7 +40,7 @@ def test_quantile_huber_gradient_has_the_asymmetric_weights():
 
 def iqn_learner(**overrides):
     trainer, config = tiny_trainer("pg_rainbow", **overrides)
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     return learner, config, trainer.env
 
 
@@ -233,7 +233,7 @@ def test_switch_past_the_end_of_training_is_exactly_ppo():
     ppo_trainer, ppo_config = tiny_trainer("ppo")
     run, curve = train_one(trainer, config, 0)
     ppo_run, ppo_curve = train_one(ppo_trainer, ppo_config, 0)
-    ours, theirs = run.agent.learner, ppo_run.agent.learner
+    ours, theirs = run.agent_state.learner, ppo_run.agent_state.learner
     for a, b in [
         (ours.actor_params, theirs.actor_params),
         (ours.value_params, theirs.value_params),
@@ -244,7 +244,7 @@ def test_switch_past_the_end_of_training_is_exactly_ppo():
     # and switching does change the run
     switched_run, _ = train_one(*tiny_trainer("pg_rainbow", switch_fraction=0.0), 0)
     assert not np.allclose(
-        switched_run.agent.learner.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
+        switched_run.agent_state.learner.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
         ours.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
     )
 

@@ -29,7 +29,7 @@ def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
     trainer, config = tiny_trainer("pmoe_sac", num_experts=1)
     _, sac_config = tiny_trainer("sac")
     env = trainer.env
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     sac_actor, _ = sac.networks(env, sac_config)
     actor_opt = maxent.optimizers(sac_config)[0]
     trunk = {"params": {"MLP_0": learner.actor_params["params"]["MLP_0"]}}
@@ -63,7 +63,7 @@ def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
 
 def test_pmoe_ppo_mixture_likelihood_with_one_expert_is_the_gaussians():
     trainer, config = tiny_trainer("pmoe_ppo", num_experts=1)
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     obs = jax.random.normal(jax.random.PRNGKey(1), (32, trainer.env.obs_size))
     logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
     action = jax.random.normal(jax.random.PRNGKey(2), (32, trainer.env.action_size))
@@ -77,7 +77,7 @@ def test_pmoe_ppo_mixture_likelihood_with_one_expert_is_the_gaussians():
 
 def test_pmoe_ppo_stores_the_mixture_likelihood_of_the_action_it_samples():
     trainer, config = tiny_trainer("pmoe_ppo")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(
         actor_params=jax.tree.map(  # experts that differ from each other
             lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
@@ -120,7 +120,7 @@ def test_frequency_loss_gradient_is_its_closed_form():
 
 def test_actor_gradient_reaches_only_the_best_experts_head():
     trainer, config = tiny_trainer("pmoe_sac")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     actor, critic = pmoe_sac.networks(trainer.env, config)
     obs = jax.random.normal(jax.random.PRNGKey(1), (1, trainer.env.obs_size))  # one state: one k*
     key, a = jax.random.PRNGKey(2), trainer.env.action_size
@@ -140,7 +140,7 @@ def test_actor_gradient_reaches_only_the_best_experts_head():
 
 def test_all_experts_actions_go_through_the_critic_in_one_call():
     trainer, config = tiny_trainer("pmoe_sac")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     _, critic = pmoe_sac.networks(trainer.env, config)
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, trainer.env.obs_size))
     actions = jax.random.uniform(jax.random.PRNGKey(2), (8, config.num_experts, trainer.env.action_size), minval=-1)
@@ -164,7 +164,7 @@ def test_all_experts_actions_go_through_the_critic_in_one_call():
 def test_expert_diagnostics_every_iteration():
     for name in ("pmoe_sac", "pmoe_ppo"):
         trainer, config = tiny_trainer(name)
-        state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+        state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
         state, metrics = jax.jit(lambda s: trainer.agent.iteration(s, trainer.env, config))(state)
         usage = np.asarray(metrics["expert_usage"])
         assert usage.shape == (config.num_experts,) and np.isclose(usage.sum(), 1.0)
@@ -176,7 +176,7 @@ def test_expert_diagnostics_every_iteration():
 def test_reward_standardisation_quirk_is_off_by_default_and_standardises_the_batch_when_on():
     trainer, config = tiny_trainer("pmoe_sac")
     assert config.standardize_batch_rewards is False
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     batch, key = random_batch(16, trainer.env.obs_size, trainer.env.action_size), jax.random.PRNGKey(1)
     step = lambda b, c: pmoe_sac.gradient_step(learner, b, key, trainer.env, c)[1]["critic_loss"]
     quirk = config.replace(standardize_batch_rewards=True)
@@ -209,7 +209,7 @@ def test_pmoe_ppo_loss_is_the_mixture_ratio_surrogate_plus_value_q_regression_an
     """L = L_freq + L_clip + c_v L_V + L_Q, the ratio from the mixture's likelihood Σ_k w_k N(a; μ_k, σ_k)
     (computed here as a plain sum of densities), and Q_ψ regressed on the λ-return of the taken action."""
     trainer, config = tiny_trainer("pmoe_ppo")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(
         actor_params=jax.tree.map(  # experts and gate weights that differ from each other
             lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
@@ -281,7 +281,7 @@ def softmax(x):
 
 def test_pmoe_sac_explores_with_k_drawn_from_the_gate_then_tanh_of_that_experts_gaussian_sample():
     trainer, config = tiny_trainer("pmoe_sac")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(actor_params=pinned_mixture(learner.actor_params, np.log(0.1), "Dense_2", False))
     obs = jnp.zeros((8000, trainer.env.obs_size))
     action = np.asarray(pmoe_sac.explore(learner, obs, jax.random.PRNGKey(1)))
@@ -296,7 +296,7 @@ def test_pmoe_sac_explores_with_k_drawn_from_the_gate_then_tanh_of_that_experts_
 
 def test_pmoe_ppo_samples_k_from_the_gate_then_an_unsquashed_gaussian_from_that_expert():
     trainer, config = tiny_trainer("pmoe_ppo", num_experts=4)
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(actor_params=pinned_mixture(learner.actor_params, np.log(0.1), "Dense_2", True))
     obs = jnp.zeros((8000, trainer.env.obs_size))
     action, extras = pmoe_ppo.sample(learner, obs, jax.random.PRNGKey(1))
@@ -320,7 +320,7 @@ def test_deterministic_pmoe_sac_acts_with_tanh_of_the_mean_of_the_expert_eval_ex
         pmoe_sac.init_learner(jax.random.PRNGKey(0), trainer.env, config.replace(eval_expert="argmax")).eval_expert
         == "argmax"
     )
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
     learner = state.learner.replace(
         actor_params=jax.tree.map(  # experts and gate that differ by state
             lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), state.learner.actor_params
@@ -342,7 +342,7 @@ def test_deterministic_pmoe_sac_acts_with_tanh_of_the_mean_of_the_expert_eval_ex
 
 def test_pmoe_sac_argmax_q_target_takes_the_expert_whose_next_action_the_target_critics_value_most():
     trainer, config = tiny_trainer("pmoe_sac", target_expert="argmax_q")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(
         actor_params=jax.tree.map(
             lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
@@ -387,7 +387,7 @@ def test_pmoe_defaults_are_the_specs():
     assert (p.num_experts, p.num_envs * p.rollout_length, p.num_epochs, p.num_minibatches) == (5, 2048, 10, 32)
     assert (p.anneal_lr, p.ent_coef, p.gamma, p.gae_lambda, p.q_hidden_sizes) == (False, 0.0, 0.99, 0.95, (64, 64, 64))
     trainer, config = tiny_trainer("pmoe_ppo", init_log_std=-0.7)
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     assert (
         learner.q_net.activation == "relu"
         and len(learner.q_params["params"]["MLP_0"]) == len(config.q_hidden_sizes) + 1
@@ -401,7 +401,7 @@ def test_pmoe_defaults_are_the_specs():
 
 def test_pmoe_ppo_frequency_loss_ranks_one_sampled_action_per_expert_by_q_psi_and_the_value_loss_is_clipped():
     trainer, config = tiny_trainer("pmoe_ppo")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(
         actor_params=jax.tree.map(
             lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params
@@ -444,7 +444,7 @@ def test_pmoe_ppo_gate_learns_from_the_surrogate_as_well_as_the_frequency_loss()
     """d L / d gate bias = d L_freq (k* held) + d L_clip, the second by central differences of the numpy
     surrogate: the mixture ratio passes the surrogate's gradient to the gate."""
     trainer, config = tiny_trainer("pmoe_ppo")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     learner = learner.replace(
         actor_params=jax.tree.map(
             lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(5), p.shape), learner.actor_params

@@ -11,7 +11,7 @@ from pgjax.networks import MLP, apply_ensemble
 
 def test_critic_target_bootstraps_through_truncation_not_termination():
     trainer, config = tiny_trainer("sac")
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     actor, critic = sac.networks(trainer.env, config)
     rng = np.random.default_rng(0)
     n = 4
@@ -42,7 +42,7 @@ def test_critic_target_bootstraps_through_truncation_not_termination():
 def test_replay_holds_pre_reset_next_obs_at_truncation():
     """Run SAC through a time limit and find the truncated transition in its buffer."""
     trainer, config = tiny_trainer("sac", total_steps=440, warmup_steps=400)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
     items = jax.tree.map(lambda x: np.asarray(x)[0, :400], state.buffer.experience)
     # warm-up: 2 envs x 200 steps = exactly one Pendulum episode each, so the last item of each env
     # is its time-limit step; its next_obs must not be the obs the next episode starts from
@@ -67,7 +67,7 @@ def test_temperature_moves_toward_target_entropy():
 
 def sac_parts():
     trainer, config = tiny_trainer("sac")
-    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent.learner
+    learner = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state.learner
     actor, critic = sac.networks(trainer.env, config)
     return trainer.env, config, learner, actor, critic
 
@@ -169,7 +169,7 @@ def test_replayed_batches_are_normalised_with_the_statistics_the_policy_acted_on
 
     trainer, config = tiny_trainer("sac", normalize_observations=True)
     env = trainer.env
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
     prior = RunningStats(jnp.array([0.1, -0.2, 0.5]), jnp.array([0.5, 2.0, 4.0]), jnp.asarray(10.0))
     state = state.replace(obs_stats=prior)
 

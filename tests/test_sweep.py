@@ -178,7 +178,7 @@ def test_the_memory_estimate_is_the_run_states_bytes_and_programs_that_do_not_fi
     estimate = run_state_memory(run_shape_of(trainer, keys, configs), mesh.size)
     runs = jax.jit(driver.over_seeds_and_configs(trainer.init, False))(keys, configs)
     assert estimate.run_state * mesh.size == sum(np.asarray(x).nbytes for x in jax.tree.leaves(runs))
-    assert estimate.replay * mesh.size == sum(np.asarray(x).nbytes for x in jax.tree.leaves(runs.agent.buffer))
+    assert estimate.replay * mesh.size == sum(np.asarray(x).nbytes for x in jax.tree.leaves(runs.agent_state.buffer))
     # enough for the run states and a checkpoint's copy, not for the compiled programs' scratch space as well
     out = tmp_path / "out"
     argv = [
