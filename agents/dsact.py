@@ -1,20 +1,15 @@
-"""DSAC-T: distributional soft actor-critic with three refinements (Duan et al., "Distributional
-Soft Actor-Critic with Three Refinements", arXiv 2310.05858), read next to its Algorithm 1 (summarised in
-docs/agents.md).
-
-Each critic j = 1, 2 models the soft return as a Gaussian Z_j(s, a) ~ N(Q_j, σ_j²). On the shared
-off-policy loop (`pgjax.offpolicy`), one gradient step:
+"""DSAC-T: distributional soft actor-critic with three refinements (Duan et al., "Distributional Soft
+Actor-Critic with Three Refinements", arXiv 2310.05858), read next to its Algorithm 1 (docs/agents.md, section
+dsact, gives each step's exact form and the defaults). Each critic j = 1, 2 models the soft return as a
+Gaussian Z_j(s, a) ~ N(Q_j, σ_j²). On the shared off-policy loop (`pgjax.offpolicy`), one gradient step:
  1. draws the next action from the *target* policy, a' ~ π_φ̄(·|s'), ℓ' = log π_φ̄(a'|s');
  2. samples each target critic's return z_j = Q̄_j + clip(ε_j, -3, 3) σ̄_j;
  3. twin value distribution learning: per sample, the critic with the smaller mean supplies Q' and z';
- 4. expected-value substitution: y_q = r + γ(1-d)(Q' - αℓ') drives the mean, y_z = r + γ(1-d)(z' - αℓ')
-    only the variance;
- 5. tracks b_j, the running mean of σ_j (first batch's mean, then τ_b averaging);
+ 4. expected-value substitution: y_q = r + γ(1-d)(Q' - αℓ') drives the mean, y_z (the same with z') only the variance;
+ 5. tracks b_j, the running mean of σ_j;
  6. clips the sample target to ŷ_j = Q_j + clip(y_z - Q_j, -3b_j, 3b_j);
- 7. takes the variance-based adjusted critic gradient, the Gaussian NLL gradient rescaled by
-    ω_j = b_j² + ε (with ε-regularised denominators), so its size no longer scales with 1/σ²;
- 8-10. every `delay_update` steps, from the first on, steps the actor and α (gradients from the pre-update
-    critics and one shared reparameterised sample) and Polyak-averages all three targets (Q̄_1, Q̄_2, φ̄).
+ 7. takes the variance-based adjusted critic gradient, the Gaussian NLL gradient rescaled by ω_j = b_j² + ε;
+ 8-10. every `delay_update` steps, from the first on, steps the actor and α and Polyak-averages all three targets.
 """
 
 from __future__ import annotations

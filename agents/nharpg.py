@@ -1,58 +1,16 @@
 """N-HARPG: normalized Hessian-aided recursive policy gradient (Fatkhullin, Barakat, Kireeva, He, ICML
-2023, arXiv 2302.01734), read next to the paper's N-HARPG algorithm
-(docs/agents.md: our defaults beside the paper's).
+2023, arXiv 2302.01734), read next to the paper's N-HARPG algorithm. No critic, no Adam, no importance
+sampling. A trajectory τ_m is one env's `rollout_length` = T step segment. Each iteration t:
 
-No critic, no Adam, no importance sampling. Each iteration t:
-
-1. a batch of trajectories at θ_t gives the GPOMDP gradient g_t = ∇Φ̄(θ_t) of the surrogate
-       Φ̄(θ) = 1/(M·T) Σ_m Φ_m(θ),   Φ_m(θ) = Σ_h Ψ_{m,h} log π_θ(a_{m,h} | s_{m,h}),
-   Ψ = discounted reward-to-go minus a baseline, held fixed (not a function of θ);
+1. a batch at θ_t gives the GPOMDP gradient g_t = ∇Φ̄(θ_t), Φ̄(θ) = 1/(M·T) Σ_m Σ_h Ψ_{m,h} log π_θ(a_{m,h} | s_{m,h});
 2. q_t ~ U(0, 1) and θ̂_t = q_t θ_t + (1 − q_t) θ_{t−1};
-3. a second, independent batch at θ̂_t gives the Hessian-aided estimate along v = θ_t − θ_{t−1}
-       u_t = 1/(M̂·T) Σ_m [ ∇²Φ_m(θ̂) v + ∇Φ_m(θ̂) · ⟨∇ log p(τ̂_m | θ̂), v⟩ ],
-   log p(τ | θ) = Σ_h log π_θ(a_h | s_h) (the dynamics do not depend on θ); because q_t is uniform,
-   E[u_t] = ∫_0^1 ∇²J(θ_{t−1} + q v) v dq = ∇J(θ_t) − ∇J(θ_{t−1});
-4. recursive momentum d_t = (1 − η_t)(d_{t−1} + u_t) + η_t g_t (t = 0: d_0 = g_0);
+3. an independent batch at θ̂_t gives, along v = θ_t − θ_{t−1},
+       u_t = 1/(M̂·T) Σ_m [ ∇²Φ_m(θ̂) v + ∇Φ_m(θ̂) · ⟨∇ log p(τ̂_m | θ̂), v⟩ ];
+4. recursive momentum d_t = (1 − η_t)(d_{t−1} + u_t) + η_t g_t (d_0 = g_0);
 5. normalised step θ_{t+1} = θ_t + γ_t d_t / ‖d_t‖ (global L2 norm over all policy parameters).
 
-Schedules: η_t = η_0·2/(t+2), γ_t = γ_0·2/(t+2) (the reference code's), or constant (`constant_step` and
-`constant_momentum`, the defaults, for every variant). The two ablations
-are `variant`s: "npg", normalised momentum PG without the Hessian term (no second batch, so it gets
-more iterations from the same env steps), and "harpg", the unnormalised θ_{t+1} = θ_t + γ_t d_t with
-γ_t = γ_0·(2/(t+2))^{1/2} when the step decays.
-
-Trajectories. The batch is `num_envs` envs (`hessian_num_envs` for the second batch) each run for
-`rollout_length` = T steps; each env's T-step segment is one trajectory τ_m. Ψ is the reward-to-go
-inside the segment (stopping at episode ends; no bootstrap, the GPOMDP form), and log p(τ_m) sums the
-log-probabilities of all T steps of the segment. A segment that does not start at a reset starts from
-a state whose distribution depends on the earlier policies; ∇_θ of that start distribution is left
-out of log p, a further (small) bias of the segment form besides the truncated reward-to-go.
-
-Scaling. g and u are both means over trajectories divided by T (a per-env-step scale, as the
-reference's per-step mean loss, so HARPG's unnormalised step has the reference's units); mixing a
-per-step g with a per-trajectory u would skew the recursion. Ψ is not standardised (that would rescale
-g and u differently in every batch).
-
-The two batches. θ̂_t is known before the first step, so both are collected in one rollout of
-num_envs + hessian_num_envs envs, the first acting with π_θt, the others with π_θ̂t (independent envs
-and noise; one compiled env step). The observation normaliser, the reward scaler and the baseline are
-frozen for both, otherwise Φ would be a different function at θ̂_t than at θ_t, and both batches are
-charged to the env-step budget (`steps_per_iteration`).
-
-Baseline: a linear feature baseline, b(s, h) = w·[s, s², h/T, (h/T)², (h/T)³, 1] on the normalised
-observation and the position h in the segment (garage's LinearFeatureBaseline, the reference's, with
-the segment position in place of the episode's time step, since Ψ is truncated at the segment's end),
-fitted by ridge regression to the reward-to-go of the batch at θ_t and used for both batches. For u_t
-it is a fixed function fitted on other samples, so u_t stays unbiased (any fixed b leaves E[g] and
-E[u] unchanged); for g_t it is fitted in-sample, a bias of order (features / samples) that the
-reference's per-batch fit has too, and the price of a baseline that is right from the first
-iteration (one fitted on the previous batch is zero at t = 0, and the first normalised step, a full
-γ_0 long, then mostly raises the log-std). It needs no optimiser or network; a learned value V(s) would
-not fit the truncated, position-dependent Ψ without the position as an input.
-
-Policy: diagonal Gaussian, 64-64 tanh mean network, state-independent log-std (init std 1), the shared
-`pgjax.gaussian_policy` actor; the on-policy loop's observation normaliser and reward scaler, their statistics frozen
-for both batches of an iteration and updated after it (so the first iteration's rewards are unscaled).
+`variant` "npg" drops step 3, "harpg" the normalisation. Schedules, the baseline in Ψ, the frozen normalisers,
+the segment form's biases and our defaults beside the paper's: docs/agents.md, section nharpg.
 """
 
 from __future__ import annotations

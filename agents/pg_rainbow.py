@@ -1,29 +1,16 @@
-"""PG-Rainbow (Jeon, Lee, Lee 2024, arXiv 2407.13146): PPO whose value is distilled from an implicit
-quantile network, adapted from Atari to continuous control; docs/agents.md summarises it. No official code exists,
-and the paper's agent is discrete-action: this is our continuous-control adaptation, not a
-reproduction.
+"""PG-Rainbow (Jeon, Lee, Lee 2024, arXiv 2407.13146): PPO whose value is distilled from an implicit quantile
+network. The paper's agent is discrete-action (Atari) and has no official code: this is our continuous-control
+adaptation, not a reproduction.
 
- * An action-value IQN Z_φ(s, a; τ) (`pgjax.networks.ImplicitQuantileNetwork`) learns off-policy,
-   every PPO iteration, from a FIFO replay of the last M rollouts: the quantile Huber loss (κ = 1,
-   N = N' = 32) against expected-SARSA targets r + γ(1 - terminated) Z_φ̄(s', a'; τ'_j) with
-   a' ~ π_θ(·|s') (there is no max over a continuous action), a Polyak target network, its own Adam.
-   The rollouts are PPO's own: no extra environment steps.
- * Quantile features q_φ(s): Z_φ at the midpoints τ_i = (i + 0.5)/N_q for K actions (the policy mean,
-   then K - 1 samples), sorted over τ within each action, flattened to K·N_q, no gradient.
- * The distilled value V_ψ(s) = f_ψ(h(s) ⊙ q_φ(s)) beside PPO's own scalar V_θ: h is a value network
-   with K·N_q outputs, f_ψ a small ReLU MLP. Both learn from iteration 0 with PPO's clipped value loss
-   on the λ-returns; GAE and the advantages use V_θ until the switch iteration and V_ψ from then on
-   ("timely distillation"). Keeping V_θ (rather than widening its head to K·N_q outputs) leaves a
-   scalar value for the time before the switch, and makes PPO the exact ablation: with the switch
-   past the end of the run, PPO's parameters, optimiser and keys are untouched.
- * value_source = "iqn_mean" is the naive substitution the paper reports hurts: after the switch, the
-   mean of the features (E_a E_τ Z) replaces the value.
+ * An action-value IQN Z_φ(s, a; τ) (`pgjax.networks.ImplicitQuantileNetwork`) learns every iteration from a
+   FIFO replay of PPO's last M rollouts: quantile Huber loss, expected-SARSA targets with a' ~ π_θ(·|s'), a
+   Polyak target, its own Adam.
+ * Quantile features q_φ(s): Z_φ at midpoint τs for K actions (the policy mean, then K − 1 samples), sorted.
+ * V_ψ(s) = f_ψ(h(s) ⊙ q_φ(s)) learns beside PPO's own V_θ; GAE uses V_θ until the switch iteration, V_ψ
+   after. value_source = "iqn_mean" is the naive substitution (the features' mean as the value).
 
-The K - 1 sampled feature actions are μ(s) + σ ε_k with ε_k drawn once per iteration and shared by
-all states (common random numbers): q_φ(s) is then a function of s within an iteration, so GAE, the
-clipped value loss and the bootstrap observation all see the same features for the same state.
-Observations in the replay are normalised, and rewards scaled, as PPO saw them when they were
-collected; over M = 8 iterations the running statistics move little.
+With the switch past the end of the run this is exactly PPO. The losses and the design reasons:
+docs/agents.md, section pg_rainbow.
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """PMOE-SAC: SAC with a probabilistic mixture-of-experts policy (Ren, Li, Ding, Pan, Dong, "Probabilistic
-Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122), read next to its
-§4 (summarised in docs/agents.md).
+Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122), read next to its §4
+(docs/agents.md, section pmoe_sac).
 
-The policy is π(a|s) = Σ_k w_k(s) π_k(a|s): a linear softmax gate w(s) and K tanh-Gaussian experts on
-one trunk (`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's
-three updates (`pgjax.sac_core`: twin critics, Polyak targets, automatic temperature), two equations
-change:
- * target: one action a'_k per expert at s' with its own expert log-density ℓ'_k; the expert k' ~
-   Cat(w(s')) (or, as an option, the one with the largest min_j Q̄_j) supplies a' and ℓ' to
-   y = r + γ(1-d)(min_j Q̄_j(s', a') − α ℓ');
- * actor, "back-propagation of the optimal expert": reparameterised ã_k for every expert, Q_k =
-   min_j Q_j(s, ã_k), k* = argmax_k Q_k, L = mean(α log π_k*(ã_k*|s) − Q_k*) + the frequency loss
-   mean_k (w_k(s) − 1[k = k*])², which teaches the gate P(k is optimal at s) without differentiating
-   through the categorical draw. Only expert k*'s head gets gradient from the first term.
+The policy π(a|s) = Σ_k w_k(s) π_k(a|s) is a linear softmax gate and K tanh-Gaussian experts on one trunk
+(`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's updates
+(`pgjax.sac_core`) two equations change:
+ * target: each expert draws a'_k at s'; the expert k' ~ Cat(w(s')) (or, as an option, the one with the largest
+   min_j Q̄_j) supplies a' and ℓ' to y = r + γ(1-d)(min_j Q̄_j(s', a') − α ℓ');
+ * actor, "back-propagation of the optimal expert": k* = argmax_k min_j Q_j(s, ã_k), and
+   L = mean(α log π_k*(ã_k*|s) − Q_k*) + the gate's frequency loss mean_k (w_k(s) − 1[k = k*])².
 α is tuned from log π_k*(ã_k*|s) (the mixture density has no closed form). K = 1 is SAC exactly.
 """
 

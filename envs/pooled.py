@@ -1,22 +1,13 @@
 """Time limit and auto-reset for physics environments whose reset is expensive (Brax, Playground).
 
-Their own training wrappers fold the time limit into `done` and restart every episode from one cached
-first state; we keep `terminated` (from the task) and `truncated` (from our step counter) apart,
-expose the observation before reset as `final_obs`, and start every episode from a fresh random state.
-
-Fresh states are not computed on every step (a full `env.reset` per step was reported ~20-45 % slower
-than bare Brax on hopper; on the 2-core CPU both forms measured within ~10 % of it, but on
-accelerators every op of a per-step reset is paid each step): each env holds a pool of `POOL_SIZE`
-fresh reset states, which the stepping loops refill once every `REFRESH_EVERY` of its steps
-(`pgjax.envs.refresh`). An episode that ends takes the next unused state of its pool; an env that ends
-more than `POOL_SIZE` episodes between two refills (episodes shorter than REFRESH_EVERY / POOL_SIZE
-steps on average) reuses its pool's states in turn.
-
-`reset` computes one state, as Playground's and Brax's do, and fills the pool with copies of it: the
-stepping loops refill the pool before any episode ends (the driver at the start of every chunk, a
-rollout longer than the refill period at its start, the off-policy warm-up before it runs), and
-evaluation never uses it. Filling it at reset with fresh states made every reset cost 1 + POOL_SIZE
-resets (CheetahRun's settles 200 physics steps: its reset ran 3x Playground's).
+Unlike their own training wrappers (time limit folded into `done`, every episode restarted from one cached first
+state), we keep `terminated` (from the task) and `truncated` (from our step counter) apart, expose the
+observation before reset as `final_obs`, and start every episode from a fresh random state. Fresh states come
+from a pool of `POOL_SIZE` per env, which the stepping loops refill once every `REFRESH_EVERY` of its steps
+(`pgjax.envs.refresh`); an episode that ends takes the pool's next unused state, and reuses them in turn if it
+runs out before the refill. `reset` computes one state and fills the pool with copies of it. Why a pool, when
+the loops refill, and what a reset costs: docs/design.md (Notes, fresh random states) and docs/speed.md (DMC
+stepping).
 """
 
 from __future__ import annotations

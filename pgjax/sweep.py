@@ -2,20 +2,14 @@
 
     name = "quick"          # results folder name (default: the file's stem)
     seeds = 4               # or an explicit list [0, 1, 2, 3]
-    num_evals = 20          # evaluation points per run (plus one right after init)
-    eval_episodes = 8
-    matmul_precision = "highest"  # float32 matmuls (the default); see pgjax.runner.MATMUL_PRECISIONS
-
     [[run]]
     agent = "ppo"
     env = "gymnax/Pendulum-v1"
     steps = 1_000_000
-    backend = "generalized" # brax only; optional
-    config = { lr = 3e-4 }  # fixed overrides
     grid = { lr = [1e-4, 3e-4] }   # cartesian product; float fields share one compiled program
 
-Everything is validated before anything compiles. Rows are appended at every evaluation point and
-each group's run state is checkpointed, so `--resume` continues a killed sweep exactly.
+Everything is validated before anything compiles. Every field, and the checkpoints that let `--resume` continue
+a killed sweep exactly: docs/reproducibility.md (its opening and the section "Sweep files").
 """
 
 from __future__ import annotations

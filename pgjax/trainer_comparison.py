@@ -6,14 +6,9 @@ deterministic policy's evaluation return at equal env steps. Ours runs with our 
 "ours-brax" and "brax" both run, the report gives the difference of their mean final returns with a 95 %
 bootstrap interval (the parity check). A benchmark: it records figures and asserts nothing.
 
-Brax trains one seed per call (a fresh program each, so each compiles again); ours trains every seed in one
-vmapped program, split over as many local devices as divide the number of seeds (one device for 3 seeds
-on two). Brax's calls get the same number of devices (`max_devices_per_host`; it pmaps its envs over them),
-so both sides run on equal hardware. (On two CPU devices Brax's pmapped reset of CheetahRun deadlocks
-jaxlib 0.10's XLA:CPU: both intra-op pool threads wait inside a batched LAPACK Cholesky, `lapack_spotrf_ffi`,
-for work queued on the pool they occupy.) Each finished
-piece (ours: all seeds; Brax: one seed) is a line of `pieces.jsonl`, so a comparison of many CPU hours runs in
-pieces: a repeated command runs only what is missing, and the table and plots are rebuilt from every line.
+Brax trains one seed per call, ours every seed in one vmapped program, on the same number of devices. Each
+finished piece is a line of `pieces.jsonl`, so a repeated command runs only what is missing. How the sides
+are set up and measured: docs/speed.md (the Brax trainer comparison); the parity runs: docs/correctness.md.
 """
 
 from __future__ import annotations

@@ -82,3 +82,27 @@ def jitted_train(trainer: driver.Trainer):
 
 def train_one(trainer, config, seed: int):
     return jitted_train(trainer)(jax.random.PRNGKey(seed), config)
+
+
+def toml_value(value) -> str:
+    """A TINY value as TOML: "16,16" (the CLI's list form) becomes [16, 16]."""
+    if isinstance(value, str) and "," in value:
+        return "[" + ", ".join(value.split(",")) + "]"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def tiny_sweep(name: str, ppo_steps: int, sac_steps: int, num_evals: int, ppo=None, ppo_grid: str = "") -> str:
+    """The tests' sweep file: PPO then SAC on gymnax Pendulum with TINY's networks and batches (`ppo` overrides
+    PPO's), 2 seeds, 2 evaluation episodes; `ppo_grid` a TOML line such as 'grid = { lr = [1e-4, 3e-4] }'."""
+
+    def run(agent: str, steps: int, overrides: dict, extra: str) -> str:
+        config = {k: v for k, v in {**TINY[agent], **overrides}.items() if k != "total_steps"}
+        table = ", ".join(f"{k} = {toml_value(v)}" for k, v in config.items())
+        return (
+            f'[[run]]\nagent = "{agent}"\nenv = "gymnax/Pendulum-v1"\nsteps = {steps}\nconfig = {{ {table} }}\n{extra}'
+        )
+
+    header = f'name = "{name}"\nseeds = 2\nnum_evals = {num_evals}\neval_episodes = 2\n'
+    return (
+        header + run("ppo", ppo_steps, ppo or {}, ppo_grid + "\n" if ppo_grid else "") + run("sac", sac_steps, {}, "")
+    )

@@ -11,26 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_sweep
 
 from pgjax.config import ConfigError
 from pgjax.runner import split_over_processes
 
-SWEEP = """
-name = "distributed"
-seeds = 2
-num_evals = 3
-eval_episodes = 2
-[[run]]
-agent = "ppo"
-env = "gymnax/Pendulum-v1"
-steps = 6144
-config = { num_envs = 8, rollout_length = 16, num_epochs = 2, num_minibatches = 2 }
-[[run]]
-agent = "sac"
-env = "gymnax/Pendulum-v1"
-steps = 600
-config = { num_envs = 2, batch_size = 16, warmup_steps = 20, hidden_sizes = [16, 16] }
-"""
+SWEEP = tiny_sweep("distributed", 6144, 600, num_evals=3, ppo={"num_envs": 8, "rollout_length": 16})
 
 
 def free_port() -> int:

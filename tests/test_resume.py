@@ -12,32 +12,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import tiny_sweep
 
 from pgjax.config import ConfigError
 from pgjax.registry import AGENT_NAMES
 
-SWEEP = """
-name = "resume"
-seeds = 2
-num_evals = 8
-eval_episodes = 2
-[[run]]
-agent = "ppo"
-env = "gymnax/Pendulum-v1"
-steps = {ppo_steps}
-config = {{ num_envs = 8, rollout_length = 16, num_epochs = 2, num_minibatches = 2 }}
-[[run]]
-agent = "sac"
-env = "gymnax/Pendulum-v1"
-steps = 1200
-config = {{ num_envs = 2, batch_size = 16, warmup_steps = 20, hidden_sizes = [16, 16] }}
-"""
 PPO_ROWS = 2 * 9  # 2 seeds x 9 evaluation points
 
 
 def sweep_file(tmp_path: Path, ppo_steps: int = 40_960) -> Path:
     path = tmp_path / "resume.toml"
-    path.write_text(SWEEP.format(ppo_steps=ppo_steps))
+    path.write_text(tiny_sweep("resume", ppo_steps, 1200, num_evals=8, ppo={"num_envs": 8, "rollout_length": 16}))
     return path
 
 

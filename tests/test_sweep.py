@@ -4,28 +4,13 @@ and the sweep goes on; results and the report are written."""
 import csv
 import json
 
+from helpers import tiny_sweep
+
 from pgjax import cli
 from pgjax.sweep import load_sweep
 
-SWEEP = """
-name = "t"
-seeds = 2
-num_evals = 2
-eval_episodes = 2
-
-[[run]]
-agent = "ppo"
-env = "gymnax/Pendulum-v1"
-steps = 192
-config = { num_envs = 4, rollout_length = 8, num_epochs = 2, num_minibatches = 2 }
-grid = { init_log_std = [0.0, 1000.0] }   # exp(1000) = inf: the second config diverges
-
-[[run]]
-agent = "sac"
-env = "gymnax/Pendulum-v1"
-steps = 60
-config = { num_envs = 2, batch_size = 16, warmup_steps = 20, hidden_sizes = [16, 16] }
-"""
+# exp(1000) = inf: the second config diverges
+SWEEP = tiny_sweep("t", 192, 60, num_evals=2, ppo_grid="grid = { init_log_std = [0.0, 1000.0] }")
 
 
 def test_float_grid_is_one_group_static_grid_is_two(tmp_path):
