@@ -110,7 +110,6 @@ def _resume_command(argv: list[str]) -> str:
 
 def _run(args) -> int:
     from pgjax.runner import make_group
-    from pgjax.sweep import run_groups
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1 (got {args.seeds})")
@@ -135,6 +134,13 @@ def _run(args) -> int:
         args.matmul_precision,
     )
     name = args.name or f"{args.agent}-{args.env.split('/')[-1]}"
+    return _run_groups(args, name, groups)
+
+
+def _run_groups(args, name: str, groups, **extra) -> int:
+    """Runs the groups under the command's output, write mode, checkpoints, logging and report options."""
+    from pgjax.sweep import run_groups
+
     out = Path(args.out) if args.out else RESULTS / name
     run_groups(
         name,
@@ -147,29 +153,16 @@ def _run(args) -> int:
         tensorboard=args.tensorboard,
         device_memory=_device_memory(args),
         then=_finish(args, out),
+        **extra,
     )
     return 0
 
 
 def _sweep(args) -> int:
-    from pgjax.sweep import load_scores, load_sweep, run_groups
+    from pgjax.sweep import load_scores, load_sweep
 
     name, groups = load_sweep(args.file, args.matmul_precision)
-    out = Path(args.out) if args.out else RESULTS / name
-    run_groups(
-        name,
-        groups,
-        out,
-        not args.quiet,
-        _write_mode(args),
-        args.checkpoint_every,
-        _resume_command(args.argv),
-        tensorboard=args.tensorboard,
-        scores=load_scores(args.file),
-        device_memory=_device_memory(args),
-        then=_finish(args, out),
-    )
-    return 0
+    return _run_groups(args, name, groups, scores=load_scores(args.file))
 
 
 def _finish(args, out: Path):

@@ -546,17 +546,24 @@ def point_metric_rows(group: Group, env_steps: int, metrics: dict) -> list[dict]
                 for entry in entries:
                     rows.append(
                         {
-                            "agent": group.agent,
-                            "env": group.env,
-                            "backend": group.backend,
-                            "config_id": cid,
-                            "seed": seed,
-                            "env_steps": env_steps,
+                            **row_identity(group, cid, seed, env_steps),
                             "metric": name + "".join(f"[{i}]" for i in entry),
                             "value": float(values[(ci, si) + entry]),
                         }
                     )
     return rows
+
+
+def row_identity(group: Group, config_id: str, seed: int, env_steps: int) -> dict:
+    """The columns that say which run and point a curve or metric row belongs to."""
+    return {
+        "agent": group.agent,
+        "env": group.env,
+        "backend": group.backend,
+        "config_id": config_id,
+        "seed": seed,
+        "env_steps": env_steps,
+    }
 
 
 def point_rows(group: Group, env_steps: int, point, wall_s: float) -> list[dict]:
@@ -566,12 +573,7 @@ def point_rows(group: Group, env_steps: int, point, wall_s: float) -> list[dict]
         for si, seed in enumerate(group.seeds):
             rows.append(
                 {
-                    "agent": group.agent,
-                    "env": group.env,
-                    "backend": group.backend,
-                    "config_id": cid,
-                    "seed": seed,
-                    "env_steps": env_steps,
+                    **row_identity(group, cid, seed, env_steps),
                     "wall_time_s": float(wall_s),
                     "eval_return_mean": float(point.eval_return_mean[ci, si]),
                     "eval_return_std": float(point.eval_return_std[ci, si]),

@@ -62,6 +62,10 @@ TINY = {
 }
 
 
+def tiny_config(agent_name: str, **overrides):
+    return build(get_agent(agent_name).Config, {**TINY[agent_name], **overrides}, agent_name)
+
+
 def tiny_trainer(agent_name: str, env_name: str = "gymnax/Pendulum-v1", num_evals: int = 3, **overrides):
     return _tiny_trainer(agent_name, env_name, num_evals, tuple(sorted(overrides.items())))
 

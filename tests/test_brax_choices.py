@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import tiny_config
 
 from pgjax import gaussian_policy, maxent, onpolicy, sac_core
 from pgjax.agents import ppo, sac
@@ -26,18 +27,7 @@ ENV = "gymnax/Pendulum-v1"
 
 
 def config(**overrides):
-    return build(
-        ppo.Config,
-        {
-            "num_envs": 4,
-            "rollout_length": 8,
-            "num_epochs": 2,
-            "num_minibatches": 2,
-            "total_steps": 4 * 8 * 6,
-            **overrides,
-        },
-        "ppo",
-    )
+    return tiny_config("ppo", **overrides)
 
 
 # ---------------------------------------------------------------- advantages, against brax's compute_gae

@@ -42,6 +42,23 @@ def sweep_command(sweep: Path, out: Path, *options: str) -> list[str]:
     ]
 
 
+def process_command(sweep: Path, out: Path, address: str, process_id: int, *options: str) -> list[str]:
+    """`sweep_command` for process `process_id` of two, one CPU device each, coordinated at `address`."""
+    return sweep_command(
+        sweep,
+        out,
+        "--cpu-devices",
+        "1",
+        "--coordinator",
+        address,
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(process_id),
+        *options,
+    )
+
+
 def curves(out: Path) -> list[tuple]:
     """Every row but its wall time."""
     with open(out / "curves.csv", newline="") as f:
@@ -93,20 +110,7 @@ def two_processes(tmp_path_factory):
                 AUDITED,
                 str(tmp / "out"),
                 str(tmp / f"changes{i}.log"),
-                *sweep_command(
-                    sweep,
-                    tmp / "out",
-                    "--cpu-devices",
-                    "1",
-                    "--coordinator",
-                    address,
-                    "--num-processes",
-                    "2",
-                    "--process-id",
-                    str(i),
-                    "--checkpoint-every",
-                    "1",
-                )[3:],
+                *process_command(sweep, tmp / "out", address, i, "--checkpoint-every", "1")[3:],
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -166,18 +170,7 @@ def test_a_folder_in_use_refuses_every_process_with_process_0s_line(tmp_path):
         address = f"localhost:{free_port()}"
         procs = [
             subprocess.Popen(
-                sweep_command(
-                    sweep,
-                    out,
-                    "--cpu-devices",
-                    "1",
-                    "--coordinator",
-                    address,
-                    "--num-processes",
-                    "2",
-                    "--process-id",
-                    str(i),
-                ),
+                process_command(sweep, out, address, i),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -9,12 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers import tiny_config
 from scipy import stats
 from test_returns import brute_force_gae
 
 from pgjax import gaussian_policy, onpolicy, ppo_core
 from pgjax.agents import ppo
-from pgjax.config import build
 from pgjax.envs import make
 from pgjax.normalize import RewardScaler, RunningStats
 
@@ -22,18 +22,7 @@ ENV = "gymnax/Pendulum-v1"
 
 
 def config(**overrides):
-    return build(
-        ppo.Config,
-        {
-            "num_envs": 4,
-            "rollout_length": 8,
-            "num_epochs": 2,
-            "num_minibatches": 2,
-            "total_steps": 4 * 8 * 6,
-            **overrides,
-        },
-        "ppo",
-    )
+    return tiny_config("ppo", **overrides)
 
 
 def learner(**overrides):
