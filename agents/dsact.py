@@ -5,7 +5,8 @@ Gaussian Z_j(s, a) ~ N(Q_j, σ_j²). On the shared off-policy loop (`pgjax.offpo
  1. draws the next action from the *target* policy, a' ~ π_φ̄(·|s'), ℓ' = log π_φ̄(a'|s');
  2. samples each target critic's return z_j = Q̄_j + clip(ε_j, -3, 3) σ̄_j;
  3. twin value distribution learning: per sample, the critic with the smaller mean supplies Q' and z';
- 4. expected-value substitution: y_q = r + γ(1-d)(Q' - αℓ') drives the mean, y_z (the same with z') only the variance;
+ 4. expected-value substitution: y_q = r + γ(1-d)(Q' - αℓ') drives the mean, y_z (the same with z') only
+    the variance;
  5. tracks b_j, the running mean of σ_j;
  6. clips the sample target to ŷ_j = Q_j + clip(y_z - Q_j, -3b_j, 3b_j);
  7. takes the variance-based adjusted critic gradient, the Gaussian NLL gradient rescaled by ω_j = b_j² + ε;
@@ -46,12 +47,12 @@ class Config(offpolicy.Config):
     alpha_lr: float = hyper(3e-4)
     tau_b: float = hyper(0.005)
     epsilon: float = hyper(0.1)  # ε of the adjusted gradient's denominators and of ω = b² + ε
-    init_alpha: float = hyper(math.e)  # α₀ = e, i.e. log α₀ = 1 as the official code initialises it
+    init_alpha: float = hyper(math.e)  # α₀ = e: log α₀ = 1 (to a float32 ulp), as the official code
     target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
 
     def problems(self) -> list[str]:
         out = super().problems()
-        check_positive(out, self, "actor_lr", "critic_lr", "alpha_lr", "epsilon", "delay_update")
+        check_positive(out, self, "actor_lr", "critic_lr", "alpha_lr", "init_alpha", "epsilon", "delay_update")
         check_unit_interval(out, self, "tau_b")
         check_network(out, self)
         return out

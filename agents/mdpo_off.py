@@ -6,7 +6,8 @@ state value V and its Polyak target V̄, one gradient step on a replay batch:
  * Q_j(s, a) → r + γ(1-d) V̄(s');   V(s) → min_j Q_j(s, ã) − λ log π_θ(ã|s), ã ~ π_θ;
  * the actor takes one step of mirror descent on the soft objective, with the entropy linearised at
    the old policy π_θk (the reparameterised ã = tanh(μ_θ + σ_θ ε) also moves log π_θk's argument):
-       L(θ) = mean[ c log π_θ(ã|s) + q′(λ − c) log π_θk(ã|s) − Q_1(s, ã) ] + 1e-3 (mean μ² + mean (log σ)²),
+       L(θ) = mean[ c log π_θ(ã|s) + q′(λ − c) log π_θk(ã|s) − Q_1(s, ã) ]
+              + 1e-3 (mean μ² + mean (log σ)²),
    c = 1/t_k the Bregman coefficient (constant), λ the fixed entropy weight (no automatic temperature);
  * π_θk ← π_θ after every m = `sgd_steps` gradient steps.
 Tsallis variant: every log above is log_q with q = 2 − q′, q′ = `tsallis_q` ∈ [1, 2] (q′ = 1: KL), applied

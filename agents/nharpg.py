@@ -2,7 +2,8 @@
 2023, arXiv 2302.01734), read next to the paper's N-HARPG algorithm. No critic, no Adam, no importance
 sampling. A trajectory τ_m is one env's `rollout_length` = T step segment. Each iteration t:
 
-1. a batch at θ_t gives the GPOMDP gradient g_t = ∇Φ̄(θ_t), Φ̄(θ) = 1/(M·T) Σ_m Σ_h Ψ_{m,h} log π_θ(a_{m,h} | s_{m,h});
+1. a batch at θ_t gives the GPOMDP gradient g_t = ∇Φ̄(θ_t),
+   Φ̄(θ) = 1/(M·T) Σ_m Σ_h Ψ_{m,h} log π_θ(a_{m,h} | s_{m,h});
 2. q_t ~ U(0, 1) and θ̂_t = q_t θ_t + (1 − q_t) θ_{t−1};
 3. an independent batch at θ̂_t gives, along v = θ_t − θ_{t−1},
        u_t = 1/(M̂·T) Σ_m [ ∇²Φ_m(θ̂) v + ∇Φ_m(θ̂) · ⟨∇ log p(τ̂_m | θ̂), v⟩ ];
@@ -34,7 +35,8 @@ BASELINE_RIDGE = 1e-3  # on the second-moment matrix of the features (per sample
 
 @struct.dataclass
 class Config(onpolicy.RolloutConfig):
-    """The on-policy loop's rollout fields and N-HARPG's own. Defaults chosen for the tasks the tests and the sweep run (see docs/agents.md for how they depart from
+    """The on-policy loop's rollout fields and N-HARPG's own. Defaults chosen for the tasks the tests and
+    the sweep run (see docs/agents.md for how they depart from
     the reference launcher's: batch 1000, Hessian batch 32, γ_0 = 0.1 and η_0 = 1 with both decaying)."""
 
     total_steps: int = static(2_000_000)

@@ -213,14 +213,14 @@ def value(learner: Learner, obs: jax.Array) -> dict:
     the update needs for the same states: V_θ itself (PPO's clip anchor), q_φ(s) and V_ψ (the
     distillation's clip anchor), so that the features are computed once per state."""
     features = quantile_features(learner, obs)
-    critic_value = gaussian_policy.value(learner, obs)
+    ppo_value = gaussian_policy.value(learner, obs)
     distilled = distilled_value(learner.distill_params, learner, obs, features)
     # the naive ablation substitutes the IQN mean E_a E_τ Z, averaged over all K·N_q features (the
     # mean action's quantiles among them, as in q_φ(s) itself)
     substitute = features.mean(-1) if learner.value_source == "iqn_mean" else distilled
     return {
-        "value": jnp.where(switched(learner), substitute, critic_value),
-        "critic_value": critic_value,
+        "value": jnp.where(switched(learner), substitute, ppo_value),
+        "ppo_value": ppo_value,
         "features": features,
         "distilled_value": distilled,
     }
@@ -293,7 +293,7 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     """PPO's epochs (bit for bit, with PPO's key) with a distillation step beside each PPO step, then
     the IQN on the replay that now holds this rollout, then fresh ε for the next iteration."""
     replay = replay_buffer(config).add(learner.replay, {k: batch[k] for k in transition_item(1, 1)})
-    batch = {**batch, "value": batch["critic_value"]}  # PPO clips V_θ around its own old prediction
+    batch = {**batch, "value": batch["ppo_value"]}  # PPO clips V_θ around its own old prediction
     ppo_step = onpolicy.descent_step(
         lambda p, mb: ppo_core.ppo_loss(p, learner.actor, learner.value_net, mb, config), ppo_core.optimizer(config)
     )

@@ -2,7 +2,8 @@
 Applications", arXiv 1812.05905), read next to its Algorithm 1.
 
 On the shared off-policy loop (`pgjax.offpolicy`: act with a ~ π(·|s), store, sample, normalise),
-each gradient step (the three updates in `pgjax.sac_core`, shared with PMOE-SAC) moves twin soft Q-functions toward r + γ(1-d)(min_j Q̄_j(s',a') - α log π(a'|s')),
+each gradient step (the three updates in `pgjax.sac_core`, shared with PMOE-SAC) moves twin soft
+Q-functions toward r + γ(1-d)(min_j Q̄_j(s',a') - α log π(a'|s')),
 the reparameterised actor toward min_j Q_j - α log π, the temperature toward the target entropy -|A|,
 and Polyak-averages the target critics.
 """

@@ -75,7 +75,7 @@ def pooled_env(
     inner_step = jax.jit(named(inner_step, PHYSICS_STEP))
 
     def fresh_pool(key):
-        if pool_size == 1:  # a vmap over one state ran ~1.5x slower than the state alone (CheetahRun, CPU)
+        if pool_size == 1:  # no vmap over a pool of one: it ran slower than the state alone (docs/design.md)
             return jax.tree.map(lambda x: x[None], inner_reset(key))
         return jax.vmap(inner_reset)(jax.random.split(key, pool_size))
 

@@ -1,8 +1,8 @@
 """The diagonal-Gaussian policy with a state-independent log-std beside a separate value network
-(stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO, MDPO-on, PG-Rainbow, N-HARPG and
-PMOE-PPO's value network; PPO may
-instead take Brax's tanh-squashed Gaussian (`policy = "tanh_gaussian"`). Their learners keep the
-networks as `actor` and `value_net` and the parameters as `actor_params` and `value_params`."""
+(stable-baselines' and CleanRL's continuous-action MlpPolicy), shared by PPO, MDPO-on, PG-Rainbow and N-HARPG
+(its actor only) and PMOE-PPO's value network; PPO may instead take Brax's tanh-squashed Gaussian
+(`policy = "tanh_gaussian"`). Their learners keep the networks as `actor` and `value_net` and the
+parameters as `actor_params` and `value_params`."""
 
 from __future__ import annotations
 

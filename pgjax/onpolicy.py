@@ -1,4 +1,5 @@
-"""The on-policy loop shared by PPO, MDPO-on, PMOE-PPO and PG-Rainbow.
+"""The on-policy loop shared by PPO, MDPO-on, PMOE-PPO and PG-Rainbow (N-HARPG takes its config, state and
+statistics updates, and runs its own iteration).
 
 Each iteration runs the current policy for `rollout_length` steps in `num_envs` envs, normalises the
 observations with the running statistics the policy acted on, scales the rewards by the running std

@@ -15,8 +15,8 @@ from pgjax.envs import make
 from pgjax.registry import get_agent
 
 # XLA:CPU's optimising backend takes most of the compile time of a physics step or a whole tiny train.
-# Tests that check what a program computes, not how fast, compile without it: the same operations, with
-# 1.1-2.2x less compile time measured here (tiny PPO 18.9 -> 8.6 s, brax pusher 31.8 -> 21.1 s).
+# Tests that check what a program computes, not how fast, compile without it: the same operations, in
+# less compile time (docs/speed.md).
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 TINY = {

@@ -168,7 +168,7 @@ def test_value_is_the_critic_before_the_switch_and_the_substitute_after():
     naive = after.replace(value_source="iqn_mean")
     np.testing.assert_allclose(pg_rainbow.value(naive, obs)["value"], features.mean(-1), rtol=1e-6)
     for out in (pg_rainbow.value(before, obs), pg_rainbow.value(after, obs)):  # kept for the update's clips
-        np.testing.assert_array_equal(out["critic_value"], critic)
+        np.testing.assert_array_equal(out["ppo_value"], critic)
         np.testing.assert_allclose(out["distilled_value"], distilled, rtol=1e-6)
         np.testing.assert_allclose(out["features"], features, rtol=1e-6)
 
@@ -201,19 +201,19 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     learner = learner.replace(distill_params=perturbed(learner.distill_params, jax.random.PRNGKey(10), 1.0))
     after = learner.replace(switch_iteration=jnp.int32(0))
     batch = collected_batch(after, env, 32, jax.random.PRNGKey(7))
-    assert not np.allclose(batch["value"], batch["critic_value"])
+    assert not np.allclose(batch["value"], batch["ppo_value"])
     key = jax.random.PRNGKey(8)
     ours, _ = pg_rainbow.update(after, batch, key, env, config)
     ppo_learner = ppo_core.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
-    theirs, _ = ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
+    theirs, _ = ppo.update(ppo_learner, {**batch, "value": batch["ppo_value"]}, key, env, config)
     for a, b in [(ours.actor_params, theirs.actor_params), (ours.value_params, theirs.value_params)]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
     # before the switch the rollout's "value" is V_θ, which would be the wrong anchor for V_ψ
     learner = learner.replace(switch_iteration=jnp.int32(1))
     before = collected_batch(learner, env, 32, jax.random.PRNGKey(9))
-    before["target"] = 2 * before["distilled_value"] - before["critic_value"]  # beyond V_ψ, seen from V_θ
+    before["target"] = 2 * before["distilled_value"] - before["ppo_value"]  # beyond V_ψ, seen from V_θ
     loss, _ = pg_rainbow.distillation_loss(learner.distill_params, learner, before, config)
     np.testing.assert_allclose(loss, 0.5 * ((before["distilled_value"] - before["target"]) ** 2).mean(), rtol=1e-6)
     wrong, _ = pg_rainbow.distillation_loss(
@@ -354,14 +354,14 @@ def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi(
     learner = learner.replace(distill_params=perturbed(learner.distill_params, jax.random.PRNGKey(10), 1.0))
     after = learner.replace(switch_iteration=jnp.int32(0))
     batch = collected_batch(after, env, 32, jax.random.PRNGKey(7))
-    assert np.abs(batch["value"] - batch["critic_value"]).min() > 2 * config.clip_eps
-    batch["target"] = 2 * batch["critic_value"] - batch["value"]
+    assert np.abs(batch["value"] - batch["ppo_value"]).min() > 2 * config.clip_eps
+    batch["target"] = 2 * batch["ppo_value"] - batch["value"]
     key = jax.random.PRNGKey(8)
     ours, metrics = pg_rainbow.update(after, batch, key, env, config)
     ppo_learner = ppo_core.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
-    theirs, ppo_metrics = ppo.update(ppo_learner, {**batch, "value": batch["critic_value"]}, key, env, config)
+    theirs, ppo_metrics = ppo.update(ppo_learner, {**batch, "value": batch["ppo_value"]}, key, env, config)
     jax.tree.map(
         lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ours.value_params, theirs.value_params
     )
