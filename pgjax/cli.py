@@ -437,6 +437,11 @@ def parser() -> argparse.ArgumentParser:
         help="only the PPO bench's group on 1, 2, 4, ... devices: seconds and steps/s per device count",
     )
     b.add_argument(
+        "--critic-layer-norm",
+        action="store_true",
+        help="only the twin critics' gradient with and without layer norm, alone and vmapped over --seeds",
+    )
+    b.add_argument(
         "--compile",
         action="store_true",
         help="only where compile time goes: per program (init, advance, evaluate) seconds tracing, lowering "

@@ -40,6 +40,13 @@ def test_baseline_refuses_too_few_episodes(capsys):
     assert "--episodes must be >= 2" in capsys.readouterr().err
 
 
+def test_bench_critic_layer_norm_times_both_critics_alone_and_vmapped(capsys):
+    assert cli.main(["bench", "--critic-layer-norm", "--seeds", "2", "--record", "off"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["layer_norm"] for r in rows] == [False, True]
+    assert all(r["one_seed_ms"] > 0 and r["one_seed_vmapped_ms"] > 0 and r["2_seeds_vmapped_ms"] > 0 for r in rows)
+
+
 def test_bench_appends_its_figures_with_commit_device_and_versions(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "bench_one", lambda agent, *a: {"agent": agent, "run_s": 1.5})
     monkeypatch.setattr(bench, "fresh_compile_cache", lambda: __import__("contextlib").nullcontext())
