@@ -431,7 +431,7 @@ def record_file(folder: Path) -> Path:
 def provenance() -> dict:
     """What makes a figure comparable: when, on what, with which code and libraries."""
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": git_commit(),
         "machine": device_info(),
         "versions": versions(),

@@ -223,7 +223,7 @@ class FolderLock:
                 f"{self.path.parent} is in use by {who} ({holder}); let it finish or stop it, "
                 "or write elsewhere with --out"
             )
-        since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {since}\n".encode(), 0)
         self.fd = fd

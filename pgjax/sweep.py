@@ -19,12 +19,12 @@ import hashlib
 import itertools
 import json
 import shutil
+import tomllib
 import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
-import tomllib
 
 from pgjax import distributed, driver
 from pgjax.checkpoint import GroupCheckpoints, save_policies
@@ -307,7 +307,7 @@ def metadata(
     started = previous or {}
     return {
         "sweep": name,
-        "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "device": device_info(),
         "git_commit": started.get("git_commit", commit),

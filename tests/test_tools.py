@@ -3,10 +3,10 @@ are appended with what makes them comparable (date, commit, device, versions).""
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from pgjax import bench, cli
 
