@@ -1,4 +1,4 @@
-"""The `pgjax` command: list, run, sweep, report, bench, compare-brax, compare-official."""
+"""The `pgjax` command: list, run, sweep, report, compare, bench, compare-brax, compare-official."""
 
 from __future__ import annotations
 
@@ -209,6 +209,12 @@ def _report(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from pgjax.compare import main as compare_main
+
+    return compare_main(args)
+
+
 def _bench(args) -> int:
     from pgjax.bench import main as bench_main
 
@@ -412,6 +418,21 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="where report.md and plots go (default: first folder)")
     rep.set_defaults(func=_report)
 
+    cmp = sub.add_parser(
+        "compare",
+        help="two results folders of one sweep, group by group: identical curves, final-return difference with a "
+        "bootstrap 95%% interval, a verdict; exit 1 when a group differs beyond --tolerance",
+    )
+    cmp.add_argument("first", metavar="A", help="the reference results folder")
+    cmp.add_argument("second", metavar="B", help="the results folder compared with it (same sweep)")
+    cmp.add_argument(
+        "--tolerance",
+        default="0",
+        help="how far a group's mean final return may move before the command fails, in return units (10) or "
+        "relative to A's (5%%); a group fails only when its 95%% interval also excludes zero (default 0)",
+    )
+    cmp.set_defaults(func=_compare)
+
     b = sub.add_parser(
         "bench",
         help="time every agent on gymnax Pendulum (compile, run, steps/s, memory) and "
@@ -512,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.argv = argv
     try:
-        if args.func not in (_list, _config, _report):
+        if args.func not in (_list, _config, _report, _compare):
             start_devices(args)
             use_compile_cache(compile_cache_dir(args.compile_cache))
         return args.func(args)

@@ -1,7 +1,6 @@
 """The report of a fixture results folder: per-task table, aggregate table (rliable) and plots, with
 agents named (never by config hash) in every legend."""
 
-import csv
 import json
 import re
 import shutil
@@ -9,56 +8,12 @@ import shutil
 import matplotlib
 import numpy as np
 import pytest
+from results_fixture import SCORES, fixture_folder, shift_returns
 
 from pgjax import aggregate
 from pgjax.report import write_report
 
 matplotlib.use("Agg")
-
-SCORES = {
-    "gymnax/Pendulum-v1": {"random": -1200.0, "reference": -150.0, "source": "fixture"},
-    "brax/inverted_pendulum": {"random": 30.0, "reference": 1000.0, "source": "fixture"},
-}
-LEVEL = {
-    ("ppo", "gymnax/Pendulum-v1"): -300.0,
-    ("sac", "gymnax/Pendulum-v1"): -160.0,
-    ("ppo", "brax/inverted_pendulum"): 900.0,
-    ("sac", "brax/inverted_pendulum"): 400.0,
-}
-
-
-def fixture_folder(path, seeds):
-    rng = np.random.default_rng(0)
-    rows, configs, finals = [], {}, {}
-    for (agent, env), level in LEVEL.items():
-        cid = f"{agent}-{abs(hash(env)) % 10**8:08x}"
-        configs[cid] = {"agent": agent, "env": env, "backend": env.split("/")[0], "config": {"lr": 3e-4}}
-        for seed in range(seeds):
-            for steps, frac in ((0, 0.0), (5000, 0.5), (10000, 1.0)):
-                value = SCORES[env]["random"] + frac * (level - SCORES[env]["random"]) + rng.normal(0, 20)
-                rows.append(
-                    {
-                        "agent": agent,
-                        "env": env,
-                        "backend": env.split("/")[0],
-                        "config_id": cid,
-                        "seed": seed,
-                        "env_steps": steps,
-                        "wall_time_s": 1.0,
-                        "eval_return_mean": value,
-                        "eval_return_std": 1.0,
-                        "train_return_mean": value,
-                        "status": "ok",
-                    }
-                )
-            finals.setdefault(agent, {}).setdefault(env, []).append(value)
-    path.mkdir()
-    with open(path / "curves.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (path / "runs.json").write_text(json.dumps({"configs": configs, "groups": [], "scores": SCORES}))
-    return finals
 
 
 def test_report_has_per_task_and_aggregate_tables_and_plots_named_by_agent(tmp_path, monkeypatch):
@@ -106,18 +61,6 @@ def test_report_says_when_intervals_rest_on_fewer_than_5_seeds(tmp_path):
     fixture_folder(tmp_path / "r", seeds=3)
     report = write_report([tmp_path / "r"], tmp_path / "r").read_text()
     assert "**Fewer than 5 runs per task** for ppo, sac" in report
-
-
-def shift_returns(folder, agent, env, by):
-    with open(folder / "curves.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        if (r["agent"], r["env"]) == (agent, env):
-            r["eval_return_mean"] = str(float(r["eval_return_mean"]) + by)
-    with open(folder / "curves.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def test_report_of_two_folders_compares_them_run_by_run(tmp_path):
