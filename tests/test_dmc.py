@@ -88,9 +88,13 @@ def test_dmc_seed_in_vmapped_batch_equals_seed_alone():
     keys = driver.seed_keys([0, 1])
     _, batched = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)), compiler_options=FAST_COMPILE)(keys, config)
     train_alone = jax.jit(trainer.train, compiler_options=FAST_COMPILE)
+    alone = [train_alone(jax.random.PRNGKey(i), config)[1].eval_return_mean for i in range(2)]
     for i in range(2):
-        _, alone = train_alone(jax.random.PRNGKey(i), config)
-        np.testing.assert_allclose(batched.eval_return_mean[i], alone.eval_return_mean, rtol=1e-4, atol=1e-3)
+        # The batched and the single program round differently and MJX's solver amplifies it: on jax 0.11.2
+        # seed 1's middle point moved by 1.9e-4 relative (0.09 of 508); 0.10.2 stayed under 1e-4.
+        np.testing.assert_allclose(batched.eval_return_mean[i], alone[i], rtol=1e-3, atol=1e-3)
+        np.testing.assert_array_equal(batched.eval_return_mean[i, 0], alone[i][0])  # the initial policy exactly
+    assert not np.allclose(alone[0], alone[1], rtol=1e-2)  # two seeds are far apart: the tolerance tells them apart
 
 
 def test_dmc_bad_input_is_refused_in_one_line_before_anything_is_built():
