@@ -170,7 +170,7 @@ def stack_line(folder: Path, meta: dict) -> str:
     return (
         f"{folder}: Python {v.get('python', '?')}, jax {v.get('jax', '?')}, jaxlib {v.get('jaxlib', '?')}, "
         f"flax {v.get('flax', '?')}, brax {v.get('brax', '?')}, mujoco {v.get('mujoco', '?')}, "
-        f"{d.get('kind', '?')} x{d.get('count', '?')}, commit {meta.get('git_commit', '?')[:12]}"
+        f"{d.get('kind', '?')} x{d.get('count', '?')} ({d.get('cpu', 'CPU model not recorded')}), commit {meta.get('git_commit', '?')[:12]}"
     )
 
 

@@ -152,7 +152,20 @@ def device_info() -> dict:
         "count": len(devices),
         "processes": jax.process_count(),
         "host": platform.machine(),
+        "cpu": cpu_model(),
     }
+
+
+def cpu_model() -> str:
+    """The host processor's model name: XLA:CPU compiles for the processor it runs on, so the same versions
+    on another CPU model round differently and give other curves (docs/reproducibility.md)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def git_commit() -> str:
