@@ -122,7 +122,9 @@ def check_same_sweep(first: Path, second: Path, meta: tuple[dict, dict], runs: t
     """Refuse, in one line naming what differs, two folders that are not runs of one sweep."""
     names = [m.get("sweep") for m in meta]
     if names[0] != names[1]:
-        raise ConfigError(f"{first} is sweep {names[0]!r} and {second} is sweep {names[1]!r}: compare two runs of one sweep")
+        raise ConfigError(
+            f"{first} is sweep {names[0]!r} and {second} is sweep {names[1]!r}: compare two runs of one sweep"
+        )
     only = [sorted(set(runs[i]) - set(runs[1 - i])) for i in (0, 1)]
     if only[0] or only[1]:
         parts = [f"only in {f}: {', '.join(map(group_name, keys))}" for f, keys in zip((first, second), only) if keys]
@@ -151,7 +153,9 @@ def parse_tolerance(text: str) -> tuple[float, bool]:
     try:
         value = float(text.strip().rstrip("%"))
     except ValueError:
-        raise ConfigError(f"--tolerance takes a number of return units or a percentage, like 10 or 5%, not {text!r}")
+        raise ConfigError(
+            f"--tolerance takes a number of return units or a percentage, like 10 or 5%, not {text!r}"
+        ) from None
     if not value >= 0:
         raise ConfigError(f"--tolerance must be at least 0, not {text!r}")
     return (value / 100 if relative else value), relative
