@@ -3,7 +3,7 @@ and config), for returns that change silently across versions, machines or commi
 every seed's curve is identical as stored, from which evaluation point the curves part, and the
 difference of final returns (B minus A) with a stratified-bootstrap 95 % interval over seeds; a group
 differs when that interval excludes zero, and the command fails when a group differs by more than the
-tolerance the user sets."""
+tolerance the user sets. A group of one seed has no interval: there the tolerance alone decides."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import numpy as np
 
 from pgjax import aggregate
 from pgjax.config import ConfigError
+from pgjax.report import load_runs, run_curves
 
-IDENTICAL, SAME, DIFFERS = "identical", "same within the interval", "differs"
+IDENTICAL, SAME, DIFFERS, NO_INTERVAL = "identical", "same within the interval", "differs", "parted, no interval"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,21 +35,24 @@ class GroupComparison:
     low: float
     high: float
     parts_at: int | None  # the first env_steps at which some seed's stored return differs; None: identical
-    diverged: tuple[int, int]
+    diverged: tuple[tuple[int, ...], tuple[int, ...]]  # the seeds that diverged in A and in B
 
     @property
     def verdict(self) -> str:
         if self.parts_at is None:
             return IDENTICAL
-        if self.diverged[0] != self.diverged[1] or not self.low <= 0.0 <= self.high:
+        if self.diverged[0] != self.diverged[1]:
             return DIFFERS
-        return SAME
+        if not np.isfinite(self.low):
+            return NO_INTERVAL
+        return SAME if self.low <= 0.0 <= self.high else DIFFERS
 
     def beyond(self, tolerance: float) -> bool:
-        """Differs, and by more than `tolerance` (in return units); other diverged seeds always count."""
-        if self.verdict != DIFFERS:
+        """Differs (or parted with no interval) by more than `tolerance` in return units; seeds that diverged
+        on one side only always count."""
+        if self.verdict not in (DIFFERS, NO_INTERVAL):
             return False
-        return self.diverged[0] != self.diverged[1] or abs(self.difference) > tolerance
+        return self.diverged[0] != self.diverged[1] or not abs(self.difference) <= tolerance
 
 
 def first_parting(first: dict, second: dict) -> int | None:
@@ -63,16 +67,13 @@ def first_parting(first: dict, second: dict) -> int | None:
     return min(parted) if parted else None
 
 
-def final_returns(per_seed: dict) -> np.ndarray:
-    """Each seed's last evaluation return, NaN for a seed that diverged at any point."""
-    return np.array(
-        [np.nan if any(st != "ok" for *_, st in per_seed[s]) else sorted(per_seed[s])[-1][1] for s in sorted(per_seed)]
-    )
+def diverged_seeds(per_seed: dict) -> tuple[int, ...]:
+    return tuple(s for s in sorted(per_seed) if any(st != "ok" for *_, st in per_seed[s]))
 
 
 def compare_group(key: tuple, first: dict, second: dict) -> GroupComparison:
-    a, b = final_returns(first), final_returns(second)
-    diverged = (int(np.isnan(a).sum()), int(np.isnan(b).sum()))
+    diverged = (diverged_seeds(first), diverged_seeds(second))
+    a, b = (run_curves(per_seed)[1][:, -1] for per_seed in (first, second))  # a diverged run's final is NaN
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == len(b) >= 2:
         difference, low, high = aggregate.mean_difference(b, a)
@@ -94,8 +95,6 @@ def compare_group(key: tuple, first: dict, second: dict) -> GroupComparison:
 def read_folder(folder: Path) -> tuple[dict, dict]:
     """runs.json and {(agent, env, backend, config_id): {seed: [(steps, return, status)]}} of one results
     folder; a missing folder or one without results is refused."""
-    from pgjax.report import load_runs
-
     if not folder.is_dir():
         raise ConfigError(f"{folder} does not exist")
     for name in ("runs.json", "curves.csv"):
@@ -112,10 +111,9 @@ def group_name(key: tuple) -> str:
     return f"{agent} on {env} ({backend}, {cid})"
 
 
-def group_shape(per_seed: dict) -> tuple[list[int], list[int]]:
-    """A group's seeds and its evaluation points (those of its first seed)."""
-    seeds = sorted(per_seed)
-    return seeds, [steps for steps, *_ in sorted(per_seed[seeds[0]])]
+def group_shape(per_seed: dict) -> tuple[list[int], dict[int, list[int]]]:
+    """A group's seeds and each seed's evaluation points."""
+    return sorted(per_seed), {seed: [steps for steps, *_ in sorted(points)] for seed, points in per_seed.items()}
 
 
 def check_same_sweep(first: Path, second: Path, meta: tuple[dict, dict], runs: tuple[dict, dict]) -> None:
@@ -133,11 +131,13 @@ def check_same_sweep(first: Path, second: Path, meta: tuple[dict, dict], runs: t
         (seeds_a, steps_a), (seeds_b, steps_b) = group_shape(runs[0][key]), group_shape(runs[1][key])
         if seeds_a != seeds_b:
             raise ConfigError(f"{group_name(key)} ran seeds {seeds_a} in {first} and {seeds_b} in {second}")
-        if steps_a != steps_b:
-            raise ConfigError(
-                f"{group_name(key)} was evaluated at other env steps in {second} than in {first} "
-                f"(last {steps_b[-1]:,} against {steps_a[-1]:,})"
-            )
+        for seed in seeds_a:
+            if steps_a[seed] != steps_b[seed]:
+                raise ConfigError(
+                    f"{group_name(key)} seed {seed} was evaluated at other env steps in {second} than in {first} "
+                    f"({len(steps_b[seed])} points to {steps_b[seed][-1]:,} against {len(steps_a[seed])} to "
+                    f"{steps_a[seed][-1]:,})"
+                )
 
 
 def compare_folders(first: Path, second: Path) -> tuple[tuple[dict, dict], list[GroupComparison]]:
@@ -148,7 +148,8 @@ def compare_folders(first: Path, second: Path) -> tuple[tuple[dict, dict], list[
 
 
 def parse_tolerance(text: str) -> tuple[float, bool]:
-    """'10' (return units) or '5%' (of the first folder's mean final return's magnitude, per group)."""
+    """'10' (return units) or '5%' (of the magnitude of the first folder's mean final return, per group: near
+    a mean of zero that is near zero too)."""
     relative = text.strip().endswith("%")
     try:
         value = float(text.strip().rstrip("%"))
@@ -186,7 +187,7 @@ def comparison_table(groups: list[GroupComparison], tolerance: float, relative: 
     for g in groups:
         verdict = g.verdict
         if g.diverged[0] or g.diverged[1]:
-            verdict += f" (diverged seeds: {g.diverged[0]} in A, {g.diverged[1]} in B)"
+            verdict += f" (diverged seeds: {list(g.diverged[0])} in A, {list(g.diverged[1])} in B)"
         if g.beyond(group_tolerance(g, tolerance, relative)):
             verdict += ", beyond the tolerance"
         parts = "never" if g.parts_at is None else f"{g.parts_at:,} steps"
@@ -204,13 +205,14 @@ def main(args) -> int:
     first, second = Path(args.first), Path(args.second)
     (meta_a, meta_b), groups = compare_folders(first, second)
     beyond = [g for g in groups if g.beyond(group_tolerance(g, tolerance, relative))]
-    counts = {v: sum(g.verdict == v for g in groups) for v in (IDENTICAL, SAME, DIFFERS)}
+    counts = {v: sum(g.verdict == v for g in groups) for v in (IDENTICAL, SAME, DIFFERS, NO_INTERVAL)}
     lines = [f"A = {stack_line(first, meta_a)}", f"B = {stack_line(second, meta_b)}", ""]
     lines += comparison_table(groups, tolerance, relative)
     lines += [
         "",
         f"{len(groups)} groups: {counts[IDENTICAL]} identical, {counts[SAME]} the same within the 95% interval, "
-        f"{counts[DIFFERS]} differ ({len(beyond)} beyond the tolerance of {args.tolerance})",
+        f"{counts[DIFFERS]} differ, {counts[NO_INTERVAL]} parted with one seed and no interval ({len(beyond)} "
+        f"beyond the tolerance of {args.tolerance})",
     ]
     print("\n".join(lines))
     return 1 if beyond else 0

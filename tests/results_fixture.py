@@ -55,12 +55,17 @@ def fixture_folder(path, seeds):
     return finals
 
 
-def shift_returns(folder, agent, env, by, at_steps=None):
-    """Adds `by` to one group's stored returns (at every point, or at `at_steps` only)."""
+def shift_returns(folder, agent, env, by, at_steps=None, seed=None):
+    """Adds `by` to one group's stored returns (at every point, or at `at_steps` only; of every seed, or of
+    `seed` only)."""
     with open(folder / "curves.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        if (r["agent"], r["env"]) == (agent, env) and at_steps in (None, int(r["env_steps"])):
+        if (
+            (r["agent"], r["env"]) == (agent, env)
+            and at_steps in (None, int(r["env_steps"]))
+            and seed in (None, int(r["seed"]))
+        ):
             r["eval_return_mean"] = str(float(r["eval_return_mean"]) + by)
     with open(folder / "curves.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))

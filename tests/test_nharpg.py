@@ -276,11 +276,6 @@ def test_nharpg_learns_brax_inverted_pendulum():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="a known shortfall of our N-HARPG, kept visible: over 24 seeds its mean improvement is 298 on "
-    "jax 0.10.2 and 275 on 0.11.2, so this 8-seed sample clears 300 on some stacks only (304, 262)",
-)
 def test_nharpg_improves_on_gymnax_pendulum():
     """8 seeds, 2M steps: the final policy's mean return beats the initial policy's by >= 300 (32 evaluation
     episodes per point: the policies plateau near -900 and 8 episodes leave about ±30 of noise)."""
@@ -296,8 +291,14 @@ def test_nharpg_improves_on_gymnax_pendulum():
     result = run_group(group, progress=False)
     assert not result.diverged.any()
     initial = np.mean([r["eval_return_mean"] for r in result.rows if r["env_steps"] == 0])
+    improvement = float(result.final_returns.mean()) - initial
     print(f"initial {initial:.1f}, final {float(result.final_returns.mean()):.1f}")
-    assert float(result.final_returns.mean()) - initial >= 300
+    assert improvement >= 200  # a regression guard, far below what every stack measured (262 to 304)
+    if improvement < 300:  # the bar stays; a shortfall is reported as an expected failure, not hidden
+        pytest.xfail(
+            f"improved by {improvement:.0f}, under 300: a known shortfall of our N-HARPG (over 24 seeds it "
+            "improves by 298 on jax 0.10.2 and 275 on 0.11.2; docs/correctness.md)"
+        )
 
 
 # ---------------------------------------------------------------- the recursion's pieces by hand
