@@ -429,7 +429,8 @@ def parser() -> argparse.ArgumentParser:
         "--tolerance",
         default="0",
         help="how far a group's mean final return may move before the command fails, in return units (10) or "
-        "relative to A's (5%%); a group fails only when its 95%% interval also excludes zero (default 0)",
+        "relative to A's (5%%); a group fails only when its 95%% interval also excludes zero (a group of one seed has no "
+        "interval: the tolerance alone decides; default 0)",
     )
     cmp.set_defaults(func=_compare)
 

@@ -179,7 +179,7 @@ def stack_line(folder: Path, meta: dict) -> str:
     )
 
 
-def comparison_table(groups: list[GroupComparison], tolerance: float, relative: bool) -> list[str]:
+def comparison_table(groups: list[GroupComparison], beyond: list[GroupComparison]) -> list[str]:
     lines = [
         "| agent | env | backend | config_id | seeds | A final | B final | B - A | 95% CI | curves part at | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -188,7 +188,7 @@ def comparison_table(groups: list[GroupComparison], tolerance: float, relative: 
         verdict = g.verdict
         if g.diverged[0] or g.diverged[1]:
             verdict += f" (diverged seeds: {list(g.diverged[0])} in A, {list(g.diverged[1])} in B)"
-        if g.beyond(group_tolerance(g, tolerance, relative)):
+        if g in beyond:
             verdict += ", beyond the tolerance"
         parts = "never" if g.parts_at is None else f"{g.parts_at:,} steps"
         ci = f"[{_num(g.low, '+.1f')}, {_num(g.high, '+.1f')}]"
@@ -207,7 +207,7 @@ def main(args) -> int:
     beyond = [g for g in groups if g.beyond(group_tolerance(g, tolerance, relative))]
     counts = {v: sum(g.verdict == v for g in groups) for v in (IDENTICAL, SAME, DIFFERS, NO_INTERVAL)}
     lines = [f"A = {stack_line(first, meta_a)}", f"B = {stack_line(second, meta_b)}", ""]
-    lines += comparison_table(groups, tolerance, relative)
+    lines += comparison_table(groups, beyond)
     lines += [
         "",
         f"{len(groups)} groups: {counts[IDENTICAL]} identical, {counts[SAME]} the same within the 95% interval, "
