@@ -213,4 +213,4 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     }
 
 
-init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)
+agent = offpolicy.agent(Config=Config, init_learner=init_learner, explore=explore, gradient_step=gradient_step, act=act)

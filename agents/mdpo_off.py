@@ -69,7 +69,6 @@ class Learner:
     actor: SquashedGaussianActor = static(None)
     q_net: QNetwork = static(None)  # one critic; its params: critic_params, two stacked
     value_net: MLP = static(None)  # V; its params: value_params
-    deterministic_explore: bool = static(False)
 
 
 act = maxent.act
@@ -106,14 +105,13 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         actor,
         q_net,
         value_net,
-        config.deterministic_explore,
     )
 
 
-def explore(learner: Learner, obs: jax.Array, key: jax.Array) -> jax.Array:
-    if learner.deterministic_explore:
+def explore(learner: Learner, obs: jax.Array, key: jax.Array, config: Config) -> jax.Array:
+    if config.deterministic_explore:
         return jnp.tanh(learner.actor.apply(learner.actor_params, obs)[0])
-    return maxent.explore(learner, obs, key)
+    return maxent.explore(learner, obs, key, config)
 
 
 def squashed_log_density(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
@@ -217,4 +215,4 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     return new, {**info, "actor_loss": pi_loss, "log_pi": log_pi.mean()}
 
 
-init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)
+agent = offpolicy.agent(Config=Config, init_learner=init_learner, explore=explore, gradient_step=gradient_step, act=act)

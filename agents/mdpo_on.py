@@ -145,6 +145,11 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     ), metrics
 
 
-init, iteration, steps_per_iteration, warmup_steps = onpolicy.agent(
-    init_learner, gaussian_policy.sample, gaussian_policy.value, update
+agent = onpolicy.agent(
+    Config=Config,
+    init_learner=init_learner,
+    sample=gaussian_policy.sample,
+    value=gaussian_policy.value,
+    update=update,
+    act=act,
 )

@@ -23,6 +23,7 @@ from flax import struct
 
 from pgjax import gaussian_policy, onpolicy
 from pgjax.config import check_choice, check_network, check_positive, hyper, require, static
+from pgjax.contract import Agent
 from pgjax.distributions import gaussian_log_prob
 from pgjax.envs import Env, EnvState
 from pgjax.normalize import RewardScaler, normalizer
@@ -86,10 +87,6 @@ def normalized(config: Config) -> bool:
 def steps_per_iteration(config: Config) -> int:
     """Both batches: the one at θ_t and, unless the variant has no Hessian term, the one at θ̂_t."""
     return total_envs(config) * config.rollout_length
-
-
-warmup_steps = onpolicy.warmup_steps
-act = gaussian_policy.act
 
 
 def num_features(obs_size: int) -> int:
@@ -258,9 +255,9 @@ def sample_batches(
     def policy(obs, k):
         obs = normalize(obs)
         k_main, k_hat = jax.random.split(k)
-        action, _ = gaussian_policy.sample(learner.replace(actor_params=theta), obs[:n], k_main)
+        action, _ = gaussian_policy.sample(learner.replace(actor_params=theta), obs[:n], k_main, config)
         if obs.shape[0] > n:
-            hat_action, _ = gaussian_policy.sample(learner.replace(actor_params=theta_hat), obs[n:], k_hat)
+            hat_action, _ = gaussian_policy.sample(learner.replace(actor_params=theta_hat), obs[n:], k_hat, config)
             action = jnp.concatenate([action, hat_action])
         return action, ()
 
@@ -317,3 +314,13 @@ def iteration(state: onpolicy.State, env: Env, config: Config) -> tuple[onpolicy
         env_state=env_state,
         key=key,
     ), metrics
+
+
+agent = Agent(
+    Config=Config,
+    init=init,
+    iteration=iteration,
+    act=gaussian_policy.act,
+    steps_per_iteration=steps_per_iteration,
+    warmup_steps=onpolicy.warmup_steps,
+)

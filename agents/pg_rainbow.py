@@ -97,14 +97,11 @@ class Learner:
     iqn_opt_state: optax.OptState
     replay: object  # flashbax state: the last M rollouts' transitions
     feature_noise: jax.Array  # [K - 1, action_size]: this iteration's ε_k
-    switch_iteration: jax.Array  # the first iteration whose advantages use V_ψ
     actor: GaussianActor = static(None)
     value_net: MLP = static(None)
     feature_head: MLP = static(None)  # h
     distiller: MLP = static(None)  # f_ψ
     iqn: ImplicitQuantileNetwork = static(None)
-    value_source: str = static("distilled")
-    feature_quantiles: int = static(32)
 
 
 act = gaussian_policy.act
@@ -190,11 +187,11 @@ def midpoints(n: int) -> jax.Array:
     return (jnp.arange(n) + 0.5) / n
 
 
-def quantile_features(learner: Learner, obs: jax.Array) -> jax.Array:
+def quantile_features(learner: Learner, obs: jax.Array, config: Config) -> jax.Array:
     """q_φ(s): [..., K·N_q], Z_φ(s, a_k; τ_i) sorted over i within each action, mean action first."""
     actions = jnp.clip(feature_actions(learner, obs), -1.0, 1.0)
     obs = jnp.broadcast_to(obs[..., None, :], actions.shape[:-1] + obs.shape[-1:])
-    z = learner.iqn.apply(learner.iqn_params, obs, actions, midpoints(learner.feature_quantiles))
+    z = learner.iqn.apply(learner.iqn_params, obs, actions, midpoints(config.feature_quantiles))
     return jax.lax.stop_gradient(sort_last_axis(z).reshape(z.shape[:-2] + (-1,)))
 
 
@@ -204,22 +201,22 @@ def distilled_value(distill_params, learner: Learner, obs: jax.Array, features: 
     return learner.distiller.apply(distiller_params, learner.feature_head.apply(head_params, obs) * features)[..., 0]
 
 
-def switched(learner: Learner) -> jax.Array:
-    return learner.updates >= learner.switch_iteration
+def switched(learner: Learner, config: Config) -> jax.Array:
+    return learner.updates >= switch_iteration(config)
 
 
-def value(learner: Learner, obs: jax.Array) -> dict:
+def value(learner: Learner, obs: jax.Array, config: Config) -> dict:
     """The value GAE uses, V_θ before the switch iteration and the substitute from it on, with what
     the update needs for the same states: V_θ itself (PPO's clip anchor), q_φ(s) and V_ψ (the
     distillation's clip anchor), so that the features are computed once per state."""
-    features = quantile_features(learner, obs)
-    ppo_value = gaussian_policy.value(learner, obs)
+    features = quantile_features(learner, obs, config)
+    ppo_value = gaussian_policy.value(learner, obs, config)
     distilled = distilled_value(learner.distill_params, learner, obs, features)
     # the naive ablation substitutes the IQN mean E_a E_τ Z, averaged over all K·N_q features (the
     # mean action's quantiles among them, as in q_φ(s) itself)
-    substitute = features.mean(-1) if learner.value_source == "iqn_mean" else distilled
+    substitute = features.mean(-1) if config.value_source == "iqn_mean" else distilled
     return {
-        "value": jnp.where(switched(learner), substitute, ppo_value),
+        "value": jnp.where(switched(learner, config), substitute, ppo_value),
         "ppo_value": ppo_value,
         "features": features,
         "distilled_value": distilled,
@@ -267,14 +264,11 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         iqn_optimizer(config).init(iqn_params),
         replay,
         draw_feature_noise(k_noise, env.action_size, config),
-        switch_iteration(config),
         base.actor,
         base.value_net,
         feature_head,
         distiller,
         iqn,
-        config.value_source,
-        config.feature_quantiles,
     )
 
 
@@ -320,7 +314,7 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     metrics = {
         **jax.tree.map(jnp.mean, info),
         "iqn_loss": iqn_loss_mean,
-        "switched": switched(learner).astype(jnp.float32),
+        "switched": switched(learner, config).astype(jnp.float32),
         "value_gap": jnp.abs(batch["distilled_value"] - batch["value"]).mean(),
     }
     return learner.replace(
@@ -334,4 +328,6 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     ), metrics
 
 
-init, iteration, steps_per_iteration, warmup_steps = onpolicy.agent(init_learner, gaussian_policy.sample, value, update)
+agent = onpolicy.agent(
+    Config=Config, init_learner=init_learner, sample=gaussian_policy.sample, value=value, update=update, act=act
+)

@@ -56,7 +56,6 @@ class Learner:
     actor: MixtureActor = static(None)
     value_net: MLP = static(None)
     q_net: QNetwork = static(None)
-    eval_expert: str = static("best_q")
 
 
 value = gaussian_policy.value
@@ -86,11 +85,10 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         actor,
         value_net,
         q_net,
-        config.eval_expert,
     )
 
 
-def sample(learner: Learner, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+def sample(learner: Learner, obs: jax.Array, key: jax.Array, config: Config) -> tuple[jax.Array, dict]:
     """k ~ Cat(w(s)), a ~ N(μ_k, σ_k²) (unbounded; the env clips it), and the mixture's log-likelihood of a."""
     k_expert, k_action = jax.random.split(key)
     logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
@@ -99,14 +97,16 @@ def sample(learner: Learner, obs: jax.Array, key: jax.Array) -> tuple[jax.Array,
     return action, {"log_prob": mixture.mixture_log_prob(action, logits, mean, log_std)}
 
 
-def act(state: onpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+def act(
+    state: onpolicy.State, obs: jax.Array, key: jax.Array, config: Config, *, deterministic: bool = False
+) -> jax.Array:
     """Deterministic: one expert's mean, the expert chosen by `eval_expert` (best_q asks Q_ψ)."""
     learner, obs = state.learner, onpolicy.normalizer(state)(obs)
     if not deterministic:
-        return sample(learner, obs, key)[0]
+        return sample(learner, obs, key, config)[0]
     logits, mean, _ = learner.actor.apply(learner.actor_params, obs)
     q_of_means = lambda: expert_q_values(learner, learner.q_params, obs, mean)
-    return mixture.select_expert(mean, mixture.evaluation_expert(key, logits, learner.eval_expert, q_of_means))
+    return mixture.select_expert(mean, mixture.evaluation_expert(key, logits, config.eval_expert, q_of_means))
 
 
 def expert_q_values(learner: Learner, q_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
@@ -162,4 +162,4 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     )
 
 
-init, iteration, steps_per_iteration, warmup_steps = onpolicy.agent(init_learner, sample, value, update)
+agent = onpolicy.agent(Config=Config, init_learner=init_learner, sample=sample, value=value, update=update, act=act)

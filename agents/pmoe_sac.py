@@ -49,7 +49,6 @@ class Config(sac_core.Config):
 @struct.dataclass
 class Learner(sac_core.Learner):
     last_usage: jax.Array = None  # [K] each expert's share of k* at the last gradient step
-    eval_expert: str = static("best_q")
 
 
 def networks(env: Env, config: Config):
@@ -68,11 +67,10 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
         config,
         Learner,
         last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
-        eval_expert=config.eval_expert,
     )
 
 
-def explore(learner: Learner, obs: jax.Array, key: jax.Array) -> jax.Array:
+def explore(learner: Learner, obs: jax.Array, key: jax.Array, config: Config) -> jax.Array:
     """k ~ Cat(w(s)), then a = tanh(u), u ~ N(μ_k(s), σ_k(s)²)."""
     k_expert, k_action = jax.random.split(key)
     logits, mean, log_std = learner.actor.apply(learner.actor_params, obs)
@@ -80,16 +78,16 @@ def explore(learner: Learner, obs: jax.Array, key: jax.Array) -> jax.Array:
     return mixture.select_expert(actions, mixture.sample_expert(k_expert, logits))
 
 
-def act(state: offpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+def act(
+    state: offpolicy.State, obs: jax.Array, key: jax.Array, config: Config, *, deterministic: bool = False
+) -> jax.Array:
     """Deterministic: tanh of one expert's mean, the expert chosen by `eval_expert`."""
     learner, obs = state.learner, offpolicy.normalizer(state)(obs)
     if not deterministic:
-        return explore(learner, obs, key)
+        return explore(learner, obs, key, config)
     logits, mean, _ = learner.actor.apply(learner.actor_params, obs)
     q_of_means = lambda: expert_q_values(learner.q_net, learner.critic_params, obs, jnp.tanh(mean))
-    return jnp.tanh(
-        mixture.select_expert(mean, mixture.evaluation_expert(key, logits, learner.eval_expert, q_of_means))
-    )
+    return jnp.tanh(mixture.select_expert(mean, mixture.evaluation_expert(key, logits, config.eval_expert, q_of_means)))
 
 
 def expert_q_values(q_net, critic_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
@@ -158,4 +156,4 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     return new.replace(last_usage=metrics["expert_usage"]), metrics
 
 
-init, iteration, steps_per_iteration, warmup_steps = offpolicy.agent(init_learner, explore, gradient_step)
+agent = offpolicy.agent(Config=Config, init_learner=init_learner, explore=explore, gradient_step=gradient_step, act=act)

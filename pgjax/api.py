@@ -19,8 +19,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from pgjax import driver
 from pgjax.config import ConfigError, build
+from pgjax.contract import Agent
 from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_NUM_EVALS
 from pgjax.envs import make as make_env
 from pgjax.registry import get_agent
@@ -38,6 +38,7 @@ class Trained:
     metrics: list[dict]  # rows of metrics.csv
     states: Any  # driver.RunState per seed (leading axis: seeds)
     out: Path | None
+    config: Any = None  # the agent's config the runs trained with
 
     @property
     def final_returns(self) -> np.ndarray:
@@ -54,8 +55,9 @@ class Trained:
     def policy(self, seed: int, best: bool = False) -> Callable:
         """The deterministic-by-default policy of one seed, in the env's own units."""
         index = self.seeds.index(seed)
-        part = self.states.best_policy if best else driver.policy_part(self.states.agent_state)
-        return policy_fn(self.agent, make_env(self.env, self.backend), jax.tree.map(lambda x: x[index], part))
+        part = self.states.best_policy if best else Agent.policy_state(self.states.agent_state)
+        env = make_env(self.env, self.backend)
+        return policy_fn(self.agent, env, jax.tree.map(lambda x: x[index], part), self.config)
 
 
 def train(
@@ -105,14 +107,15 @@ def train(
         result.metric_rows,
         states,
         Path(out) if out is not None else None,
+        group.configs[0],
     )
 
 
-def policy_fn(agent_name: str, env, state) -> Callable:
+def policy_fn(agent_name: str, env, policy_state, config) -> Callable:
     agent = get_agent(agent_name)
 
     def policy(obs: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-        return env.to_env_units(agent.act(state, obs, key, deterministic))
+        return env.to_env_units(agent.act(policy_state, obs, key, config, deterministic=deterministic))
 
     return policy
 
@@ -147,9 +150,9 @@ def load(results_dir: str | Path, run: str | None = None, seed: int | None = Non
     agent = get_agent(group["agent"])
     config = build(agent.Config, plan["configs"][plan["config_ids"].index(run)], group["agent"])
     env = make_env(group["env"], group["backend"])
-    one = jax.eval_shape(lambda k: driver.policy_part(agent.init(k, env, config)), jax.random.PRNGKey(0))
+    one = jax.eval_shape(lambda k: Agent.policy_state(agent.init(k, env, config)), jax.random.PRNGKey(0))
     batch = (len(group["config_ids"]), len(group["seeds"]))
     shape = jax.tree.map(lambda x: jax.ShapeDtypeStruct(batch + x.shape, x.dtype), one)
     saved = restore_policies(results_dir / "policies" / group["id"], shape)["best" if best else "final"]
     index = (group["config_ids"].index(run), group["seeds"].index(seed))
-    return policy_fn(group["agent"], env, jax.tree.map(lambda x: jax.numpy.asarray(x[index]), saved))
+    return policy_fn(group["agent"], env, jax.tree.map(lambda x: jax.numpy.asarray(x[index]), saved), config)

@@ -161,7 +161,7 @@ def this_process_alone() -> ocp.StandardCheckpointer:
 
 
 def save_policies(directory: Path, final, best) -> None:
-    """The policy parts (driver.policy_part) of a finished group's runs, final and best-evaluated, with
+    """The policy states (Agent.policy_state) of a finished group's runs, final and best-evaluated, with
     leading [configs, seeds] axes, as host (numpy) arrays. What is there already was left by an attempt
     that stopped before the group was marked finished, so it is replaced."""
     shutil.rmtree(directory, ignore_errors=True)

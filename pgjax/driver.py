@@ -1,8 +1,8 @@
 """The generic driver: any agent module becomes `train(key, config) -> (state, curve)`.
 
-An agent is what `pgjax.contract.Agent` says: `Config`, `init(key, env, config)`, `iteration(state, env,
-config)`, `act(state, obs, key, deterministic)`, `steps_per_iteration(config)` and `warmup_steps(config)`;
-its State carries the training envs as `env_state`. The driver scans iterations between evaluation
+An agent is the record `pgjax.contract.Agent`: `Config`, `init(key, env, config)`, `iteration(state, env,
+config)`, `act(policy state, obs, key, config, deterministic=...)`, `steps_per_iteration(config)` and
+`warmup_steps(config)`; its state carries the training envs as `env_state`. The driver scans iterations between evaluation
 points (one jitted *chunk* per point), evaluates the deterministic policy on separate envs with
 separate keys, flags divergence, and vmaps all of it over seeds and over float hyperparameters.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from functools import partial
-from types import ModuleType
 from typing import Any
 
 import jax
@@ -22,6 +21,7 @@ from flax import struct
 
 from pgjax.budget import iterations_in_budget
 from pgjax.config import ConfigError
+from pgjax.contract import Agent
 from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_NUM_EVALS
 from pgjax.envs import Env, batch_reset, batch_step, refresh
 from pgjax.rollout import mean_train_return
@@ -72,7 +72,7 @@ class Schedule:
         return "; ".join(notes) or None
 
 
-def make_schedule(agent: ModuleType, config, num_evals: int = DEFAULT_NUM_EVALS) -> Schedule:
+def make_schedule(agent: Agent, config, num_evals: int = DEFAULT_NUM_EVALS) -> Schedule:
     """The schedule of `config.total_steps` (never exceeded); ConfigError when no iteration fits."""
     warmup, per_iteration = agent.warmup_steps(config), agent.steps_per_iteration(config)
     iterations = iterations_in_budget(config.total_steps, warmup, per_iteration)
@@ -93,7 +93,7 @@ class RunState:
     diverged: jax.Array
     metrics: Any  # the agent's training metrics averaged over the last chunk (NaN before any training)
     best_return: jax.Array  # the best evaluation return so far
-    best_policy: Any  # policy_part of the agent state that scored it
+    best_policy: Any  # the policy state (Agent.policy_state) of the agent state that scored it
 
 
 @struct.dataclass
@@ -122,9 +122,13 @@ def episode_returns(env: Env, act, key: jax.Array, num_episodes: int) -> jax.Arr
     return returns
 
 
-def evaluate(agent: ModuleType, env: Env, agent_state, key: jax.Array, num_episodes: int):
+def evaluate(agent: Agent, env: Env, policy_state, config, key: jax.Array, num_episodes: int):
     """Mean and std of the deterministic policy's return on `num_episodes` fresh episodes."""
-    returns = episode_returns(env, lambda obs, k: agent.act(agent_state, obs, k, True), key, num_episodes)
+
+    def act(obs, k):
+        return agent.act(policy_state, obs, k, config, deterministic=True)
+
+    returns = episode_returns(env, act, key, num_episodes)
     return returns.mean(), returns.std()
 
 
@@ -135,11 +139,6 @@ def uniform_random_returns(env: Env, key: jax.Array, num_episodes: int) -> jax.A
         return jax.random.uniform(k, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
 
     return episode_returns(env, act, key, num_episodes)
-
-
-def policy_part(agent_state):
-    """What `act` reads of an agent's state: all of it but the training envs and the replay buffer."""
-    return agent_state.replace(**{name: None for name in ("env_state", "buffer") if hasattr(agent_state, name)})
 
 
 def all_finite(tree) -> jax.Array:
@@ -154,7 +153,7 @@ class Trainer:
     """The pure pieces of one run (`init`, `advance`, `evaluate`) and the whole `train`, for one seed
     and config. The runner compiles the pieces apart, so evaluation is traced and compiled once."""
 
-    agent: ModuleType
+    agent: Agent
     env: Env
     schedule: Schedule
     eval_episodes: int = DEFAULT_EVAL_EPISODES
@@ -177,15 +176,16 @@ class Trainer:
             ~all_finite(state),
             no_metrics,
             jnp.asarray(-jnp.inf, jnp.float32),
-            policy_part(state),
+            Agent.policy_state(state),
         )
 
-    def evaluate(self, run: RunState) -> tuple[RunState, CurvePoint]:
+    def evaluate(self, run: RunState, config) -> tuple[RunState, CurvePoint]:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
-        mean, std = evaluate(self.agent, self.env, run.agent_state, key, self.eval_episodes)
+        policy = Agent.policy_state(run.agent_state)
+        mean, std = evaluate(self.agent, self.env, policy, config, key, self.eval_episodes)
         point = CurvePoint(mean, std, mean_train_return(run.agent_state.env_state), run.diverged, run.metrics)
         better = (mean > run.best_return) & ~run.diverged  # False for a NaN mean: best_return stays a number
-        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy_part(run.agent_state), run.best_policy)
+        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy, run.best_policy)
         return run.replace(
             evals_done=run.evals_done + 1, best_return=jnp.where(better, mean, run.best_return), best_policy=best
         ), point
@@ -222,11 +222,11 @@ class Trainer:
         return max(1, self.env.refresh_every // steps_per_env)  # at least as often as the env asks
 
     def chunk(self, run: RunState, config, iterations) -> tuple[RunState, CurvePoint]:
-        return self.evaluate(self.advance(run, config, iterations))
+        return self.evaluate(self.advance(run, config, iterations), config)
 
     def train(self, key: jax.Array, config) -> tuple[RunState, CurvePoint]:
         """One whole run: the curve has num_chunks + 1 points (the first right after init)."""
-        run, first = self.evaluate(self.init(key, config))
+        run, first = self.evaluate(self.init(key, config), config)
         chunks = jnp.arange(self.schedule.num_chunks)
         run, points = jax.lax.scan(lambda r, j: self.chunk(r, config, self.schedule.chunk_iterations(j)), run, chunks)
         curve = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, points)

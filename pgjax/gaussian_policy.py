@@ -48,7 +48,7 @@ def init_params(key: jax.Array, env: Env, config) -> tuple[dict, dict]:
     return actor_params, value_net.init(k_value, dummy)
 
 
-def sample(learner, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+def sample(learner, obs: jax.Array, key: jax.Array, config) -> tuple[jax.Array, dict]:
     """An action and its log-density, for the rollout: the unbounded Gaussian sample (the env clips
     it), or tanh of it (kept as "raw_action": the ratio's log-densities are taken at it)."""
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
@@ -74,11 +74,11 @@ def entropy(actor, mean: jax.Array, log_std: jax.Array, key: jax.Array) -> jax.A
     return h
 
 
-def value(learner, obs: jax.Array) -> jax.Array:
+def value(learner, obs: jax.Array, config) -> jax.Array:
     return learner.value_net.apply(learner.value_params, obs)[..., 0]
 
 
-def act(state: onpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+def act(state: onpolicy.State, obs: jax.Array, key: jax.Array, config, *, deterministic: bool = False) -> jax.Array:
     """The agent contract's `act`: the mean when deterministic, else a sample (squashed by tanh where the
     policy is, otherwise clipped by the env)."""
     actor = state.learner.actor

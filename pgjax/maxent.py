@@ -20,18 +20,18 @@ def init_actor_and_twin_critics(key: jax.Array, actor, critic, obs_size: int, ac
     return actor.init(k_actor, obs), init_ensemble(critic, k_critic, 2, obs, action)
 
 
-def explore(learner, obs: jax.Array, key: jax.Array) -> jax.Array:
+def explore(learner, obs: jax.Array, key: jax.Array, config) -> jax.Array:
     """a = tanh(u), u ~ N(μ(s), σ(s)²): the exploration policy (obs already normalised)."""
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
     return tanh_gaussian_sample(key, mean, log_std)[0]
 
 
-def act(state: offpolicy.State, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+def act(state: offpolicy.State, obs: jax.Array, key: jax.Array, config, *, deterministic: bool = False) -> jax.Array:
     """The agent contract's `act`: tanh(μ(s)) when deterministic, else a sample."""
     obs = offpolicy.normalizer(state)(obs)
     if deterministic:
         return jnp.tanh(state.learner.actor.apply(state.learner.actor_params, obs)[0])
-    return explore(state.learner, obs, key)
+    return explore(state.learner, obs, key, config)
 
 
 def target_entropy(action_size: int, config) -> float:

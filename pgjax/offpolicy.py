@@ -20,7 +20,7 @@ import jax
 from flax import struct
 
 from pgjax.config import check_positive, check_unit_interval, hyper, require, static
-from pgjax.contract import LoopFunctions
+from pgjax.contract import Agent
 from pgjax.envs import Env, EnvState, batch_reset, refresh
 from pgjax.normalize import RunningStats, normalizer
 from pgjax.replay import (
@@ -33,8 +33,8 @@ from pgjax.replay import (
 )
 from pgjax.rollout import env_step, rollout, uniform_policy
 
-# (learner, normalised obs, key) -> action in [-1, 1]
-Explore = Callable[[Any, jax.Array, jax.Array], jax.Array]
+# (learner, normalised obs, key, config) -> action in [-1, 1]
+Explore = Callable[[Any, jax.Array, jax.Array, Any], jax.Array]
 # (learner, normalised batch, key, env, config) -> (learner, metrics)
 GradientStep = Callable[[Any, dict, jax.Array, Env, Any], tuple[Any, dict]]
 
@@ -104,7 +104,7 @@ def init(
         env_state = refresh(env, env_state)
 
         def initial_policy(obs, k):
-            return explore(learner, obs_stats.normalize(obs) if config.normalize_observations else obs, k), ()
+            return explore(learner, obs_stats.normalize(obs) if config.normalize_observations else obs, k, config), ()
 
         warmup = uniform_policy(env.action_size) if config.random_warmup else initial_policy
         env_state, traj = rollout(env, env_state, warmup, k_warm, config.warmup_steps // config.num_envs)
@@ -122,7 +122,7 @@ def iteration(
     key, act_key, update_key = jax.random.split(state.key, 3)
 
     def policy(obs, k):
-        return explore(state.learner, normalize(obs), k), ()
+        return explore(state.learner, normalize(obs), k, config), ()
 
     env_state, transition = env_step(env, state.env_state, policy, act_key)
     buffer = replay_buffer(config)
@@ -141,13 +141,20 @@ def iteration(
 
 
 def agent(
-    init_learner: Callable[[jax.Array, Env, Any], Any], explore: Explore, gradient_step: GradientStep
-) -> LoopFunctions:
-    """An off-policy agent's init, iteration, steps_per_iteration and warmup_steps (see `pgjax.contract`),
-    from its learner's initialiser, its exploration policy and its gradient step."""
-    return LoopFunctions(
-        functools.partial(init, init_learner=init_learner, explore=explore),
-        functools.partial(iteration, explore=explore, gradient_step=gradient_step),
-        steps_per_iteration,
-        warmup_steps,
+    *,
+    Config: type,
+    init_learner: Callable[[jax.Array, Env, Any], Any],
+    explore: Explore,
+    gradient_step: GradientStep,
+    act: Callable,
+) -> Agent:
+    """An off-policy agent (see `pgjax.contract`) from its config class, its learner's initialiser, its
+    exploration policy, its gradient step and its `act`."""
+    return Agent(
+        Config=Config,
+        init=functools.partial(init, init_learner=init_learner, explore=explore),
+        iteration=functools.partial(iteration, explore=explore, gradient_step=gradient_step),
+        act=act,
+        steps_per_iteration=steps_per_iteration,
+        warmup_steps=warmup_steps,
     )

@@ -24,7 +24,7 @@ from flax import struct
 
 from pgjax.budget import iterations_in_budget
 from pgjax.config import check_choice, check_positive, check_unit_interval, hyper, require, static
-from pgjax.contract import LoopFunctions
+from pgjax.contract import Agent
 from pgjax.envs import Env, EnvState, batch_reset
 from pgjax.minibatch import shuffled_minibatches
 from pgjax.networks import optimizer_step
@@ -32,11 +32,11 @@ from pgjax.normalize import RewardScaler, RunningStats, normalizer
 from pgjax.returns import ADVANTAGES, gae
 from pgjax.rollout import rollout
 
-# (learner, normalised obs, key) -> (raw action, extras stored with it, e.g. {"log_prob": ...})
-Sample = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
-# (learner, normalised obs) -> V(obs), or a dict of V(obs) under "value" and extras kept with each
+# (learner, normalised obs, key, config) -> (raw action, extras stored with it, e.g. {"log_prob": ...})
+Sample = Callable[[Any, jax.Array, jax.Array, Any], tuple[jax.Array, dict]]
+# (learner, normalised obs, config) -> V(obs), or a dict of V(obs) under "value" and extras kept with each
 # sample in the batch (what the value was computed from, so that the update need not compute it again)
-Value = Callable[[Any, jax.Array], jax.Array | dict]
+Value = Callable[[Any, jax.Array, Any], jax.Array | dict]
 # (learner, flat batch, key, env, config) -> (learner, metrics)
 Update = Callable[[Any, dict, jax.Array, Env, Any], tuple[Any, dict]]
 
@@ -150,13 +150,13 @@ def iteration(
     key, rollout_key, update_key = jax.random.split(state.key, 3)
 
     def policy(obs, k):
-        return sample(state.learner, normalize(obs), k)
+        return sample(state.learner, normalize(obs), k, config)
 
     env_state, traj = rollout(env, state.env_state, policy, rollout_key, config.rollout_length)
 
     obs, next_obs = normalize(traj.obs), normalize(traj.next_obs)
-    values, value_extras = values_and_extras(value(state.learner, obs))
-    next_values, _ = values_and_extras(value(state.learner, next_obs))
+    values, value_extras = values_and_extras(value(state.learner, obs, config))
+    next_values, _ = values_and_extras(value(state.learner, next_obs, config))
     reward_scaler = updated_reward_scaler(state.reward_scaler, traj, config)
     rewards = reward_scaler.scale(traj.reward) if config.scale_rewards else traj.reward
     rewards = config.reward_scale * rewards
@@ -250,13 +250,21 @@ def clipped_value_error(value: jax.Array, old_value: jax.Array, target: jax.Arra
 
 
 def agent(
-    init_learner: Callable[[jax.Array, Env, Any], Any], sample: Sample, value: Value, update: Update
-) -> LoopFunctions:
-    """An on-policy agent's init, iteration, steps_per_iteration and warmup_steps (see `pgjax.contract`),
-    from its learner's initialiser, its sampling policy, its value function and its update."""
-    return LoopFunctions(
-        functools.partial(init, init_learner=init_learner),
-        functools.partial(iteration, sample=sample, value=value, update=update),
-        steps_per_iteration,
-        warmup_steps,
+    *,
+    Config: type,
+    init_learner: Callable[[jax.Array, Env, Any], Any],
+    sample: Sample,
+    value: Value,
+    update: Update,
+    act: Callable,
+) -> Agent:
+    """An on-policy agent (see `pgjax.contract`) from its config class, its learner's initialiser, its
+    sampling policy, its value function, its update and its `act`."""
+    return Agent(
+        Config=Config,
+        init=functools.partial(init, init_learner=init_learner),
+        iteration=functools.partial(iteration, sample=sample, value=value, update=update),
+        act=act,
+        steps_per_iteration=steps_per_iteration,
+        warmup_steps=warmup_steps,
     )

@@ -1,11 +1,10 @@
-"""Agent names -> modules implementing the agent contract (`pgjax.contract.Agent`)."""
+"""Agent names -> the modules whose `agent` is their `pgjax.contract.Agent` record."""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
-from pgjax.contract import missing_members
+from pgjax.contract import Agent, problems
 
 AGENT_MODULES = {
     "ppo": "pgjax.agents.ppo",
@@ -21,11 +20,12 @@ AGENT_MODULES = {
 AGENT_NAMES = tuple(AGENT_MODULES)
 
 
-def get_agent(name: str) -> ModuleType:
-    """The agent's module, checked against the contract: an agent added without one of its members
+def get_agent(name: str) -> Agent:
+    """The agent's record, checked against the contract: an agent added without one of its members
     is refused here, by name, rather than failing inside a jitted program."""
     module = importlib.import_module(AGENT_MODULES[name])
-    missing = missing_members(module)
-    if missing:
-        raise TypeError(f"agent {name!r} ({module.__name__}) lacks {', '.join(missing)} of pgjax.contract.Agent")
-    return module
+    agent = getattr(module, "agent", None)
+    wrong = problems(agent) if agent is not None else ["has no module-level `agent` (its pgjax.contract.Agent)"]
+    if wrong:
+        raise TypeError(f"agent {name!r} ({module.__name__}): {'; '.join(wrong)}")
+    return agent

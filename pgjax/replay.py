@@ -5,6 +5,7 @@ from __future__ import annotations
 import flashbax as fbx
 import jax
 import jax.numpy as jnp
+from flashbax.buffers.trajectory_buffer import TrajectoryBufferState
 
 from pgjax.rollout import Transition
 
@@ -36,6 +37,12 @@ def replay_budget_problems(config) -> list[str]:
 
 def make_buffer(capacity: int, batch_size: int):
     return fbx.make_item_buffer(max_length=capacity, min_length=1, sample_batch_size=batch_size, add_batches=True)
+
+
+def is_replay(x) -> bool:
+    """Whether x is a replay buffer's state (what `make_buffer` builds): found by type wherever an agent
+    keeps it, so the policy part and the memory estimate never depend on a field's name."""
+    return isinstance(x, TrajectoryBufferState)
 
 
 def keeps_truncation(config) -> bool:

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pgjax import distributed, driver
 from pgjax.config import ConfigError, build, is_static, to_dict
+from pgjax.contract import Agent
 from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_MATMUL_PRECISION, DEFAULT_NUM_EVALS
 from pgjax.envs import make as make_env
 from pgjax.names import check_agent, check_env
@@ -178,24 +179,17 @@ class MemoryEstimate:
         return f"about {human_bytes(self.total)} per device ({'; '.join(parts)})"
 
 
-REPLAY_FIELDS = ("buffer", "replay")  # the state fields that hold replay buffers (off-policy agents, PG-Rainbow)
-
-
 def run_state_memory(
     run_shape, devices: int, temporaries: int | None = None, checkpoints: bool = False
 ) -> MemoryEstimate:
     """The per-device share of a group's run states of shape `run_shape` split over `devices` (and of the
     copy a checkpoint takes, with `checkpoints`)."""
-    leaves = jax.tree_util.tree_flatten_with_path(run_shape)[0]
 
     def size(x) -> int:
         return math.prod(x.shape) * np.dtype(x.dtype).itemsize
 
-    def in_replay(path) -> bool:
-        return any(getattr(k, "name", None) in REPLAY_FIELDS for k in path)
-
-    total = sum(size(x) for _, x in leaves)
-    replay = sum(size(x) for path, x in leaves if in_replay(path))
+    total = sum(size(x) for x in jax.tree.leaves(run_shape))
+    replay = sum(size(x) for x in Agent.replay_leaves(run_shape))
     share = -(-total // devices)
     return MemoryEstimate(share, -(-replay // devices), temporaries, share if checkpoints else 0)
 
@@ -244,11 +238,10 @@ def check_fits(group: Group, estimate: MemoryEstimate, limit: tuple[int, str] | 
         return
     runs = len(group.configs) * len(group.seeds)
     changes = [f"fewer seeds per device (now {runs // devices} run(s) on each of {devices} device(s))", "more devices"]
-    if estimate.replay and hasattr(group.configs[0], "buffer_size"):
-        from pgjax.replay import buffer_capacity
-
+    if estimate.replay:
         changes.append(
-            f"a smaller buffer_size (each buffer holds {buffer_capacity(group.configs[0]):,} transitions now)"
+            f"smaller replay buffers ({human_bytes(estimate.replay)} per device now; `pgjax config {group.agent}` "
+            "lists the fields that size them)"
         )
     raise ConfigError(
         f"{group.agent} on {group.env} needs {estimate.describe()}, more than a device's "
@@ -345,7 +338,7 @@ class Compiled:
 
     init: Any  # (seed keys, configs) -> runs
     advance: Any  # (runs, configs) -> runs, one chunk of iterations; donates its input
-    evaluate: Any  # runs -> (runs, curve point); donates its input
+    evaluate: Any  # (runs, configs) -> (runs, curve point); donates its input
     seconds: float
     run_shape: Any  # the runs' shapes, dtypes and shardings (what a checkpoint restores into)
     temporaries: int | None  # the programs' largest scratch space per device
@@ -383,7 +376,8 @@ def run_shape_of(trainer: driver.Trainer, keys, configs):
 def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[str, tuple[Any, tuple]]:
     """The group's three jitted programs, each with the (abstract) arguments it is compiled for:
     init (seed keys, configs) -> runs; advance (runs, configs, iterations) -> runs, one chunk, donating its
-    input; evaluate runs -> (runs, curve point), donating its input (replay buffers are updated in place)."""
+    input; evaluate (runs, configs) -> (runs, curve point), donating its input (replay buffers are updated in
+    place)."""
     runs, per_config, shared = laid_out(mesh, "configs", "seeds"), laid_out(mesh, "configs"), laid_out(mesh)
     init = jitted_init(trainer, mesh)
     advance = jax.jit(
@@ -392,13 +386,18 @@ def group_programs(trainer: driver.Trainer, keys, configs, mesh: Mesh) -> dict[s
         out_shardings=runs,
         donate_argnums=0,
     )
-    evaluate = jax.jit(jax.vmap(jax.vmap(trainer.evaluate)), in_shardings=runs, out_shardings=runs, donate_argnums=0)
+    evaluate = jax.jit(
+        driver.over_seeds_and_configs(trainer.evaluate, True),
+        in_shardings=(runs, per_config),
+        out_shardings=runs,
+        donate_argnums=0,
+    )
     run_shape = run_shape_of(trainer, keys, configs)
     iterations = jax.ShapeDtypeStruct((), jnp.int32)
     return {
         "init": (init, (keys, configs)),
         "advance": (advance, (run_shape, configs, iterations)),
-        "evaluate": (evaluate, (run_shape,)),
+        "evaluate": (evaluate, (run_shape, configs)),
     }
 
 
@@ -508,14 +507,14 @@ def run_group(
     keys, configs = fns.inputs(keys, configs)
     if resumed is None:
         start, wall_before = 1, 0.0
-        run, point = fns.evaluate(fns.init(keys, configs))
+        run, point = fns.evaluate(fns.init(keys, configs), configs)
         reached(0, run, point, wall_before)
     else:
         chunks_done, run, wall_before = resumed
         start = chunks_done + 1
         bar.update(int(eval_steps[chunks_done]) * n_runs, float("nan"), 0.0)
     for j in range(start - 1, schedule.num_chunks):
-        run, point = fns.evaluate(fns.advance(run, configs, fns.iterations(schedule.chunk_iterations(j))))
+        run, point = fns.evaluate(fns.advance(run, configs, fns.iterations(schedule.chunk_iterations(j))), configs)
         reached(j + 1, run, point, wall_before)
     bar.close()
     return GroupResult(

@@ -26,9 +26,10 @@ from typing import Any
 
 import jax
 
-from pgjax import distributed, driver
+from pgjax import distributed
 from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
+from pgjax.contract import Agent
 from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_MATMUL_PRECISION, DEFAULT_NUM_EVALS
 from pgjax.presets import preset_overrides
 from pgjax.results import FolderLock, Interrupted, ResultsFolder, device_info, git_commit, versions
@@ -416,7 +417,7 @@ def run_groups_holding_folder(
         failed = True
         try:
             result = run_group(group, progress, recorder, device_memory_given=device_memory)
-            policies = distributed.to_host((driver.policy_part(result.run.agent_state), result.run.best_policy))
+            policies = distributed.to_host((Agent.policy_state(result.run.agent_state), result.run.best_policy))
             if folder.writes:
                 save_policies(folder.policies / key, *policies)
             runs["groups"].append({"id": key, **result.summary()})

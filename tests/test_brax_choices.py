@@ -170,7 +170,7 @@ def test_tanh_gaussian_policy_log_density_and_entropy_equal_brax_normal_tanh_dis
     mean, log_std = learner.actor.apply(learner.actor_params, obs)
     np.testing.assert_allclose(jnp.exp(log_std), brax.create_dist(logits).scale, rtol=1e-5)
 
-    action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2))
+    action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2), None)
     np.testing.assert_allclose(action, jnp.tanh(extras["raw_action"]), rtol=1e-6)
     assert float(jnp.abs(action).max()) < 1.0
     np.testing.assert_allclose(extras["log_prob"], brax.log_prob(logits, extras["raw_action"]), rtol=1e-4, atol=1e-4)
@@ -184,15 +184,14 @@ def test_tanh_gaussian_policy_log_density_and_entropy_equal_brax_normal_tanh_dis
 
 
 def test_the_squashed_policy_acts_with_tanh_of_its_mean_when_deterministic():
-    from pgjax.agents.ppo import init
-
     env = make(ENV)
-    state = init(jax.random.PRNGKey(0), env, config(policy="tanh_gaussian", kernel_init="lecun_uniform"))
+    squashed = config(policy="tanh_gaussian", kernel_init="lecun_uniform")
+    state = ppo.agent.init(jax.random.PRNGKey(0), env, squashed)
     obs = jax.random.normal(jax.random.PRNGKey(1), (32, env.obs_size)) * 5
     mean, _ = state.learner.actor.apply(state.learner.actor_params, onpolicy.normalizer(state)(obs))
     assert float(jnp.abs(mean).max()) > 0.5  # far enough from 0 that tanh(mean) and mean differ
     np.testing.assert_allclose(
-        ppo.act(state, obs, jax.random.PRNGKey(0), deterministic=True), jnp.tanh(mean), rtol=1e-6
+        ppo.act(state, obs, jax.random.PRNGKey(0), squashed, deterministic=True), jnp.tanh(mean), rtol=1e-6
     )
 
 
@@ -201,7 +200,7 @@ def test_the_ppo_loss_takes_the_squashed_policys_ratio_at_the_raw_action():
     cfg = config(policy="tanh_gaussian")
     learner = ppo.init_learner(jax.random.PRNGKey(0), env, cfg)
     obs = jax.random.normal(jax.random.PRNGKey(1), (16, env.obs_size))
-    action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2))
+    action, extras = gaussian_policy.sample(learner, obs, jax.random.PRNGKey(2), None)
     batch = {
         "obs": obs,
         "action": action,
@@ -378,7 +377,7 @@ def test_sac_mask_truncated_leaves_truncated_transitions_out_of_the_critic_loss_
 def test_with_mask_truncated_the_replay_stores_each_transitions_time_limit_flag_and_only_then():
     """Pendulum's episodes end at 200 steps by truncation: 256 warm-up steps in one env hold one."""
     env = make(ENV)
-    masked = sac.init(
+    masked = sac.agent.init(
         jax.random.PRNGKey(0),
         env,
         sac_config(mask_truncated=True, num_envs=1, warmup_steps=256, buffer_size=512, total_steps=1024),
@@ -387,7 +386,7 @@ def test_with_mask_truncated_the_replay_stores_each_transitions_time_limit_flag_
     truncated = np.flatnonzero(np.asarray(stored["truncated"]).reshape(-1)[:256])
     np.testing.assert_array_equal(truncated, [199])
     assert not np.asarray(stored["terminated"]).any()
-    plain = sac.init(
+    plain = sac.agent.init(
         jax.random.PRNGKey(0), env, sac_config(num_envs=1, warmup_steps=256, buffer_size=512, total_steps=1024)
     )
     assert "truncated" not in plain.buffer.experience

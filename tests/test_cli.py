@@ -156,7 +156,10 @@ def test_a_group_too_big_for_a_device_is_refused_before_compiling_or_writing(cap
         "buffers; a checkpoint's copy of it 26.3 MB; the compiled programs' scratch space not counted yet)"
     ) in err
     assert "more than a device's 10.0 MB (--device-memory)" in err
-    assert "now 2 run(s) on each of 2 device(s)" in err and "buffer_size (each buffer holds 200,000 transitions" in err
+    assert (
+        "now 2 run(s) on each of 2 device(s)" in err
+        and "smaller replay buffers (14.4 MB per device now; `pgjax config sac` lists the fields that size them)" in err
+    )
     assert not [p for p in out.iterdir() if p.name != ".pgjax-lock"]
     assert "--device-memory must be a size" in error_of(capsys, RUN + ["--device-memory", "lots"])
 

@@ -79,7 +79,7 @@ def test_schedule_counts_every_env_step():
 def test_evaluation_does_not_change_training_state():
     trainer, config = tiny_trainer("ppo")
     run = jax.jit(trainer.init)(jax.random.PRNGKey(0), config)
-    after, _ = jax.jit(trainer.evaluate)(run)
+    after, _ = jax.jit(trainer.evaluate)(run, config)
     same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), run.agent_state, after.agent_state)
     assert all(jax.tree.leaves(same))
 

@@ -203,7 +203,7 @@ def test_warmup_comes_from_the_initial_policy_by_default():
 
     assert dsact.Config().random_warmup is False
     trainer, config = tiny_trainer("dsact")
-    constant = lambda learner, obs, key: jnp.full((obs.shape[0], trainer.env.action_size), 0.25)
+    constant = lambda learner, obs, key, config: jnp.full((obs.shape[0], trainer.env.action_size), 0.25)
     for random_warmup in (False, True):
         c = config.replace(random_warmup=random_warmup)
         state = jax.jit(lambda k: offpolicy.init(k, trainer.env, c, dsact.init_learner, constant))(

@@ -116,7 +116,7 @@ def test_bregman_step_size_anneals_over_the_runs_own_iterations():
     trainer, config = tiny_trainer("mdpo_on")
     assert onpolicy.num_iterations(config) == 6
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0), config).agent_state
-    step = jax.jit(lambda s: mdpo_on.iteration(s, trainer.env, config))
+    step = jax.jit(lambda s: mdpo_on.agent.iteration(s, trainer.env, config))
     seen = []
     for _ in range(6):
         state, metrics = step(state)

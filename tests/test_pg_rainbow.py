@@ -144,7 +144,7 @@ def test_replay_holds_the_last_m_rollouts_and_nothing_older():
 def test_features_are_sorted_per_action_with_the_mean_action_first():
     learner, config, env = iqn_learner(feature_actions=3, feature_quantiles=5)
     obs = jnp.asarray(np.random.default_rng(3).normal(size=(4, env.obs_size)), jnp.float32)
-    features = pg_rainbow.quantile_features(learner, obs)
+    features = pg_rainbow.quantile_features(learner, obs, config)
     assert features.shape == (4, 15)
     per_action = np.asarray(features).reshape(4, 3, 5)
     assert (np.diff(per_action, axis=-1) >= 0).all()
@@ -152,34 +152,38 @@ def test_features_are_sorted_per_action_with_the_mean_action_first():
     z_mean = learner.iqn.apply(learner.iqn_params, obs, jnp.clip(mean, -1, 1), pg_rainbow.midpoints(5))
     np.testing.assert_allclose(per_action[:, 0], np.sort(z_mean, -1), rtol=1e-5)
     # the same state gets the same features within an iteration (common random numbers)
-    np.testing.assert_allclose(pg_rainbow.quantile_features(learner, obs[:1]), features[:1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        pg_rainbow.quantile_features(learner, obs[:1], config), features[:1], rtol=1e-5, atol=1e-7
+    )
 
 
 def test_value_is_the_critic_before_the_switch_and_the_substitute_after():
     learner, config, env = iqn_learner()
     obs = jnp.ones((5, env.obs_size))
-    critic = pg_rainbow.gaussian_policy.value(learner, obs)
-    features = pg_rainbow.quantile_features(learner, obs)
-    before = learner.replace(switch_iteration=jnp.int32(1))
-    after = learner.replace(switch_iteration=jnp.int32(0))
+    critic = pg_rainbow.gaussian_policy.value(learner, obs, config)
+    features = pg_rainbow.quantile_features(learner, obs, config)
+    before, after = config.replace(switch_fraction=1.0), config.replace(switch_fraction=0.0)
     distilled = pg_rainbow.distilled_value(learner.distill_params, learner, obs, features)
-    np.testing.assert_array_equal(pg_rainbow.value(before, obs)["value"], critic)
-    np.testing.assert_allclose(pg_rainbow.value(after, obs)["value"], distilled, rtol=1e-6)
+    np.testing.assert_array_equal(pg_rainbow.value(learner, obs, before)["value"], critic)
+    np.testing.assert_allclose(pg_rainbow.value(learner, obs, after)["value"], distilled, rtol=1e-6)
     naive = after.replace(value_source="iqn_mean")
-    np.testing.assert_allclose(pg_rainbow.value(naive, obs)["value"], features.mean(-1), rtol=1e-6)
-    for out in (pg_rainbow.value(before, obs), pg_rainbow.value(after, obs)):  # kept for the update's clips
+    np.testing.assert_allclose(pg_rainbow.value(learner, obs, naive)["value"], features.mean(-1), rtol=1e-6)
+    for out in (
+        pg_rainbow.value(learner, obs, before),
+        pg_rainbow.value(learner, obs, after),
+    ):  # kept for the update's clips
         np.testing.assert_array_equal(out["ppo_value"], critic)
         np.testing.assert_allclose(out["distilled_value"], distilled, rtol=1e-6)
         np.testing.assert_allclose(out["features"], features, rtol=1e-6)
 
 
-def collected_batch(learner, env, n, key):
+def collected_batch(learner, env, n, key, config):
     """A batch as the rollout would give it: the sample's log-probs and value()'s outputs, random
     λ-returns and transitions."""
     k_obs, k_act, k_advantage, k_target, k_next = jax.random.split(key, 5)
     obs = jax.random.normal(k_obs, (n, env.obs_size))
-    action, extras = pg_rainbow.gaussian_policy.sample(learner, obs, k_act)
-    values = pg_rainbow.value(learner, obs)
+    action, extras = pg_rainbow.gaussian_policy.sample(learner, obs, k_act, config)
+    values = pg_rainbow.value(learner, obs, config)
     return {
         "obs": obs,
         "action": action,
@@ -199,11 +203,11 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     V_θ. And V_ψ's loss at the old parameters is the unclipped error (its anchor is V_ψ's own)."""
     learner, config, env = iqn_learner(clip_value_loss=True)
     learner = learner.replace(distill_params=perturbed(learner.distill_params, jax.random.PRNGKey(10), 1.0))
-    after = learner.replace(switch_iteration=jnp.int32(0))
-    batch = collected_batch(after, env, 32, jax.random.PRNGKey(7))
+    after = config.replace(switch_fraction=0.0)
+    batch = collected_batch(learner, env, 32, jax.random.PRNGKey(7), after)
     assert not np.allclose(batch["value"], batch["ppo_value"])
     key = jax.random.PRNGKey(8)
-    ours, _ = pg_rainbow.update(after, batch, key, env, config)
+    ours, _ = pg_rainbow.update(learner, batch, key, env, after)
     ppo_learner = ppo_core.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
@@ -211,8 +215,7 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     for a, b in [(ours.actor_params, theirs.actor_params), (ours.value_params, theirs.value_params)]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
     # before the switch the rollout's "value" is V_θ, which would be the wrong anchor for V_ψ
-    learner = learner.replace(switch_iteration=jnp.int32(1))
-    before = collected_batch(learner, env, 32, jax.random.PRNGKey(9))
+    before = collected_batch(learner, env, 32, jax.random.PRNGKey(9), config.replace(switch_fraction=1.0))
     before["target"] = 2 * before["distilled_value"] - before["ppo_value"]  # beyond V_ψ, seen from V_θ
     loss, _ = pg_rainbow.distillation_loss(learner.distill_params, learner, before, config)
     np.testing.assert_allclose(loss, 0.5 * ((before["distilled_value"] - before["target"]) ** 2).mean(), rtol=1e-6)
@@ -285,7 +288,7 @@ def test_feature_actions_after_the_mean_are_mu_plus_sigma_times_this_iterations_
     obs = jnp.asarray(np.random.default_rng(4).normal(size=(4, env.obs_size)), jnp.float32)
     mean, _ = learner.actor.apply(learner.actor_params, obs)
     noise = np.asarray(learner.feature_noise)
-    per_action = np.asarray(pg_rainbow.quantile_features(learner, obs)).reshape(4, 3, 5)
+    per_action = np.asarray(pg_rainbow.quantile_features(learner, obs, config)).reshape(4, 3, 5)
     for k in (1, 2):
         action = jnp.clip(mean + np.exp(-0.5) * noise[k - 1], -1, 1)
         z = learner.iqn.apply(learner.iqn_params, obs, action, pg_rainbow.midpoints(5))
@@ -352,12 +355,12 @@ def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi(
     stored as "value"), the clipped term (2D − ε)² would win with zero gradient and V_θ would not move."""
     learner, config, env = iqn_learner(clip_value_loss=True)
     learner = learner.replace(distill_params=perturbed(learner.distill_params, jax.random.PRNGKey(10), 1.0))
-    after = learner.replace(switch_iteration=jnp.int32(0))
-    batch = collected_batch(after, env, 32, jax.random.PRNGKey(7))
+    after = config.replace(switch_fraction=0.0)
+    batch = collected_batch(learner, env, 32, jax.random.PRNGKey(7), after)
     assert np.abs(batch["value"] - batch["ppo_value"]).min() > 2 * config.clip_eps
     batch["target"] = 2 * batch["ppo_value"] - batch["value"]
     key = jax.random.PRNGKey(8)
-    ours, metrics = pg_rainbow.update(after, batch, key, env, config)
+    ours, metrics = pg_rainbow.update(learner, batch, key, env, after)
     ppo_learner = ppo_core.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )

@@ -87,8 +87,8 @@ def test_ppo_loss_adds_the_weighted_value_loss_and_subtracts_the_entropy_bonus()
     state, env = learner()
     cfg = config(ent_coef=0.05, vf_coef=0.7)
     obs = jax.random.normal(jax.random.PRNGKey(1), (16, env.obs_size))
-    action, extras = gaussian_policy.sample(state, obs, jax.random.PRNGKey(2))
-    value = gaussian_policy.value(state, obs)
+    action, extras = gaussian_policy.sample(state, obs, jax.random.PRNGKey(2), cfg)
+    value = gaussian_policy.value(state, obs, cfg)
     delta = jnp.linspace(-1.0, 2.0, 16)
     batch = {
         "obs": obs,
@@ -110,7 +110,7 @@ def test_the_rollout_stores_the_log_density_of_the_unclipped_sample():
     beyond ±1, σ = e²) and its stored log-density is the Gaussian's at that raw value."""
     state, env = learner(init_log_std=2.0)
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, env.obs_size))
-    action, extras = gaussian_policy.sample(state, obs, jax.random.PRNGKey(2))
+    action, extras = gaussian_policy.sample(state, obs, jax.random.PRNGKey(2), config())
     assert np.mean(np.abs(action) > 1.0) > 0.5
     mean, _ = state.actor.apply(state.actor_params, obs)
     expected = stats.norm.logpdf(np.asarray(action), np.asarray(mean), np.exp(2.0)).sum(-1)
@@ -206,7 +206,7 @@ def capture(learner, batch, key, env, config):
     return learner, batch  # the "update" hands the loop's batch back as its metrics
 
 
-def loop_value(learner, obs):
+def loop_value(learner, obs, config=None):
     return jnp.sin(obs).sum(-1) + 0.1 * obs[..., 2] ** 2  # any fixed V that tells states apart
 
 
@@ -218,7 +218,7 @@ def one_loop_iteration(scale_rewards, **brax_choices):
     cfg = config(
         num_envs=2, rollout_length=201, num_minibatches=1, total_steps=402, scale_rewards=scale_rewards, **brax_choices
     )
-    state = ppo.init(jax.random.PRNGKey(0), env, cfg)
+    state = ppo.agent.init(jax.random.PRNGKey(0), env, cfg)
     prior = RunningStats(jnp.array([0.1, -0.2, 0.5]), jnp.array([0.5, 2.0, 4.0]), jnp.asarray(10.0))
     state = state.replace(obs_stats=prior)
     new, batch = jax.jit(lambda s: onpolicy.iteration(s, env, cfg, gaussian_policy.sample, loop_value, capture))(state)
