@@ -122,7 +122,7 @@ def test_off_policy_warm_up_episodes_start_from_fresh_random_states():
     sac = get_agent("sac")
     steps_per_env = 20  # shorter than a refill period: the warm-up rollout does not refill on its own
     config = build(sac.Config, {**TINY["sac"], "num_envs": 2, "warmup_steps": 2 * steps_per_env}, "sac")
-    state = jax.jit(lambda k: sac.agent.init(k, env, config), compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
+    state = jax.jit(lambda k: sac.init(k, env, config), compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0))
     stored = {
         k: np.asarray(state.buffer.experience[k])[0, : 2 * steps_per_env].reshape(steps_per_env, 2, -1)
         for k in ("obs", "next_obs")
