@@ -37,18 +37,18 @@ class Config(offpolicy.Config):
     # the official MuJoCo script's defaults: 20 env steps per gradient step, 1e4 warm-up transitions
     num_envs: int = static(20)
     warmup_steps: int = static(10_000)
-    random_warmup: bool = static(False)  # the official trainer fills its warm-up with the initial policy
+    random_warmup: bool = static(False, "the official trainer fills its warm-up with the initial policy")
     total_steps: int = static(1_000_000)
-    hidden_sizes: tuple[int, ...] = static((256, 256, 256))
-    activation: str = static("gelu")
-    delay_update: int = static(2)
-    actor_lr: float = hyper(1e-4)
-    critic_lr: float = hyper(1e-4)
-    alpha_lr: float = hyper(3e-4)
-    tau_b: float = hyper(0.005)
-    epsilon: float = hyper(0.1)  # ε of the adjusted gradient's denominators and of ω = b² + ε
-    init_alpha: float = hyper(math.e)  # α₀ = e: log α₀ = 1 (to a float32 ulp), as the official code
-    target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
+    hidden_sizes: tuple[int, ...] = static((256, 256, 256), "hidden layer widths of the networks")
+    activation: str = static("gelu", "hidden-layer activation (tanh, relu, gelu, ...)")
+    delay_update: int = static(2, "gradient steps between actor and target updates")
+    actor_lr: float = hyper(1e-4, "Adam learning rate of the actor")
+    critic_lr: float = hyper(1e-4, "Adam learning rate of the critics")
+    alpha_lr: float = hyper(3e-4, "Adam learning rate of the temperature")
+    tau_b: float = hyper(0.005, "averaging rate of the running critic std b")
+    epsilon: float = hyper(0.1, "ε of the adjusted gradient's denominators and of ω = b² + ε")
+    init_alpha: float = hyper(math.e, "α₀ = e: log α₀ = 1 (to a float32 ulp), as the official code")
+    target_entropy_scale: float = hyper(1.0, "target entropy = -scale * |A|")
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -35,16 +35,16 @@ DENSITY_FLOOR = 1e-6  # each dimension's density, as the reference's log_q (per-
 class Config(offpolicy.Config):
     total_steps: int = static(1_000_000)
     warmup_steps: int = static(10_000)
-    hidden_sizes: tuple[int, ...] = static((256, 256))
-    activation: str = static("relu")
-    sgd_steps: int = static(1000)  # m: gradient steps between refreshes of the old policy π_θk
-    deterministic_explore: bool = static(False)  # the reference acts with tanh(μ) after warm-up
-    actor_lr: float = hyper(3e-4)
-    critic_lr: float = hyper(3e-4)  # of the twin Q and of V (one optimiser, as the reference)
-    entropy_coef: float = hyper(0.2)  # λ, the entropy coefficient (fixed)
-    kl_coef: float = hyper(1.0)  # 1/t_k, the Bregman coefficient
-    tsallis_q: float = hyper(1.0)  # q′ ∈ [1, 2]; the entropic index is 2 − q′
-    gaussian_reg: float = hyper(1e-3)  # weight of mean μ² + mean (log σ)²
+    hidden_sizes: tuple[int, ...] = static((256, 256), "hidden layer widths of the networks")
+    activation: str = static("relu", "hidden-layer activation (tanh, relu, gelu, ...)")
+    sgd_steps: int = static(1000, "m: gradient steps between refreshes of the old policy π_θk")
+    deterministic_explore: bool = static(False, "the reference acts with tanh(μ) after warm-up")
+    actor_lr: float = hyper(3e-4, "Adam learning rate of the actor")
+    critic_lr: float = hyper(3e-4, "of the twin Q and of V (one optimiser, as the reference)")
+    entropy_coef: float = hyper(0.2, "λ, the entropy coefficient (fixed)")
+    kl_coef: float = hyper(1.0, "1/t_k, the Bregman coefficient")
+    tsallis_q: float = hyper(1.0, "q′ ∈ [1, 2]; the entropic index is 2 − q′")
+    gaussian_reg: float = hyper(1e-3, "weight of mean μ² + mean (log σ)²")
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -33,16 +33,16 @@ class Config(onpolicy.Config):
     # minibatches of 128 at this layout (num_minibatches counts minibatches, as PPO's field, so at
     # 64 x 64 they hold 256). The reference's learning rates are constant (no annealing).
     rollout_length: int = static(32)
-    num_epochs: int = static(5)  # of the value network
+    num_epochs: int = static(5, "of the value network")
     num_minibatches: int = static(16)
-    hidden_sizes: tuple[int, ...] = static((64, 64))
-    activation: str = static("tanh")
-    sgd_steps: int = static(10)  # m: full-batch policy steps per iteration, π_θk frozen
-    lr: float = hyper(3e-4)
-    value_lr: float = hyper(3e-4)
-    value_clip: float = hyper(0.2)
-    max_grad_norm: float = hyper(0.5)  # of the policy's gradient
-    init_log_std: float = hyper(0.0)
+    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the networks")
+    activation: str = static("tanh", "hidden-layer activation (tanh, relu, gelu, ...)")
+    sgd_steps: int = static(10, "m: full-batch policy steps per iteration, π_θk frozen")
+    lr: float = hyper(3e-4, "Adam learning rate")
+    value_lr: float = hyper(3e-4, "Adam learning rate of the value network")
+    value_clip: float = hyper(0.2, "clip range of the value loss around the old predictions")
+    max_grad_norm: float = hyper(0.5, "of the policy's gradient")
+    init_log_std: float = hyper(0.0, "initial log standard deviation of the Gaussian policy")
 
     def problems(self) -> list[str]:
         out = super().problems()

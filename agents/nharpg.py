@@ -45,18 +45,18 @@ class Config(onpolicy.RolloutConfig):
     # episode (segments stay aligned with episodes there, so Ψ is not truncated and no segment starts
     # mid-episode); with γ = 0.99 longer segments add little to Ψ and much to the score's variance.
     num_envs: int = static(4)
-    rollout_length: int = static(200)  # T: the length of every trajectory (segment), both batches
-    hessian_num_envs: int = static(2)
-    variant: str = static("nharpg")  # "nharpg" | "npg" (no Hessian term) | "harpg" (unnormalised)
+    rollout_length: int = static(200, "T: the length of every trajectory (segment), both batches")
+    hessian_num_envs: int = static(2, "envs of the second batch, at the interpolated parameters")
+    variant: str = static("nharpg", '"nharpg" | "npg" (no Hessian term) | "harpg" (unnormalised)')
     # Constant γ and η: with the decaying schedules a few hundred iterations travel too little (Σγ_t grows
     # as 2γ_0 ln t) and d_t accumulates the u_t's noise as η_t → 0; see docs/agents.md.
-    constant_step: bool = static(True)  # γ_t = γ_0 instead of the decaying schedule
-    constant_momentum: bool = static(True)  # η_t = η_0 (t ≥ 1) instead of η_0·2/(t+2)
-    hidden_sizes: tuple[int, ...] = static((64, 64))
-    activation: str = static("tanh")
-    gamma_0: float = hyper(0.0075)  # γ_0: a step's length in parameter space (the first one's, decaying)
-    eta_0: float = hyper(0.5)  # η_0 ∈ (0, 1]
-    init_log_std: float = hyper(0.0)
+    constant_step: bool = static(True, "γ_t = γ_0 instead of the decaying schedule")
+    constant_momentum: bool = static(True, "η_t = η_0 (t ≥ 1) instead of η_0·2/(t+2)")
+    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the networks")
+    activation: str = static("tanh", "hidden-layer activation (tanh, relu, gelu, ...)")
+    gamma_0: float = hyper(0.0075, "γ_0: a step's length in parameter space (the first one's, decaying)")
+    eta_0: float = hyper(0.5, "η_0 ∈ (0, 1]")
+    init_log_std: float = hyper(0.0, "initial log standard deviation of the Gaussian policy")
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -37,20 +37,22 @@ OWN_STREAM = 0x49514E  # "IQN"
 
 @struct.dataclass
 class Config(ppo_core.Config):
-    replay_rollouts: int = static(8)  # M: the FIFO holds the last M rollouts
-    num_quantiles: int = static(32)  # N = N': τ samples per transition in the IQN loss
-    feature_quantiles: int = static(32)  # N_q: midpoints per action in q_φ(s)
-    feature_actions: int = static(4)  # K: the policy mean and K - 1 samples
-    num_cosines: int = static(64)
-    iqn_hidden_sizes: tuple[int, ...] = static((64, 64))
-    distill_hidden_sizes: tuple[int, ...] = static((64,))
-    iqn_updates: int = static(16)  # IQN gradient steps per iteration
-    iqn_batch_size: int = static(256)
-    value_source: str = static("distilled")
-    switch_fraction: float = hyper(0.1)  # the share of iterations that use V_θ before V_ψ takes over
-    iqn_lr: float = hyper(3e-4)
-    iqn_target_tau: float = hyper(0.005)  # Polyak coefficient per IQN step
-    kappa: float = hyper(1.0)
+    replay_rollouts: int = static(8, "M: the FIFO holds the last M rollouts")
+    num_quantiles: int = static(32, "N = N': τ samples per transition in the IQN loss")
+    feature_quantiles: int = static(32, "N_q: midpoints per action in q_φ(s)")
+    feature_actions: int = static(4, "K: the policy mean and K - 1 samples")
+    num_cosines: int = static(64, "cosines embedding each quantile level tau")
+    iqn_hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the implicit quantile network")
+    distill_hidden_sizes: tuple[int, ...] = static((64,), "hidden layer widths of the distillation head f_psi")
+    iqn_updates: int = static(16, "IQN gradient steps per iteration")
+    iqn_batch_size: int = static(256, "replay samples per IQN step")
+    value_source: str = static(
+        "distilled", "what replaces V_theta after the switch: distilled (V_psi) or iqn_mean (the naive ablation)"
+    )
+    switch_fraction: float = hyper(0.1, "the share of iterations that use V_θ before V_ψ takes over")
+    iqn_lr: float = hyper(3e-4, "Adam learning rate of the implicit quantile network")
+    iqn_target_tau: float = hyper(0.005, "Polyak coefficient per IQN step")
+    kappa: float = hyper(1.0, "Huber threshold of the quantile loss")
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -33,9 +33,9 @@ class Config(ppo_core.Config):
     rollout_length: int = static(32)
     num_minibatches: int = static(32)
     anneal_lr: bool = static(False)
-    num_experts: int = static(5)  # K, Gaussian experts in the mixture policy
-    q_hidden_sizes: tuple[int, ...] = static((64, 64, 64))
-    eval_expert: str = static("best_q")  # deterministic evaluation, see pgjax.mixture.EXPERT_CHOICES
+    num_experts: int = static(5, "K, Gaussian experts in the mixture policy")
+    q_hidden_sizes: tuple[int, ...] = static((64, 64, 64), "hidden layer widths of the Q network")
+    eval_expert: str = static("best_q", "deterministic evaluation, see pgjax.mixture.EXPERT_CHOICES")
 
     def problems(self) -> list[str]:
         out = super().problems()

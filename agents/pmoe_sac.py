@@ -31,12 +31,12 @@ TARGET_EXPERTS = ("sample", "argmax_q")
 class Config(sac_core.Config):
     # SAC's networks, batch and τ, so that the comparison with SAC changes the policy only (the reference
     # uses a 4x512 policy trunk, 3x512 critics, batch 300, τ 0.01, and ±3e-3 uniform output layers)
-    num_experts: int = static(4)  # K, Gaussian experts in the mixture policy
-    target_expert: str = static("sample")  # k' ~ w(s'), or "argmax_q"
-    eval_expert: str = static("best_q")  # deterministic evaluation, see pgjax.mixture.EXPERT_CHOICES
+    num_experts: int = static(4, "K, Gaussian experts in the mixture policy")
+    target_expert: str = static("sample", "k' ~ w(s'), or \"argmax_q\"")
+    eval_expert: str = static("best_q", "deterministic evaluation, see pgjax.mixture.EXPERT_CHOICES")
     # the reference's quirk, off by default: rewards standardised per sampled batch (then times reward_scale;
     # the reference uses 10)
-    standardize_batch_rewards: bool = static(False)
+    standardize_batch_rewards: bool = static(False, "standardise each sampled batch's rewards")
 
     def problems(self) -> list[str]:
         out = super().problems()

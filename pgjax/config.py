@@ -16,14 +16,15 @@ class ConfigError(ValueError):
     """Bad user input: the message says what to change."""
 
 
-def static(default: Any) -> Any:
-    """A config field that changes shapes or control flow: part of the compiled program."""
-    return struct.field(pytree_node=False, default=default)
+def static(default: Any, meaning: str = "", *, added: bool = False) -> Any:
+    """A config field that changes shapes or control flow: part of the compiled program. `meaning` is what
+    `pgjax config` shows; `added` marks a field added after results were first written (see `to_dict`)."""
+    return struct.field(pytree_node=False, default=default, metadata={"meaning": meaning, "added": added})
 
 
-def hyper(default: float) -> Any:
+def hyper(default: float, meaning: str = "", *, added: bool = False) -> Any:
     """A float hyperparameter: a pytree leaf, so a batch of configs can be vmapped."""
-    return struct.field(pytree_node=True, default=default)
+    return struct.field(pytree_node=True, default=default, metadata={"meaning": meaning, "added": added})
 
 
 def did_you_mean(name: str, valid: Iterable[str]) -> str:
@@ -91,69 +92,24 @@ def _coerce(value: Any, typ, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {typ}")
 
 
-# One-line meanings of the fields many agents share; a field's own comment in its agent's Config
-# (what `pgjax config` shows first) says more where an agent gives it a particular sense.
-FIELD_MEANINGS = {
-    "total_steps": "env steps per run (set with --steps or a sweep's steps)",
-    "num_envs": "parallel training envs",
-    "rollout_length": "steps of every env per on-policy iteration",
-    "num_epochs": "passes over each rollout batch",
-    "num_minibatches": "minibatches per epoch",
-    "hidden_sizes": "hidden layer widths of the networks",
-    "q_hidden_sizes": "hidden layer widths of the Q network",
-    "iqn_hidden_sizes": "hidden layer widths of the implicit quantile network",
-    "distill_hidden_sizes": "hidden layer widths of the distillation head f_psi",
-    "activation": "hidden-layer activation (tanh, relu, gelu, ...)",
-    "lr": "Adam learning rate",
-    "actor_lr": "Adam learning rate of the actor",
-    "critic_lr": "Adam learning rate of the critics",
-    "value_lr": "Adam learning rate of the value network",
-    "alpha_lr": "Adam learning rate of the temperature",
-    "iqn_lr": "Adam learning rate of the implicit quantile network",
-    "anneal_lr": "anneal the learning rate linearly to 0 over the run",
-    "gamma": "discount factor",
-    "gae_lambda": "GAE lambda",
-    "clip_eps": "PPO's probability-ratio clip",
-    "clip_value_loss": "clip the value loss around the old predictions (PPO's value clipping)",
-    "value_clip": "clip range of the value loss around the old predictions",
-    "ent_coef": "entropy bonus coefficient",
-    "vf_coef": "value loss coefficient",
-    "max_grad_norm": "global gradient-norm clip",
-    "init_log_std": "initial log standard deviation of the Gaussian policy",
-    "normalize_observations": "normalise observations with running statistics",
-    "scale_rewards": "scale rewards by the running std of the discounted return",
-    "standardize_batch_rewards": "standardise each sampled batch's rewards",
-    "reward_scale": "multiply rewards by this before learning",
-    "batch_size": "replay samples per gradient step",
-    "buffer_size": "replay capacity (transitions)",
-    "gradient_steps": "gradient steps per env step of every env",
-    "warmup_steps": "env steps collected before the first gradient step",
-    "random_warmup": "act uniformly at random during warm-up",
-    "tau": "Polyak coefficient of the target networks",
-    "tau_b": "averaging rate of the running critic std b",
-    "delay_update": "gradient steps between actor and target updates",
-    "init_alpha": "initial entropy temperature alpha",
-    "target_entropy_scale": "target entropy = -scale * action dimensions",
-    "hessian_num_envs": "envs of the second batch, at the interpolated parameters",
-    "iqn_batch_size": "replay samples per IQN step",
-    "num_cosines": "cosines embedding each quantile level tau",
-    "kappa": "Huber threshold of the quantile loss",
-    "value_source": "what replaces V_theta after the switch: distilled (V_psi) or iqn_mean (the naive ablation)",
-}
+def _declarations(config_cls, name: str):
+    """The field `name` as each dataclass in the Config's MRO declares it, nearest first (an agent that only
+    changes a default redeclares the field without repeating its meaning)."""
+    for cls in config_cls.__mro__:
+        declared = vars(cls).get("__dataclass_fields__", {})
+        if name in declared:
+            yield declared[name]
 
 
 def field_meaning(config_cls, name: str) -> str:
-    """A field's comment in the source of its Config or of the nearest Config it extends that has one,
-    else its shared meaning."""
-    import inspect
-    import re
+    """The meaning declared with the field, by its Config or by the nearest Config it extends that gives one."""
+    return next((f.metadata["meaning"] for f in _declarations(config_cls, name) if f.metadata.get("meaning")), "")
 
-    for cls in config_cls.__mro__:
-        if dataclasses.is_dataclass(cls) and name in vars(cls).get("__annotations__", {}):
-            match = re.search(rf"^\s+{name}\s*:[^#\n]*#\s*(.+)$", inspect.getsource(cls), re.M)
-            if match:
-                return match.group(1).strip()
-    return FIELD_MEANINGS.get(name, "")
+
+def is_added(config_cls, name: str) -> bool:
+    """Whether the field was declared `added` by its Config or a Config it extends: added after results were
+    first written, defaulting to what the agent did before it existed."""
+    return any(f.metadata.get("added") for f in _declarations(config_cls, name))
 
 
 def describe_fields(config_cls) -> list[dict]:
@@ -253,20 +209,14 @@ def check_network(problems: list[str], config) -> None:
     check_choice(problems, config, "activation", tuple(ACTIVATIONS))
 
 
-def added_fields(config_cls) -> set[str]:
-    """Fields a Config (or a class it extends) lists in `ADDED_FIELDS`: added after results were first
-    written, each defaulting to what the agent did before it existed."""
-    return {name for cls in config_cls.__mro__ for name in vars(cls).get("ADDED_FIELDS", ())}
-
-
 def to_dict(config) -> dict[str, Any]:
     """The config as recorded in results (and hashed into its config id). An added field at its default
     means what the config meant before the field existed, so it is left out: results written earlier
     keep their ids and still resume."""
-    out, added = {}, added_fields(type(config))
+    out = {}
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)
-        if f.name in added and v == f.default:
+        if is_added(type(config), f.name) and v == f.default:
             continue
         out[f.name] = list(v) if isinstance(v, tuple) else (float(v) if not is_static(f) else v)
     return out

@@ -43,17 +43,17 @@ GradientStep = Callable[[Any, dict, jax.Array, Env, Any], tuple[Any, dict]]
 class Config:
     """The fields every off-policy agent shares; an agent's Config extends it (and may change defaults)."""
 
-    total_steps: int = static(100_000)
-    num_envs: int = static(1)
-    gradient_steps: int = static(1)  # per iteration, i.e. per num_envs env steps
-    batch_size: int = static(256)
-    buffer_size: int = static(1_000_000)
-    warmup_steps: int = static(5_000)
-    random_warmup: bool = static(True)  # warm-up actions uniform in [-1, 1]; False: from the initial policy
-    normalize_observations: bool = static(False)
-    gamma: float = hyper(0.99)
-    tau: float = hyper(0.005)
-    reward_scale: float = hyper(1.0)
+    total_steps: int = static(100_000, "env steps per run (set with --steps or a sweep's steps)")
+    num_envs: int = static(1, "parallel training envs")
+    gradient_steps: int = static(1, "per iteration, i.e. per num_envs env steps")
+    batch_size: int = static(256, "replay samples per gradient step")
+    buffer_size: int = static(1_000_000, "replay capacity (transitions)")
+    warmup_steps: int = static(5_000, "env steps collected before the first gradient step")
+    random_warmup: bool = static(True, "warm-up actions uniform in [-1, 1]; False: from the initial policy")
+    normalize_observations: bool = static(False, "normalise observations with running statistics")
+    gamma: float = hyper(0.99, "discount factor")
+    tau: float = hyper(0.005, "Polyak coefficient of the target networks")
+    reward_scale: float = hyper(1.0, "multiply rewards by this before learning")
 
     def problems(self) -> list[str]:
         out: list[str] = []

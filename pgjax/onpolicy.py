@@ -46,12 +46,12 @@ class RolloutConfig:
     """The fields of the rollouts themselves, which every on-policy agent shares (N-HARPG, which has no
     epochs, minibatches or GAE, extends this one; the others extend `Config`)."""
 
-    total_steps: int = static(1_000_000)
-    num_envs: int = static(64)
-    rollout_length: int = static(64)
-    normalize_observations: bool = static(True)
-    scale_rewards: bool = static(True)
-    gamma: float = hyper(0.99)
+    total_steps: int = static(1_000_000, "env steps per run (set with --steps or a sweep's steps)")
+    num_envs: int = static(64, "parallel training envs")
+    rollout_length: int = static(64, "steps of every env per on-policy iteration")
+    normalize_observations: bool = static(True, "normalise observations with running statistics")
+    scale_rewards: bool = static(True, "scale rewards by the running std of the discounted return")
+    gamma: float = hyper(0.99, "discount factor")
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -65,14 +65,19 @@ class Config(RolloutConfig):
     """The fields of the loop's advantages and minibatch epochs; an agent's Config extends it (and may change
     defaults)."""
 
-    num_epochs: int = static(10)
-    num_minibatches: int = static(8)
-    mask_truncated: bool = static(False)  # a step ending at a time limit: no advantage, no value error (Brax's)
-    gae_segment: int = static(0)  # GAE restarts from V every this many steps (Brax: unroll_length); 0: never
-    advantage: str = static("gae")  # gae, or lambda_target: r + γ v^λ(s') − V(s) (Brax's PPO)
-    gae_lambda: float = hyper(0.95)
-    reward_scale: float = hyper(1.0)  # a constant factor on the rewards, after scale_rewards' (Brax: reward_scaling)
-    ADDED_FIELDS = ("mask_truncated", "gae_segment", "advantage", "reward_scale")
+    num_epochs: int = static(10, "passes over each rollout batch")
+    num_minibatches: int = static(8, "minibatches per epoch")
+    mask_truncated: bool = static(
+        False, "a step ending at a time limit: no advantage, no value error (Brax's)", added=True
+    )
+    gae_segment: int = static(
+        0, "GAE restarts from V every this many steps (Brax: unroll_length); 0: never", added=True
+    )
+    advantage: str = static("gae", "gae, or lambda_target: r + γ v^λ(s') − V(s) (Brax's PPO)", added=True)
+    gae_lambda: float = hyper(0.95, "GAE lambda")
+    reward_scale: float = hyper(
+        1.0, "a constant factor on the rewards, after scale_rewards' (Brax: reward_scaling)", added=True
+    )
 
     def problems(self) -> list[str]:
         out = super().problems()

@@ -19,22 +19,23 @@ from pgjax.networks import KERNEL_INITS, MLP, GaussianActor
 
 @struct.dataclass
 class Config(onpolicy.Config):
-    hidden_sizes: tuple[int, ...] = static((64, 64))
-    activation: str = static("tanh")
-    anneal_lr: bool = static(True)
-    clip_value_loss: bool = static(True)
-    policy: str = static("gaussian")  # gaussian: state-independent std, env clips; tanh_gaussian: Brax's squashed one
-    value_hidden_sizes: tuple[int, ...] = static(())  # the value network's widths; empty: hidden_sizes
-    kernel_init: str = static("orthogonal")  # orthogonal, or lecun_uniform (Brax's) for every layer
-    clip_gradients: bool = static(True)  # clip the global gradient norm at max_grad_norm
-    lr: float = hyper(3e-4)
-    clip_eps: float = hyper(0.2)
-    vf_coef: float = hyper(0.5)
-    ent_coef: float = hyper(0.0)
-    max_grad_norm: float = hyper(0.5)
-    init_log_std: float = hyper(0.0)  # initial log-std of the Gaussian policy (policy = gaussian)
-    adam_eps: float = hyper(1e-5)  # Adam's epsilon (optax's default, which Brax keeps, is 1e-8)
-    ADDED_FIELDS = ("policy", "value_hidden_sizes", "kernel_init", "clip_gradients", "adam_eps")
+    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of the networks")
+    activation: str = static("tanh", "hidden-layer activation (tanh, relu, gelu, ...)")
+    anneal_lr: bool = static(True, "anneal the learning rate linearly to 0 over the run")
+    clip_value_loss: bool = static(True, "clip the value loss around the old predictions (PPO's value clipping)")
+    policy: str = static(
+        "gaussian", "gaussian: state-independent std, env clips; tanh_gaussian: Brax's squashed one", added=True
+    )
+    value_hidden_sizes: tuple[int, ...] = static((), "the value network's widths; empty: hidden_sizes", added=True)
+    kernel_init: str = static("orthogonal", "orthogonal, or lecun_uniform (Brax's) for every layer", added=True)
+    clip_gradients: bool = static(True, "clip the global gradient norm at max_grad_norm", added=True)
+    lr: float = hyper(3e-4, "Adam learning rate")
+    clip_eps: float = hyper(0.2, "PPO's probability-ratio clip")
+    vf_coef: float = hyper(0.5, "value loss coefficient")
+    ent_coef: float = hyper(0.0, "entropy bonus coefficient")
+    max_grad_norm: float = hyper(0.5, "global gradient-norm clip")
+    init_log_std: float = hyper(0.0, "initial log-std of the Gaussian policy (policy = gaussian)")
+    adam_eps: float = hyper(1e-5, "Adam's epsilon (optax's default, which Brax keeps, is 1e-8)", added=True)
 
     def problems(self) -> list[str]:
         out = super().problems()

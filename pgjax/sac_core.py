@@ -22,29 +22,27 @@ POLICY_STDS = ("clipped_log_std", "softplus")
 
 @struct.dataclass
 class Config(offpolicy.Config):
-    hidden_sizes: tuple[int, ...] = static((256, 256))
-    activation: str = static("relu")
-    actor_lr: float = hyper(3e-4)
-    critic_lr: float = hyper(3e-4)
-    alpha_lr: float = hyper(3e-4)
-    init_alpha: float = hyper(1.0)
-    target_entropy_scale: float = hyper(1.0)  # target entropy = -scale * |A|
+    hidden_sizes: tuple[int, ...] = static((256, 256), "hidden layer widths of the networks")
+    activation: str = static("relu", "hidden-layer activation (tanh, relu, gelu, ...)")
+    actor_lr: float = hyper(3e-4, "Adam learning rate of the actor")
+    critic_lr: float = hyper(3e-4, "Adam learning rate of the critics")
+    alpha_lr: float = hyper(3e-4, "Adam learning rate of the temperature")
+    init_alpha: float = hyper(1.0, "initial entropy temperature alpha")
+    target_entropy_scale: float = hyper(1.0, "target entropy = -scale * |A|")
     # Brax sac.train's choices where ours differ (all off by default; `--preset brax` sets them):
-    critic_layer_norm: bool = static(False)  # layer norm after each hidden activation of the critics
-    policy_std: str = static("clipped_log_std")  # or "softplus": std = softplus(raw) + 0.001 (its head
-    # starts at 0.01 of the orthogonal gain, as PPO's tanh-Gaussian; LeCun weights ignore that scale)
-    kernel_init: str = static("orthogonal")  # or "lecun_uniform", every layer of actor and critics
-    mask_truncated: bool = static(False)  # truncated transitions left out of the critic loss
-    actor_on_updated_critics: bool = static(True)  # False: the actor steps on this step's pre-update critics
-    temperature_loss: str = static("log_alpha")  # -log α·sg(log π + H̄), or "alpha": -α·sg(log π + H̄)
-    ADDED_FIELDS = (
-        "critic_layer_norm",
-        "policy_std",
-        "kernel_init",
-        "mask_truncated",
-        "actor_on_updated_critics",
-        "temperature_loss",
+    critic_layer_norm: bool = static(False, "layer norm after each hidden activation of the critics", added=True)
+    policy_std: str = static(
+        "clipped_log_std",
+        'or "softplus": std = softplus(raw) + 0.001 (its head starts at 0.01 of the orthogonal gain, as'
+        " PPO's tanh-Gaussian; LeCun weights ignore that scale)",
+        added=True,
     )
+    kernel_init: str = static("orthogonal", 'or "lecun_uniform", every layer of actor and critics', added=True)
+    mask_truncated: bool = static(False, "truncated transitions left out of the critic loss", added=True)
+    actor_on_updated_critics: bool = static(
+        True, "False: the actor steps on this step's pre-update critics", added=True
+    )
+    temperature_loss: str = static("log_alpha", '-log α·sg(log π + H̄), or "alpha": -α·sg(log π + H̄)', added=True)
 
     def problems(self) -> list[str]:
         out = super().problems()

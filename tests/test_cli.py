@@ -273,3 +273,16 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert capsys.readouterr().out.strip() == f"pgjax {__version__}"
+
+
+def test_a_meaning_is_declared_with_its_field_whole_and_inherited_where_an_agent_only_changes_the_default():
+    from pgjax import onpolicy
+    from pgjax.agents import mdpo_on, pmoe_sac, sac
+    from pgjax.config import field_meaning
+
+    # declared with the field, so a meaning longer than one source line is kept whole
+    assert field_meaning(sac.Config, "policy_std").endswith("LeCun weights ignore that scale)")
+    assert field_meaning(pmoe_sac.Config, "policy_std") == field_meaning(sac.Config, "policy_std")
+    # MDPO-on redeclares rollout_length with its own default and no meaning: the loop's meaning stands
+    assert mdpo_on.Config().rollout_length != onpolicy.Config().rollout_length
+    assert field_meaning(mdpo_on.Config, "rollout_length") == field_meaning(onpolicy.Config, "rollout_length") != ""
