@@ -91,18 +91,18 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
     actor_opt, critic_opt, alpha_opt = maxent.optimizers(config)
     return Learner(
-        actor_params,
-        actor_params,
-        critic_params,
-        critic_params,
-        -jnp.ones(2),
-        log_alpha,
-        actor_opt.init(actor_params),
-        critic_opt.init(critic_params),
-        alpha_opt.init(log_alpha),
-        jnp.zeros((), jnp.int32),
-        actor,
-        q_net,
+        actor_params=actor_params,
+        target_actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=critic_params,
+        b=-jnp.ones(2),
+        log_alpha=log_alpha,
+        actor_opt=actor_opt.init(actor_params),
+        critic_opt=critic_opt.init(critic_params),
+        alpha_opt=alpha_opt.init(log_alpha),
+        updates=jnp.zeros((), jnp.int32),
+        actor=actor,
+        q_net=q_net,
     )
 
 

@@ -94,17 +94,17 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     value_params = value_net.init(k_value, jnp.zeros((1, env.obs_size)))
     actor_opt, critic_opt = _optimizers(config)
     return Learner(
-        actor_params,
-        actor_params,
-        critic_params,
-        value_params,
-        value_params,
-        actor_opt.init(actor_params),
-        critic_opt.init((critic_params, value_params)),
-        jnp.zeros((), jnp.int32),
-        actor,
-        q_net,
-        value_net,
+        actor_params=actor_params,
+        old_actor_params=actor_params,
+        critic_params=critic_params,
+        value_params=value_params,
+        target_value_params=value_params,
+        actor_opt=actor_opt.init(actor_params),
+        critic_opt=critic_opt.init((critic_params, value_params)),
+        updates=jnp.zeros((), jnp.int32),
+        actor=actor,
+        q_net=q_net,
+        value_net=value_net,
     )
 
 

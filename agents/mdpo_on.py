@@ -71,15 +71,17 @@ def _optimizers(config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor_params, value_params = gaussian_policy.init_params(key, env, config)
+    actor, value_net = gaussian_policy.networks(env, config.hidden_sizes, config.activation)
+    actor_params, value_params = gaussian_policy.init_params(key, env, actor, value_net, config.init_log_std)
     policy_opt, value_opt = _optimizers(config)
     return Learner(
-        actor_params,
-        value_params,
-        policy_opt.init(actor_params),
-        value_opt.init(value_params),
-        jnp.zeros((), jnp.int32),
-        *gaussian_policy.networks(env, config),
+        actor_params=actor_params,
+        value_params=value_params,
+        policy_opt=policy_opt.init(actor_params),
+        value_opt=value_opt.init(value_params),
+        updates=jnp.zeros((), jnp.int32),
+        actor=actor,
+        value_net=value_net,
     )
 
 

@@ -94,10 +94,15 @@ def num_features(obs_size: int) -> int:
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    actor_params = gaussian_policy.init_params(key, env, config)[0]
+    actor, value_net = gaussian_policy.networks(env, config.hidden_sizes, config.activation)
+    actor_params = gaussian_policy.init_params(key, env, actor, value_net, config.init_log_std)[0]
     zeros = jax.tree.map(jnp.zeros_like, actor_params)
     return Learner(
-        actor_params, actor_params, zeros, jnp.zeros((), jnp.int32), gaussian_policy.networks(env, config)[0]
+        actor_params=actor_params,
+        prev_actor_params=actor_params,
+        momentum=zeros,
+        updates=jnp.zeros((), jnp.int32),
+        actor=actor,
     )
 
 

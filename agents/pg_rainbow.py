@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax import gaussian_policy, onpolicy, ppo_core
-from pgjax.config import check_choice, check_positive, fields_kept_at_default, hyper, require, static
+from pgjax import gaussian_policy, onpolicy
+from pgjax.agents import ppo
+from pgjax.config import check_choice, check_positive, hyper, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
 from pgjax.networks import MLP, GaussianActor, ImplicitQuantileNetwork, optimizer_step, polyak
@@ -36,7 +37,7 @@ OWN_STREAM = 0x49514E  # "IQN"
 
 
 @struct.dataclass
-class Config(ppo_core.Config):
+class Config(ppo.ActorCriticConfig):
     replay_rollouts: int = static(8, "M: the FIFO holds the last M rollouts")
     num_quantiles: int = static(32, "N = N': τ samples per transition in the IQN loss")
     feature_quantiles: int = static(32, "N_q: midpoints per action in q_φ(s)")
@@ -82,13 +83,12 @@ class Config(ppo_core.Config):
         )
         require(out, 0.0 < self.iqn_target_tau <= 1.0, f"iqn_target_tau = {self.iqn_target_tau} must lie in (0, 1]")
         check_choice(out, self, "value_source", VALUE_SOURCES)
-        # its quantile features act with unsquashed Gaussian samples
-        return out + fields_kept_at_default(self, ("policy",), "pg_rainbow")
+        return out
 
 
 @struct.dataclass
 class Learner:
-    actor_params: dict  # PPO's θ: actor and value network V_θ under one Adam (pgjax.ppo_core)
+    actor_params: dict  # PPO's θ: actor and value network V_θ under one Adam (pgjax.agents.ppo)
     value_params: dict
     opt_state: optax.OptState
     updates: jax.Array  # iterations done
@@ -243,7 +243,7 @@ def switch_iteration(config: Config) -> jax.Array:
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     """PPO's learner from the same key (so that PPO is the exact ablation), then the IQN, the
     distillation networks and an empty replay from keys folded out of it."""
-    base = ppo_core.init_learner(key, env, config)
+    base = ppo.actor_critic_learner(key, env, config, squashed=False)  # its quantile features act unsquashed
     k_head, k_distiller, k_iqn, k_noise = jax.random.split(jax.random.fold_in(key, OWN_STREAM), 4)
     feature_head, distiller = distill_networks(env, config)
     iqn = ImplicitQuantileNetwork(config.iqn_hidden_sizes, config.num_cosines)
@@ -255,22 +255,22 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     iqn_params = iqn.init(k_iqn, obs, action, jnp.zeros((1, config.num_quantiles)))
     replay = replay_buffer(config).init(transition_item(env.obs_size, env.action_size))
     return Learner(
-        base.actor_params,
-        base.value_params,
-        base.opt_state,
-        base.updates,
-        distill_params,
-        ppo_core.optimizer(config).init(distill_params),
-        iqn_params,
-        iqn_params,
-        iqn_optimizer(config).init(iqn_params),
-        replay,
-        draw_feature_noise(k_noise, env.action_size, config),
-        base.actor,
-        base.value_net,
-        feature_head,
-        distiller,
-        iqn,
+        actor_params=base.actor_params,
+        value_params=base.value_params,
+        opt_state=base.opt_state,
+        updates=base.updates,
+        distill_params=distill_params,
+        distill_opt_state=ppo.optimizer(config).init(distill_params),
+        iqn_params=iqn_params,
+        iqn_target_params=iqn_params,
+        iqn_opt_state=iqn_optimizer(config).init(iqn_params),
+        replay=replay,
+        feature_noise=draw_feature_noise(k_noise, env.action_size, config),
+        actor=base.actor,
+        value_net=base.value_net,
+        feature_head=feature_head,
+        distiller=distiller,
+        iqn=iqn,
     )
 
 
@@ -281,7 +281,7 @@ def draw_feature_noise(key: jax.Array, action_size: int, config: Config) -> jax.
 def distillation_loss(distill_params, learner: Learner, batch: dict, config: Config):
     """PPO's (clipped) value loss for V_ψ, clipped around V_ψ as it was when the batch was collected."""
     v = distilled_value(distill_params, learner, batch["obs"], batch["features"])
-    loss = ppo_core.value_loss(v, {"value": batch["distilled_value"], "target": batch["target"]}, config)
+    loss = ppo.value_loss(v, {"value": batch["distilled_value"], "target": batch["target"]}, config)
     return loss, {"distill_value_loss": loss}
 
 
@@ -291,11 +291,9 @@ def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Conf
     replay = replay_buffer(config).add(learner.replay, {k: batch[k] for k in transition_item(1, 1)})
     batch = {**batch, "value": batch["ppo_value"]}  # PPO clips V_θ around its own old prediction
     ppo_step = onpolicy.descent_step(
-        lambda p, mb: ppo_core.ppo_loss(p, learner.actor, learner.value_net, mb, config), ppo_core.optimizer(config)
+        lambda p, mb: ppo.ppo_loss(p, learner.actor, learner.value_net, mb, config), ppo.optimizer(config)
     )
-    distill_step = onpolicy.descent_step(
-        lambda p, mb: distillation_loss(p, learner, mb, config), ppo_core.optimizer(config)
-    )
+    distill_step = onpolicy.descent_step(lambda p, mb: distillation_loss(p, learner, mb, config), ppo.optimizer(config))
 
     def step(carry, mb):
         ppo_carry, distill_carry = carry

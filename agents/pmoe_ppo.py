@@ -19,15 +19,16 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from pgjax import gaussian_policy, mixture, onpolicy, ppo_core
-from pgjax.config import check_choice, check_positive, fields_kept_at_default, require, static
+from pgjax import gaussian_policy, mixture, onpolicy
+from pgjax.agents import ppo
+from pgjax.config import check_choice, check_positive, require, static
 from pgjax.distributions import gaussian_sample
 from pgjax.envs import Env
 from pgjax.networks import MLP, MixtureActor, QNetwork
 
 
 @struct.dataclass
-class Config(ppo_core.Config):
+class Config(ppo.ObjectiveConfig):
     # the reference's layout: 2048 samples per iteration (here 64 envs x 32), 10 epochs of 32
     # minibatches (of 64 at this layout), constant learning rate
     rollout_length: int = static(32)
@@ -43,7 +44,7 @@ class Config(ppo_core.Config):
         require(out, all(h > 0 for h in self.q_hidden_sizes), "q_hidden_sizes must be positive")
         require(out, self.ent_coef == 0, "ent_coef must be 0: the mixture's entropy has no closed form")
         check_choice(out, self, "eval_expert", mixture.EXPERT_CHOICES)
-        return out + fields_kept_at_default(self, ("policy", "value_hidden_sizes", "kernel_init"), "pmoe_ppo")
+        return out
 
 
 @struct.dataclass
@@ -77,14 +78,16 @@ def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
     obs, action = jnp.zeros((1, env.obs_size)), jnp.zeros((1, env.action_size))
     actor_params = actor.init(k_actor, obs)
     actor_params["params"]["log_std"] = jnp.full((config.num_experts, env.action_size), config.init_log_std)
-    params = (actor_params, value_net.init(k_value, obs), q_net.init(k_q, obs, action))
+    value_params, q_params = value_net.init(k_value, obs), q_net.init(k_q, obs, action)
     return Learner(
-        *params,
-        ppo_core.optimizer(config).init(params),
-        jnp.full((config.num_experts,), 1.0 / config.num_experts),
-        actor,
-        value_net,
-        q_net,
+        actor_params=actor_params,
+        value_params=value_params,
+        q_params=q_params,
+        opt_state=ppo.optimizer(config).init((actor_params, value_params, q_params)),
+        last_usage=jnp.full((config.num_experts,), 1.0 / config.num_experts),
+        actor=actor,
+        value_net=value_net,
+        q_net=q_net,
     )
 
 
@@ -119,10 +122,10 @@ def pmoe_ppo_loss(params, learner: Learner, batch: dict, config: Config, last_us
     """L_freq + L_clip (mixture likelihood) + c_v · L_V + L_Q on one minibatch (with its own key)."""
     actor_params, value_params, q_params = params
     logits, mean, log_std = learner.actor.apply(actor_params, batch["obs"])
-    policy_loss, approx_kl = ppo_core.clipped_surrogate(
+    policy_loss, approx_kl = ppo.clipped_surrogate(
         mixture.mixture_log_prob(batch["action"], logits, mean, log_std), batch, config.clip_eps
     )
-    v_loss = ppo_core.value_loss(learner.value_net.apply(value_params, batch["obs"])[..., 0], batch, config)
+    v_loss = ppo.value_loss(learner.value_net.apply(value_params, batch["obs"])[..., 0], batch, config)
 
     expert_actions = jax.lax.stop_gradient(gaussian_sample(batch["key"], mean, log_std))  # [B, K, |A|]
     best = jnp.argmax(expert_q_values(learner, q_params, batch["obs"], expert_actions), axis=-1)
@@ -143,7 +146,7 @@ def pmoe_ppo_loss(params, learner: Learner, batch: dict, config: Config, last_us
 def update(learner: Learner, batch: dict, key: jax.Array, env: Env, config: Config) -> tuple[Learner, dict]:
     """num_epochs x num_minibatches Adam steps on the joint loss."""
     step = onpolicy.descent_step(
-        lambda params, mb: pmoe_ppo_loss(params, learner, mb, config, learner.last_usage), ppo_core.optimizer(config)
+        lambda params, mb: pmoe_ppo_loss(params, learner, mb, config, learner.last_usage), ppo.optimizer(config)
     )
     carry = ((learner.actor_params, learner.value_params, learner.q_params), learner.opt_state)
     ((actor_params, value_params, q_params), opt_state), info = onpolicy.minibatch_epochs(

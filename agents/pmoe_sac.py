@@ -4,7 +4,7 @@ Mixture-of-Experts for Efficient Deep Reinforcement Learning", arXiv 2104.09122)
 
 The policy π(a|s) = Σ_k w_k(s) π_k(a|s) is a linear softmax gate and K tanh-Gaussian experts on one trunk
 (`pgjax.networks.MixtureActor`); it acts by drawing k ~ Cat(w(s)), then a ~ π_k. On SAC's updates
-(`pgjax.sac_core`) two equations change:
+(`pgjax.agents.sac`) two equations change:
  * target: each expert draws a'_k at s'; the expert k' ~ Cat(w(s')) (or, as an option, the one with the largest
    min_j Q̄_j) supplies a' and ℓ' to y = r + γ(1-d)(min_j Q̄_j(s', a') − α ℓ');
  * actor, "back-propagation of the optimal expert": k* = argmax_k min_j Q_j(s, ã_k), and
@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax import mixture, offpolicy, sac_core
-from pgjax.config import check_choice, check_positive, fields_kept_at_default, static
+from pgjax import mixture, offpolicy
+from pgjax.agents import sac
+from pgjax.config import check_choice, check_positive, static
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.envs import Env
 from pgjax.networks import MixtureActor, QNetwork, apply_ensemble
@@ -28,7 +29,7 @@ TARGET_EXPERTS = ("sample", "argmax_q")
 
 
 @struct.dataclass
-class Config(sac_core.Config):
+class Config(sac.SoftActorCriticConfig):
     # SAC's networks, batch and τ, so that the comparison with SAC changes the policy only (the reference
     # uses a 4x512 policy trunk, 3x512 critics, batch 300, τ 0.01, and ±3e-3 uniform output layers)
     num_experts: int = static(4, "K, Gaussian experts in the mixture policy")
@@ -43,11 +44,11 @@ class Config(sac_core.Config):
         check_positive(out, self, "num_experts")
         check_choice(out, self, "target_expert", TARGET_EXPERTS)
         check_choice(out, self, "eval_expert", mixture.EXPERT_CHOICES)
-        return out + fields_kept_at_default(self, ("policy_std", "kernel_init"), "pmoe_sac")
+        return out
 
 
 @struct.dataclass
-class Learner(sac_core.Learner):
+class Learner(sac.Learner):
     last_usage: jax.Array = None  # [K] each expert's share of k* at the last gradient step
 
 
@@ -60,7 +61,7 @@ def networks(env: Env, config: Config):
 
 
 def init_learner(key: jax.Array, env: Env, config: Config) -> Learner:
-    return sac_core.soft_actor_critic_learner(
+    return sac.soft_actor_critic_learner(
         key,
         networks(env, config),
         env,
@@ -104,7 +105,7 @@ def critic_target(actor, q_net, actor_params, target_params, alpha, batch, key, 
         k = mixture.sample_expert(jax.random.fold_in(key, 1), logits)
     else:
         k = jnp.argmax(expert_q_values(q_net, target_params, batch["next_obs"], actions), axis=-1)
-    return sac_core.soft_target(
+    return sac.soft_target(
         q_net,
         target_params,
         mixture.select_expert(actions, k),
@@ -140,19 +141,19 @@ def gradient_step(learner: Learner, batch: dict, key: jax.Array, env: Env, confi
     alpha = jnp.exp(learner.log_alpha)
 
     target = critic_target(actor, q_net, learner.actor_params, learner.target_params, alpha, batch, target_key, config)
-    critic_params, critic_opt, critic_metrics = sac_core.critic_update(learner, batch, target, config)
-    actor_critics = sac_core.critics_for_the_actor(learner, critic_params, config)
-    actor_params, actor_opt, log_prob, pi_loss, extra = sac_core.actor_update(
+    critic_params, critic_opt, critic_metrics = sac.critic_update(learner, batch, target, config)
+    actor_critics = sac.critics_for_the_actor(learner, critic_params, config)
+    actor_params, actor_opt, log_prob, pi_loss, extra = sac.actor_update(
         learner,
         lambda p: actor_loss(p, actor, q_net, actor_critics, alpha, batch["obs"], actor_key, learner.last_usage),
         config,
     )
-    log_alpha, alpha_opt = sac_core.temperature_update(learner, log_prob, env, config)
+    log_alpha, alpha_opt = sac.temperature_update(learner, log_prob, env, config)
 
-    new = sac_core.stepped_learner(
+    new = sac.stepped_learner(
         learner, (critic_params, critic_opt), (actor_params, actor_opt), (log_alpha, alpha_opt), config
     )
-    metrics = sac_core.step_metrics(critic_metrics, pi_loss, alpha, log_prob, extra)
+    metrics = sac.step_metrics(critic_metrics, pi_loss, alpha, log_prob, extra)
     return new.replace(last_usage=metrics["expert_usage"]), metrics
 
 

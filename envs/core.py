@@ -101,7 +101,15 @@ def rescale_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Ar
 
 def first_state(inner: Any, obs: jax.Array) -> EnvState:
     false = jnp.zeros((), bool)
-    return EnvState(inner, obs, jnp.zeros((), jnp.float32), false, false, obs, EpisodeStats.zeros())
+    return EnvState(
+        inner=inner,
+        obs=obs,
+        reward=jnp.zeros((), jnp.float32),
+        terminated=false,
+        truncated=false,
+        final_obs=obs,
+        stats=EpisodeStats.zeros(),
+    )
 
 
 def next_state(
@@ -117,7 +125,15 @@ def next_state(
     terminated = jnp.asarray(terminated, bool).reshape(())
     truncated = jnp.logical_and(jnp.asarray(truncated, bool).reshape(()), ~terminated)
     stats = prev.stats.record(reward, jnp.logical_or(terminated, truncated))
-    return EnvState(inner, obs, reward, terminated, truncated, final_obs, stats)
+    return EnvState(
+        inner=inner,
+        obs=obs,
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        final_obs=final_obs,
+        stats=stats,
+    )
 
 
 def batch_reset(env: Env, key: jax.Array, n: int) -> EnvState:

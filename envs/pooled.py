@@ -83,7 +83,9 @@ def pooled_env(
         state_key, next_key = jax.random.split(key)
         inner = inner_reset(state_key)
         pool = jax.tree.map(lambda x: jnp.broadcast_to(x, (pool_size, *jnp.shape(x))), inner)
-        pooled = PooledInner(inner, jnp.zeros((), jnp.int32), pool, jnp.zeros((), jnp.int32), next_key)
+        pooled = PooledInner(
+            state=inner, t=jnp.zeros((), jnp.int32), pool=pool, pool_used=jnp.zeros((), jnp.int32), pool_key=next_key
+        )
         return first_state(pooled, inner.obs)
 
     def refresh(state):

@@ -99,15 +99,15 @@ def train(
     (result,) = finished
     states = jax.tree.map(lambda x: x[0], result.run)  # one config: keep the seeds axis
     return Trained(
-        agent,
-        group.env,
-        group.backend,
-        seed_list,
-        result.rows,
-        result.metric_rows,
-        states,
-        Path(out) if out is not None else None,
-        group.configs[0],
+        agent=agent,
+        env=group.env,
+        backend=group.backend,
+        seeds=seed_list,
+        curves=result.rows,
+        metrics=result.metric_rows,
+        states=states,
+        out=Path(out) if out is not None else None,
+        config=group.configs[0],
     )
 
 

@@ -220,14 +220,3 @@ def to_dict(config) -> dict[str, Any]:
             continue
         out[f.name] = list(v) if isinstance(v, tuple) else (float(v) if not is_static(f) else v)
     return out
-
-
-def fields_kept_at_default(config, names: tuple[str, ...], agent: str) -> list[str]:
-    """Problems for an agent whose Config inherits fields it does not honour (its networks are its own):
-    each of `names` must keep its default."""
-    default = type(config)()
-    return [
-        f"{agent} supports only {n} = {getattr(default, n)!r} (got {getattr(config, n)!r})"
-        for n in names
-        if getattr(config, n) != getattr(default, n)
-    ]

@@ -170,20 +170,26 @@ class Trainer:
         shapes = jax.eval_shape(lambda s: self.iteration(s, config)[1], state)
         no_metrics = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype), shapes)
         return RunState(
-            state,
-            eval_key,
-            jnp.zeros((), jnp.int32),
-            ~all_finite(state),
-            no_metrics,
-            jnp.asarray(-jnp.inf, jnp.float32),
-            Agent.policy_state(state),
+            agent_state=state,
+            eval_key=eval_key,
+            evals_done=jnp.zeros((), jnp.int32),
+            diverged=~all_finite(state),
+            metrics=no_metrics,
+            best_return=jnp.asarray(-jnp.inf, jnp.float32),
+            best_policy=Agent.policy_state(state),
         )
 
     def evaluate(self, run: RunState, config) -> tuple[RunState, CurvePoint]:
         key = jax.random.fold_in(run.eval_key, run.evals_done)
         policy = Agent.policy_state(run.agent_state)
         mean, std = evaluate(self.agent, self.env, policy, config, key, self.eval_episodes)
-        point = CurvePoint(mean, std, mean_train_return(run.agent_state.env_state), run.diverged, run.metrics)
+        point = CurvePoint(
+            eval_return_mean=mean,
+            eval_return_std=std,
+            train_return_mean=mean_train_return(run.agent_state.env_state),
+            diverged=run.diverged,
+            metrics=run.metrics,
+        )
         better = (mean > run.best_return) & ~run.diverged  # False for a NaN mean: best_return stays a number
         best = jax.tree.map(lambda new, old: jnp.where(better, new, old), policy, run.best_policy)
         return run.replace(

@@ -23,28 +23,32 @@ from pgjax.networks import MLP, GaussianActor, SoftplusTanhGaussianActor
 POLICIES = ("gaussian", "tanh_gaussian")
 
 
-def networks(env: Env, config) -> tuple[GaussianActor | SoftplusTanhGaussianActor, MLP]:
-    """The policy (mean head scaled 0.01 at init) and the value network (head scaled 1), each on its
-    own hidden sizes where the config gives the value network its own (`value_hidden_sizes`)."""
-    # PPO's Config has these three fields; MDPO-on's and N-HARPG's take the defaults
-    init = getattr(config, "kernel_init", "orthogonal")
-    value_sizes = getattr(config, "value_hidden_sizes", ()) or config.hidden_sizes
-    if getattr(config, "policy", "gaussian") == "tanh_gaussian":
-        actor = SoftplusTanhGaussianActor(config.hidden_sizes, env.action_size, config.activation, init)
+def networks(
+    env: Env,
+    hidden_sizes: tuple[int, ...],
+    activation: str,
+    *,
+    value_hidden_sizes: tuple[int, ...] = (),
+    kernel_init: str = "orthogonal",
+    squashed: bool = False,
+) -> tuple[GaussianActor | SoftplusTanhGaussianActor, MLP]:
+    """The policy (mean head scaled 0.01 at init; Brax's tanh-squashed one where `squashed`) and the value
+    network (head scaled 1), on `value_hidden_sizes` where given, else on the policy's widths."""
+    if squashed:
+        actor = SoftplusTanhGaussianActor(hidden_sizes, env.action_size, activation, kernel_init)
     else:
-        actor = GaussianActor(config.hidden_sizes, env.action_size, config.activation, weight_init=init)
-    return actor, MLP(value_sizes, 1, config.activation, out_scale=1.0, weight_init=init)
+        actor = GaussianActor(hidden_sizes, env.action_size, activation, weight_init=kernel_init)
+    return actor, MLP(value_hidden_sizes or hidden_sizes, 1, activation, out_scale=1.0, weight_init=kernel_init)
 
 
-def init_params(key: jax.Array, env: Env, config) -> tuple[dict, dict]:
-    """(actor params with log-std = config.init_log_std where the std is a parameter, value params),
-    independently initialised."""
-    actor, value_net = networks(env, config)
+def init_params(key: jax.Array, env: Env, actor, value_net, init_log_std) -> tuple[dict, dict]:
+    """(actor params with log-std = init_log_std where the std is a parameter, value params), independently
+    initialised."""
     k_actor, k_value = jax.random.split(key)
     dummy = jnp.zeros((1, env.obs_size))
     actor_params = actor.init(k_actor, dummy)
     if not actor.squashed:
-        actor_params["params"]["log_std"] = jnp.full((env.action_size,), config.init_log_std)
+        actor_params["params"]["log_std"] = jnp.full((env.action_size,), init_log_std)
     return actor_params, value_net.init(k_value, dummy)
 
 

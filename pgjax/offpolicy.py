@@ -26,7 +26,6 @@ from pgjax.normalize import RunningStats, normalizer
 from pgjax.replay import (
     as_items,
     buffer_capacity,
-    keeps_truncation,
     make_buffer,
     replay_budget_problems,
     transition_item,
@@ -64,6 +63,11 @@ class Config:
         require(out, self.warmup_steps >= 0, f"warmup_steps must be >= 0 (got {self.warmup_steps})")
         return out + replay_budget_problems(self)
 
+    def stores_truncation(self) -> bool:
+        """Whether the replay stores each transition's time-limit flag: only a loss that masks truncated
+        transitions (SAC's `mask_truncated`, Brax's choice) reads it, so no other agent pays its memory."""
+        return False
+
 
 @struct.dataclass
 class State:
@@ -95,7 +99,7 @@ def init(
     k_learner, k_env, k_warm, key = jax.random.split(key, 4)
     learner = init_learner(k_learner, env, config)
     buffer = replay_buffer(config)
-    buffer_state = buffer.init(transition_item(env.obs_size, env.action_size, keeps_truncation(config)))
+    buffer_state = buffer.init(transition_item(env.obs_size, env.action_size, config.stores_truncation()))
     env_state = batch_reset(env, k_env, config.num_envs)
     obs_stats = RunningStats.create((env.obs_size,))
     if config.warmup_steps:
@@ -108,9 +112,16 @@ def init(
 
         warmup = uniform_policy(env.action_size) if config.random_warmup else initial_policy
         env_state, traj = rollout(env, env_state, warmup, k_warm, config.warmup_steps // config.num_envs)
-        buffer_state = buffer.add(buffer_state, as_items(traj, keeps_truncation(config)))
+        buffer_state = buffer.add(buffer_state, as_items(traj, config.stores_truncation()))
         obs_stats = obs_stats.update(traj.obs)
-    return State(learner, buffer_state, obs_stats, env_state, key, config.normalize_observations)
+    return State(
+        learner=learner,
+        buffer=buffer_state,
+        obs_stats=obs_stats,
+        env_state=env_state,
+        key=key,
+        normalize_observations=config.normalize_observations,
+    )
 
 
 def iteration(
@@ -126,7 +137,7 @@ def iteration(
 
     env_state, transition = env_step(env, state.env_state, policy, act_key)
     buffer = replay_buffer(config)
-    buffer_state = buffer.add(state.buffer, as_items(transition, keeps_truncation(config)))
+    buffer_state = buffer.add(state.buffer, as_items(transition, config.stores_truncation()))
     obs_stats = state.obs_stats.update(transition.obs) if config.normalize_observations else state.obs_stats
 
     def update(learner, k):

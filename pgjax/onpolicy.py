@@ -134,12 +134,12 @@ def init(
     scaler tracks)."""
     k_learner, k_env, key = jax.random.split(key, 3)
     return State(
-        init_learner(k_learner, env, config),
-        RunningStats.create((env.obs_size,)),
-        RewardScaler.create(config.num_envs),
-        batch_reset(env, k_env, num_envs or config.num_envs),
-        key,
-        config.normalize_observations,
+        learner=init_learner(k_learner, env, config),
+        obs_stats=RunningStats.create((env.obs_size,)),
+        reward_scaler=RewardScaler.create(config.num_envs),
+        env_state=batch_reset(env, k_env, num_envs or config.num_envs),
+        key=key,
+        normalize_observations=config.normalize_observations,
     )
 
 

@@ -45,12 +45,6 @@ def is_replay(x) -> bool:
     return isinstance(x, TrajectoryBufferState)
 
 
-def keeps_truncation(config) -> bool:
-    """Whether the replay stores each transition's time-limit flag: only a loss that masks truncated
-    transitions (SAC's `mask_truncated`, Brax's choice) reads it, so no other agent pays its memory."""
-    return bool(getattr(config, "mask_truncated", False))
-
-
 def transition_item(obs_size: int, action_size: int, truncated: bool = False) -> dict:
     """The stored fields of one transition: everything a TD target needs, nothing else."""
     f = jnp.float32

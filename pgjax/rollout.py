@@ -38,7 +38,15 @@ def env_step(env: Env, env_state: EnvState, policy: Policy, key: jax.Array) -> t
     act_key, step_key = jax.random.split(key)
     action, extras = policy(env_state.obs, act_key)
     nxt = batch_step(env, env_state, action, step_key)
-    return nxt, Transition(env_state.obs, action, nxt.reward, nxt.terminated, nxt.truncated, nxt.final_obs, extras)
+    return nxt, Transition(
+        obs=env_state.obs,
+        action=action,
+        reward=nxt.reward,
+        terminated=nxt.terminated,
+        truncated=nxt.truncated,
+        next_obs=nxt.final_obs,
+        extras=extras,
+    )
 
 
 def rollout(env: Env, env_state: EnvState, policy: Policy, key: jax.Array, length: int) -> tuple[EnvState, Transition]:

@@ -92,7 +92,17 @@ def make_group(
     for c in configs:
         driver.make_schedule(module, c, num_evals)  # refuses a budget that holds no iteration
         groups.setdefault(
-            static_key(c), Group(agent, env, backend, list(seeds), [], num_evals, eval_episodes, matmul_precision)
+            static_key(c),
+            Group(
+                agent=agent,
+                env=env,
+                backend=backend,
+                seeds=list(seeds),
+                configs=[],
+                num_evals=num_evals,
+                eval_episodes=eval_episodes,
+                matmul_precision=matmul_precision,
+            ),
         )
         groups[static_key(c)].configs.append(c)
     return list(groups.values())
@@ -518,18 +528,18 @@ def run_group(
         reached(j + 1, run, point, wall_before)
     bar.close()
     return GroupResult(
-        group,
-        rows,
-        fns.seconds,
-        finals["wall_s"],
-        schedule.total_steps,
-        finals["returns"],
-        finals["diverged"],
-        mesh.size,
-        metrics,
-        run,
-        dict(trainer.env.details),
-        memory,
+        group=group,
+        rows=rows,
+        compile_s=fns.seconds,
+        run_s=finals["wall_s"],
+        env_steps=schedule.total_steps,
+        final_returns=finals["returns"],
+        diverged=finals["diverged"],
+        devices=mesh.size,
+        metric_rows=metrics,
+        run=run,
+        env_details=dict(trainer.env.details),
+        memory=memory,
     )
 
 

@@ -15,7 +15,7 @@ import optax
 import pytest
 from helpers import tiny_config
 
-from pgjax import gaussian_policy, maxent, onpolicy, sac_core
+from pgjax import gaussian_policy, maxent, onpolicy
 from pgjax.agents import ppo, sac
 from pgjax.config import ConfigError, build, to_dict
 from pgjax.distributions import tanh_gaussian_sample
@@ -357,7 +357,7 @@ def test_sac_mask_truncated_leaves_truncated_transitions_out_of_the_critic_loss_
     q = np.asarray(apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"])).T  # [B, 2]
     error = (q - np.asarray(target)[:, None]) * (1 - np.asarray(batch["truncated"]))[:, None]
     brax_loss = 0.5 * np.mean(error**2)
-    loss, _ = sac_core.critic_loss(learner.critic_params, critic, batch, target, sac_core.critic_weight(batch, cfg))
+    loss, _ = sac.critic_loss(learner.critic_params, critic, batch, target, sac.critic_weight(batch, cfg))
     np.testing.assert_allclose(loss, 2 * brax_loss, rtol=1e-5)
 
     def critics_after(config, reward):
@@ -482,17 +482,19 @@ def test_brax_preset_sets_every_brax_choice_and_playground_keeps_ours():
     )
 
 
-def test_agents_that_do_not_honour_the_brax_network_fields_refuse_them():
+def test_agents_that_do_not_honour_the_brax_network_fields_do_not_have_them():
     from pgjax.agents import pg_rainbow, pmoe_ppo, pmoe_sac
 
-    with pytest.raises(ConfigError, match="pmoe_ppo supports only policy = 'gaussian'"):
-        build(pmoe_ppo.Config, {"policy": "tanh_gaussian"}, "pmoe_ppo")
-    with pytest.raises(ConfigError, match="value_hidden_sizes"):
-        build(pmoe_ppo.Config, {"value_hidden_sizes": [8]}, "pmoe_ppo")
-    with pytest.raises(ConfigError, match="pg_rainbow supports only policy"):
-        build(pg_rainbow.Config, {"policy": "tanh_gaussian"}, "pg_rainbow")
-    with pytest.raises(ConfigError, match="pmoe_sac supports only policy_std = 'clipped_log_std'"):
-        build(pmoe_sac.Config, {"policy_std": "softplus"}, "pmoe_sac")
+    for module, agent, names in (
+        (pmoe_ppo, "pmoe_ppo", ("policy", "value_hidden_sizes", "kernel_init")),
+        (pg_rainbow, "pg_rainbow", ("policy",)),
+        (pmoe_sac, "pmoe_sac", ("policy_std", "kernel_init")),
+    ):
+        for name in names:
+            with pytest.raises(ConfigError, match=f"unknown config field '{name}' for {agent}"):
+                build(module.Config, {name: "x"}, agent)
+    # what PG-Rainbow does keep of PPO's networks
+    assert build(pg_rainbow.Config, {"kernel_init": "lecun_uniform"}, "pg_rainbow").kernel_init == "lecun_uniform"
     with pytest.raises(ConfigError, match="temperature_loss must be one of log_alpha, alpha"):
         sac_config(temperature_loss="alpha2")
     with pytest.raises(ConfigError, match="advantage must be one of gae, lambda_target"):

@@ -282,7 +282,7 @@ def test_a_meaning_is_declared_with_its_field_whole_and_inherited_where_an_agent
 
     # declared with the field, so a meaning longer than one source line is kept whole
     assert field_meaning(sac.Config, "policy_std").endswith("LeCun weights ignore that scale)")
-    assert field_meaning(pmoe_sac.Config, "policy_std") == field_meaning(sac.Config, "policy_std")
+    assert field_meaning(pmoe_sac.Config, "critic_layer_norm") == field_meaning(sac.Config, "critic_layer_norm") != ""
     # MDPO-on redeclares rollout_length with its own default and no meaning: the loop's meaning stands
     assert mdpo_on.Config().rollout_length != onpolicy.Config().rollout_length
     assert field_meaning(mdpo_on.Config, "rollout_length") == field_meaning(onpolicy.Config, "rollout_length") != ""

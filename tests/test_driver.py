@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from helpers import FAST_COMPILE, tiny_trainer, train_one
 
-from pgjax import driver, ppo_core
+from pgjax import driver
+from pgjax.agents import ppo
 from pgjax.registry import AGENT_NAMES
 
 
@@ -96,7 +97,7 @@ def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_ze
     assert int(run.agent_state.learner.updates) == 7
     adam_count = int(run.agent_state.learner.opt_state[1][0].count)
     assert adam_count == 7 * config.num_epochs * config.num_minibatches
-    lr = ppo_core.learning_rate(config)
+    lr = ppo.learning_rate(config)
     assert np.isclose(float(lr(0)), config.lr) and float(lr(adam_count - 1)) == 0.0
 
 

@@ -7,7 +7,7 @@ k' ~ Categorical(w(s')); the actor back-propagates only the expert whose action 
 values most, plus an MSE "frequency" loss between the gate and the one-hot of that expert; α is tuned
 from the same expert's log-density.
 
-Our functions (agents/pmoe_sac.py, with pgjax/mixture.py and pgjax/sac_core.py) get random "network
+Our functions (agents/pmoe_sac.py, with pgjax/mixture.py and agents/sac.py) get random "network
 outputs" through stand-in modules whose `apply` hands back their parameters (or a simple function of
 them and the action), and we take `jax.grad` in float64. Where our code draws noise or an expert, the
 test redraws the same numbers from the same keys and gives them to the numpy side, so both sides use
@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import maxent, mixture, sac_core
-from pgjax.agents import pmoe_sac
+from pgjax import maxent, mixture
+from pgjax.agents import pmoe_sac, sac
 
 OFFICIAL_EPS = 1e-6  # PolicyNetwork.evaluate(state, epsilon=1e-6)
 from official import LOG_2PI, TOL, Outputs  # noqa: E402
@@ -203,7 +203,7 @@ def test_critic_regression_gradient_is_half_the_official_mse_gradient():
     q, y = rng.normal(size=(2, n)), rng.normal(size=n)
     with jax.enable_x64(True):
         batch = {"obs": jnp.zeros((n, 3)), "action": jnp.zeros((n, 2))}
-        (loss, _), grad = jax.value_and_grad(sac_core.critic_loss, has_aux=True)(
+        (loss, _), grad = jax.value_and_grad(sac.critic_loss, has_aux=True)(
             jnp.asarray(q), Outputs, batch, jnp.asarray(y)
         )
     official_loss = ((q - y) ** 2).mean(-1).sum()  # q_value_loss1 + q_value_loss2
@@ -239,7 +239,7 @@ def test_best_expert_actor_loss_and_alpha_gradients_match_the_official():
             actor_params
         )
         target_entropy = maxent.target_entropy(a_dim, pmoe_sac.Config())
-        # the α loss sac_core.temperature_update differentiates, on the log π_k* the actor loss returns
+        # the α loss sac.temperature_update differentiates, on the log π_k* the actor loss returns
         grad_log_alpha = jax.grad(maxent.temperature_loss)(jnp.asarray(log_alpha), log_prob, target_entropy)
         draw = np.asarray(jax.random.normal(key, mean.shape))  # the draw ours reparameterises with
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from helpers import TINY, tiny_trainer, train_one
 
-from pgjax import ppo_core
 from pgjax.agents import pg_rainbow, ppo
 from pgjax.config import ConfigError, build
 from pgjax.sorting import sort_last_axis
@@ -208,7 +207,7 @@ def test_after_the_switch_each_value_loss_clips_around_its_own_old_prediction():
     assert not np.allclose(batch["value"], batch["ppo_value"])
     key = jax.random.PRNGKey(8)
     ours, _ = pg_rainbow.update(learner, batch, key, env, after)
-    ppo_learner = ppo_core.Learner(
+    ppo_learner = ppo.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
     theirs, _ = ppo.update(ppo_learner, {**batch, "value": batch["ppo_value"]}, key, env, config)
@@ -361,7 +360,7 @@ def test_ppo_value_loss_is_anchored_at_v_theta_even_when_the_rollout_used_v_psi(
     batch["target"] = 2 * batch["ppo_value"] - batch["value"]
     key = jax.random.PRNGKey(8)
     ours, metrics = pg_rainbow.update(learner, batch, key, env, after)
-    ppo_learner = ppo_core.Learner(
+    ppo_learner = ppo.Learner(
         learner.actor_params, learner.value_params, learner.opt_state, learner.updates, learner.actor, learner.value_net
     )
     theirs, ppo_metrics = ppo.update(ppo_learner, {**batch, "value": batch["ppo_value"]}, key, env, config)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import tiny_trainer
 
-from pgjax import maxent, mixture, offpolicy, sac_core
+from pgjax import maxent, mixture, offpolicy
 from pgjax.agents import pmoe_ppo, pmoe_sac, sac
 from pgjax.config import ConfigError, build
 from pgjax.distributions import gaussian_log_prob, gaussian_sample, tanh_gaussian_sample
@@ -33,7 +33,7 @@ def test_pmoe_sac_with_one_expert_takes_exactly_sacs_update():
     sac_actor, _ = sac.networks(env, sac_config)
     actor_opt = maxent.optimizers(sac_config)[0]
     trunk = {"params": {"MLP_0": learner.actor_params["params"]["MLP_0"]}}
-    sac_learner = sac_core.Learner(
+    sac_learner = sac.Learner(
         trunk,
         learner.critic_params,
         learner.target_params,

@@ -13,7 +13,7 @@ from helpers import tiny_config
 from scipy import stats
 from test_returns import brute_force_gae
 
-from pgjax import gaussian_policy, onpolicy, ppo_core
+from pgjax import gaussian_policy, onpolicy
 from pgjax.agents import ppo
 from pgjax.envs import make
 from pgjax.normalize import RewardScaler, RunningStats
@@ -44,14 +44,12 @@ def test_clipped_surrogate_is_the_pessimistic_bound_on_minibatch_normalised_adva
     expected = -np.mean([a * (min(r, 1 + eps) if a > 0 else max(r, 1 - eps)) for r, a in zip(ratio, norm)])
     old = np.linspace(-2.0, 1.0, 8)  # any old log-densities: only the difference matters
     batch = {"log_prob": jnp.asarray(old, jnp.float32), "advantage": jnp.asarray(adv, jnp.float32)}
-    loss, kl = ppo_core.clipped_surrogate(jnp.asarray(old + np.log(ratio), jnp.float32), batch, eps)
+    loss, kl = ppo.clipped_surrogate(jnp.asarray(old + np.log(ratio), jnp.float32), batch, eps)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     np.testing.assert_allclose(kl, np.mean((ratio - 1) - np.log(ratio)), rtol=1e-4)
     # the gradient reaches exactly the samples whose ratio is not clipped in the pessimistic direction
     grad = np.asarray(
-        jax.grad(lambda lp: ppo_core.clipped_surrogate(lp, batch, eps)[0])(
-            jnp.asarray(old + np.log(ratio), jnp.float32)
-        )
+        jax.grad(lambda lp: ppo.clipped_surrogate(lp, batch, eps)[0])(jnp.asarray(old + np.log(ratio), jnp.float32))
     )
     clipped = np.array([(a > 0 and r > 1 + eps) or (a < 0 and r < 1 - eps) for r, a in zip(ratio, norm)])
     np.testing.assert_allclose(grad[clipped], 0.0)
@@ -74,10 +72,10 @@ def test_clipped_value_loss_takes_the_larger_of_the_clipped_and_unclipped_errors
     target = jnp.array([2.0, 0.0, 1.0, 0.0, 1.0])
     batch = {"value": old, "target": target}
     np.testing.assert_allclose(
-        ppo_core.value_loss(value, batch, config()), 0.5 * (1.69 + 1.69 + 1 + 0.25 + 4) / 5, rtol=1e-5
+        ppo.value_loss(value, batch, config()), 0.5 * (1.69 + 1.69 + 1 + 0.25 + 4) / 5, rtol=1e-5
     )
     np.testing.assert_allclose(
-        ppo_core.value_loss(value, batch, config(clip_value_loss=False)), 0.5 * (1 + 1 + 1 + 0.25 + 4) / 5, rtol=1e-5
+        ppo.value_loss(value, batch, config(clip_value_loss=False)), 0.5 * (1 + 1 + 1 + 0.25 + 4) / 5, rtol=1e-5
     )
 
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from helpers import tiny_trainer
 
-from pgjax import maxent, sac_core
+from pgjax import maxent
 from pgjax.agents import sac
 from pgjax.distributions import tanh_gaussian_sample
 from pgjax.networks import MLP, apply_ensemble
@@ -89,7 +89,7 @@ def test_critic_loss_is_half_the_mean_squared_error_summed_over_the_twins():
     batch = random_batch(env)
     y = jnp.linspace(-2.0, 3.0, 8)
     q = np.asarray(apply_ensemble(critic, learner.critic_params, batch["obs"], batch["action"]))
-    loss, _ = sac_core.critic_loss(learner.critic_params, critic, batch, y)
+    loss, _ = sac.critic_loss(learner.critic_params, critic, batch, y)
     np.testing.assert_allclose(loss, 0.5 * ((q[0] - y) ** 2).mean() + 0.5 * ((q[1] - y) ** 2).mean(), rtol=1e-5)
 
 
