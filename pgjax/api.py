@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,28 +74,32 @@ def train(
     **config,
 ) -> Trained:
     """Train `agent` on `env` for `steps` env steps per seed, all seeds vmapped in one compiled program;
-    `config` sets the agent's Config fields. With `out`, the results folder is kept there (curves,
+    `config` sets the agent's Config fields. Without `out` nothing is written; with it, the results folder is kept there (curves,
     metrics, runs.json, policies) as `pgjax run` writes it, without the report (`pgjax report`
     writes it); an `out` that holds results is refused unless `overwrite`. Runs are split over JAX's
     devices as this program has them: on a CPU, one device unless you asked JAX for more before it
     started (`jax.config.update("jax_num_cpu_devices", n)`; the command line takes one per core)."""
-    from pgjax.runner import make_group
+    from pgjax.groups import make_group
+    from pgjax.memory import check_group_fits
+    from pgjax.runner import run_group
     from pgjax.sweep import run_groups
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     (group,) = make_group(agent, env, backend, seed_list, [{**config, "total_steps": steps}], num_evals, eval_episodes)
-    finished = []
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(out) if out is not None else Path(scratch) / "run"
+    if out is None:  # nothing written: no folder, no lock, no rows on disk, no saved policy
+        check_group_fits(group)
+        result = run_group(group, progress)
+    else:
+        finished = []
         run_groups(
             f"{agent}-{env.split('/')[-1]}",
             [group],
-            folder,
+            Path(out),
             progress,
             "overwrite" if overwrite else "new",
             on_finish=finished.append,
         )
-    (result,) = finished
+        (result,) = finished
     states = jax.tree.map(lambda x: x[0], result.run)  # one config: keep the seeds axis
     return Trained(
         agent=agent,

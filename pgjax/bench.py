@@ -17,8 +17,10 @@ from pathlib import Path
 import jax
 
 from pgjax.defaults import DEFAULT_NUM_EVALS
+from pgjax.groups import make_group
+from pgjax.programs import compile_group, prepare
 from pgjax.results import append_durably, device_info, git_commit, versions
-from pgjax.runner import compile_group, make_group, prepare, run_group
+from pgjax.runner import run_group
 
 # The configurations of the speed targets (docs/speed.md: 2-core CPU, PPO 8 x 1M, SAC 8 x 40k).
 PPO = {"num_envs": 64, "rollout_length": 64, "num_epochs": 10, "num_minibatches": 8, "hidden_sizes": "64,64"}
@@ -248,7 +250,7 @@ def compile_breakdown(
     the physics reset and step; then the whole cold compile as the runner does it (`runner_s`: each
     program compiling on a thread while the next is traced)."""
     from pgjax.presets import preset_overrides
-    from pgjax.runner import group_programs
+    from pgjax.programs import group_programs
 
     fields = {**(preset_overrides(preset, agent, env, steps) if preset else {}), **overrides, "total_steps": steps}
     (group,) = make_group(agent, env, None, list(range(seeds)), [fields], num_evals=DEFAULT_NUM_EVALS)

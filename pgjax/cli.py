@@ -109,7 +109,7 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def _run(args) -> int:
-    from pgjax.runner import make_group
+    from pgjax.groups import make_group
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1 (got {args.seeds})")
@@ -183,7 +183,7 @@ def _compare_official(args) -> int:
 
 
 def _device_memory(args) -> int | None:
-    from pgjax.runner import parse_bytes
+    from pgjax.memory import parse_bytes
 
     return None if args.device_memory is None else parse_bytes(args.device_memory)
 

@@ -31,9 +31,12 @@ from pgjax.checkpoint import GroupCheckpoints, save_policies
 from pgjax.config import ConfigError, to_dict
 from pgjax.contract import Agent
 from pgjax.defaults import DEFAULT_EVAL_EPISODES, DEFAULT_MATMUL_PRECISION, DEFAULT_NUM_EVALS
+from pgjax.groups import Group, make_group
+from pgjax.layout import runs_mesh
+from pgjax.memory import check_group_fits
 from pgjax.presets import preset_overrides
 from pgjax.results import FolderLock, Interrupted, ResultsFolder, device_info, git_commit, versions
-from pgjax.runner import Group, Recorder, check_group_fits, make_group, run_group, runs_mesh
+from pgjax.runner import Recorder, run_group
 from pgjax.tensorboard import TensorBoardStream
 
 RUN_KEYS = {"agent", "env", "steps", "backend", "config", "grid", "seeds", "preset"}

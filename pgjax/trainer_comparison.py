@@ -162,8 +162,9 @@ def ours_run(
     """Our `agent` with `--preset {preset}` (with Brax's choices, networks sized as Brax's in this comparison),
     all seeds in one vmapped program (on `devices`, which the runner chooses the same way); run_s is measured
     with the points' values on the host (evaluations and the first init included)."""
+    from pgjax.groups import make_group
     from pgjax.presets import preset_overrides
-    from pgjax.runner import make_group, run_group
+    from pgjax.runner import run_group
 
     env = f"dmc/{task}"
     sized = OURS_SIZED[agent] if preset == "brax" else {}
@@ -230,7 +231,7 @@ OURS_TRAINERS = ("ours", "ours-brax")  # every seed in one program
 
 def devices_for(num_seeds: int) -> int:
     """The local devices our group of `num_seeds` runs on, which Brax's calls are given too."""
-    from pgjax.runner import runs_mesh
+    from pgjax.layout import runs_mesh
 
     return runs_mesh(1, num_seeds).size
 

@@ -502,7 +502,7 @@ def test_agents_that_do_not_honour_the_brax_network_fields_do_not_have_them():
 
 
 def test_added_fields_at_their_default_keep_the_config_ids_results_were_written_under():
-    from pgjax.runner import config_id
+    from pgjax.groups import config_id
 
     runs = json.loads((Path(__file__).parents[1] / "results" / "suite_cpu" / "runs.json").read_text())
     for agent, module, change in (

@@ -27,7 +27,9 @@ PROGRAM = textwrap.dedent("""
     # a vmapped init of every agent over 8 seeds, laid out on both devices as the runner does
     from pgjax import driver
     from pgjax.registry import AGENT_NAMES
-    from pgjax.runner import jitted_init, make_group, runs_mesh
+    from pgjax.groups import make_group
+    from pgjax.layout import runs_mesh
+    from pgjax.programs import jitted_init
     from pgjax.envs import make
     from pgjax.registry import get_agent
     for name in AGENT_NAMES:

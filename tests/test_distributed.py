@@ -14,7 +14,7 @@ import pytest
 from helpers import tiny_sweep
 
 from pgjax.config import ConfigError
-from pgjax.runner import split_over_processes
+from pgjax.layout import split_over_processes
 
 SWEEP = tiny_sweep("distributed", 6144, 600, num_evals=3, ppo={"num_envs": 8, "rollout_length": 16})
 

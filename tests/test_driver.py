@@ -56,7 +56,8 @@ def test_vmapped_learning_rates_equal_separate_runs(agent, field):
 
 def test_chunked_runner_equals_whole_train():
     """The host loop over jitted chunks (what sweeps run) gives the curve of the pure `train`."""
-    from pgjax.runner import Group, run_group
+    from pgjax.groups import Group
+    from pgjax.runner import run_group
 
     trainer, config = tiny_trainer("ppo")
     group = Group("ppo", "gymnax/Pendulum-v1", "gymnax", [0, 1], [config], num_evals=3, eval_episodes=2)
@@ -102,7 +103,8 @@ def test_ppo_run_spends_its_budget_writes_the_points_asked_for_and_anneals_to_ze
 
 
 def test_runner_writes_k_plus_one_points_within_budget_or_says_what_it_writes(capsys):
-    from pgjax.runner import make_group, run_group
+    from pgjax.groups import make_group
+    from pgjax.runner import run_group
 
     (group,) = make_group(
         "sac", "gymnax/Pendulum-v1", None, [0], [{**TINY_SAC, "total_steps": 61}], num_evals=4, eval_episodes=2
@@ -132,7 +134,8 @@ def test_reported_run_time_includes_the_last_chunk():
     once, so a clock read at dispatch left a one-chunk run's whole training out of its run time."""
     import time
 
-    from pgjax.runner import make_group, run_group
+    from pgjax.groups import make_group
+    from pgjax.runner import run_group
 
     (group,) = make_group(
         "ppo",
@@ -170,7 +173,8 @@ def test_each_program_holds_one_copy_of_the_physics_per_use(agent, init_copies):
     from helpers import TINY
 
     from pgjax.bench import physics_copies
-    from pgjax.runner import group_programs, make_group, prepare
+    from pgjax.groups import make_group
+    from pgjax.programs import group_programs, prepare
 
     (group,) = make_group(agent, "brax/inverted_pendulum", None, [0], [dict(TINY[agent])], num_evals=2, eval_episodes=2)
     trainer, keys, configs, mesh = prepare(group)

@@ -4,7 +4,8 @@ one row per agent and task."""
 import numpy as np
 import pytest
 
-from pgjax.runner import make_group, run_group
+from pgjax.groups import make_group
+from pgjax.runner import run_group
 
 
 def final_mean_return(agent, env, seeds, steps, num_evals=5, **overrides):

@@ -13,8 +13,9 @@ from test_learning import final_mean_return
 
 from pgjax.agents import nharpg
 from pgjax.config import ConfigError, build
+from pgjax.groups import make_group
 from pgjax.normalize import normalizer
-from pgjax.runner import make_group, run_group
+from pgjax.runner import run_group
 
 # ---------------------------------------------------------------- a linear-Gaussian problem with closed-form J
 # One-step LQR repeated T times per trajectory: s ~ N(0, I), a ~ N(s W + b, diag σ²), r = −‖a − s M‖².

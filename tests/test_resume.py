@@ -225,23 +225,14 @@ def test_a_damaged_checkpoint_is_passed_over_for_the_previous_one(tmp_path):
     assert (other / "damaged-1-0").is_dir()  # kept for inspection
 
 
-def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path):
+def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path, monkeypatch):
     from helpers import TINY
 
     import pgjax
 
     tiny = {k: v for k, v in TINY["ppo"].items() if k != "total_steps"}
-    trained = pgjax.train(
-        "ppo",
-        "gymnax/Pendulum-v1",
-        seeds=[3, 5],
-        steps=4 * 8 * 6,
-        num_evals=3,
-        eval_episodes=2,
-        out=tmp_path / "run",
-        init_log_std=1.0,
-        **tiny,
-    )
+    runs = dict(seeds=[3, 5], steps=4 * 8 * 6, num_evals=3, eval_episodes=2, init_log_std=1.0, **tiny)
+    trained = pgjax.train("ppo", "gymnax/Pendulum-v1", out=tmp_path / "run", **runs)
     assert trained.final_returns.shape == (2,)
     obs = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (256, 3))
     key = jax.random.PRNGKey(1)
@@ -256,6 +247,21 @@ def test_load_acts_exactly_like_the_trained_policy_in_the_envs_units(tmp_path):
     assert float(jnp.abs(sampled).max()) > 1.0  # in newtons-metres, not the agent's [-1, 1]
     with pytest.raises(Exception, match="seeds"):
         pgjax.load(tmp_path / "run", seed=4)
+
+    # without `out` nothing is written (no results folder machinery at all), and the runs are the same
+    def no_folder(*args, **kwargs):
+        raise AssertionError("train without out wrote a results folder")
+
+    import pgjax.sweep
+
+    monkeypatch.setattr(pgjax.sweep, "run_groups", no_folder)
+    monkeypatch.chdir(tmp_path / "run")
+    before = sorted(p.name for p in Path.cwd().rglob("*"))
+    unwritten = pgjax.train("ppo", "gymnax/Pendulum-v1", **runs)
+    assert unwritten.out is None and sorted(p.name for p in Path.cwd().rglob("*")) == before
+    drop_wall = [{k: v for k, v in r.items() if k != "wall_time_s"} for r in trained.curves]
+    np.testing.assert_equal([{k: v for k, v in r.items() if k != "wall_time_s"} for r in unwritten.curves], drop_wall)
+    np.testing.assert_equal(unwritten.metrics, trained.metrics)  # NaN (no training return yet) equals NaN
 
 
 def test_a_sweep_extended_by_new_groups_resumes_and_a_shortened_one_does_not(uninterrupted, tmp_path):

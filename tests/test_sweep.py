@@ -106,8 +106,10 @@ def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
     """float32 ("highest") by default, another when asked; the compiled program and runs.json agree."""
     from pgjax import driver
     from pgjax.envs import make
+    from pgjax.groups import make_group
+    from pgjax.layout import runs_mesh
+    from pgjax.programs import compile_group
     from pgjax.registry import get_agent
-    from pgjax.runner import compile_group, make_group, runs_mesh
     from pgjax.sweep import run_groups
 
     overrides = [{"num_envs": 4, "rollout_length": 8, "num_epochs": 1, "num_minibatches": 2, "total_steps": 32}]
@@ -149,7 +151,9 @@ def test_the_memory_estimate_is_the_run_states_bytes_and_programs_that_do_not_fi
     import numpy as np
 
     from pgjax import driver
-    from pgjax.runner import make_group, prepare, run_shape_of, run_state_memory
+    from pgjax.groups import make_group
+    from pgjax.memory import run_state_memory
+    from pgjax.programs import prepare, run_shape_of
 
     sac = ["--set", "warmup_steps=100", "--set", "hidden_sizes=[16, 16]"]
     (group,) = make_group(
