@@ -82,7 +82,7 @@ def train(
     from pgjax.groups import make_group
     from pgjax.memory import check_group_fits
     from pgjax.runner import run_group
-    from pgjax.sweep import run_groups
+    from pgjax.sweep import WriteOptions, run_groups
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     (group,) = make_group(agent, env, backend, seed_list, [{**config, "total_steps": steps}], num_evals, eval_episodes)
@@ -91,14 +91,8 @@ def train(
         result = run_group(group, progress)
     else:
         finished = []
-        run_groups(
-            f"{agent}-{env.split('/')[-1]}",
-            [group],
-            Path(out),
-            progress,
-            "overwrite" if overwrite else "new",
-            on_finish=finished.append,
-        )
+        options = WriteOptions(mode="overwrite" if overwrite else "new", progress=progress)
+        run_groups(f"{agent}-{env.split('/')[-1]}", [group], Path(out), options, on_finish=finished.append)
         (result,) = finished
     states = jax.tree.map(lambda x: x[0], result.run)  # one config: keep the seeds axis
     return Trained(

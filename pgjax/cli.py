@@ -137,24 +137,21 @@ def _run(args) -> int:
     return _run_groups(args, name, groups)
 
 
-def _run_groups(args, name: str, groups, **extra) -> int:
+def _run_groups(args, name: str, groups, scores: dict | None = None) -> int:
     """Runs the groups under the command's output, write mode, checkpoints, logging and report options."""
-    from pgjax.sweep import run_groups
+    from pgjax.sweep import WriteOptions, run_groups
 
     out = Path(args.out) if args.out else RESULTS / name
-    run_groups(
-        name,
-        groups,
-        out,
-        not args.quiet,
-        _write_mode(args),
-        args.checkpoint_every,
-        _resume_command(args.argv),
+    options = WriteOptions(
+        mode=_write_mode(args),
+        progress=not args.quiet,
+        checkpoint_every=args.checkpoint_every,
+        resume_hint=_resume_command(args.argv),
         tensorboard=args.tensorboard,
+        scores=scores or {},
         device_memory=_device_memory(args),
-        then=_finish(args, out),
-        **extra,
     )
+    run_groups(name, groups, out, options, then=_finish(args, out))
     return 0
 
 

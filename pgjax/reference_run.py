@@ -116,7 +116,7 @@ def write_comparison(folder: Path) -> dict:
 
 def main(args) -> int:
     from pgjax.config import ConfigError
-    from pgjax.sweep import load_scores, load_sweep, run_groups
+    from pgjax.sweep import WriteOptions, load_scores, load_sweep, run_groups
 
     out = Path(args.out)
     if not (out / OFFICIAL_CURVE).exists():
@@ -133,16 +133,13 @@ def main(args) -> int:
         results.append(write_comparison(out))
         write_report([out], out)
 
-    run_groups(
-        name,
-        groups,
-        out,
-        not args.quiet,
-        "resume",
+    options = WriteOptions(
+        mode="resume",
+        progress=not args.quiet,
         resume_hint=f"pgjax compare-official --out {out}",
         scores=load_scores(args.sweep),
-        then=compare,
     )
+    run_groups(name, groups, out, options, then=compare)
     print(markdown(results[0]))
     print(f"wrote {out}")
     return 0

@@ -14,6 +14,7 @@ a killed sweep exactly: docs/reproducibility.md (its opening and the section "Sw
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -324,31 +325,37 @@ def metadata(
     }
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WriteOptions:
+    """How a command writes its results folder: built once, by the CLI from its flags or by the API."""
+
+    mode: str = "new"  # new, resume or overwrite
+    progress: bool = True
+    checkpoint_every: int | None = None  # evaluation points between checkpoints; None: about once a minute
+    resume_hint: str = ""  # the command that resumes this one, for the messages that say how
+    tensorboard: Path | None = None  # also stream every point to TensorBoard event files there
+    scores: dict = dataclasses.field(default_factory=dict)  # the sweep file's score normalisation
+    device_memory: int | None = None  # bytes a device may hold, where JAX cannot say (None: as JAX reports)
+
+
 def run_groups(
     name: str,
     groups: list[Group],
     out: Path,
-    progress: bool = True,
-    mode: str = "new",
-    checkpoint_every: int | None = None,
-    resume_hint: str = "",
+    options: WriteOptions = WriteOptions(),
+    *,
     on_finish=None,
-    tensorboard: Path | None = None,
-    scores: dict | None = None,
-    device_memory: int | None = None,
     then=None,
 ) -> list[dict]:
-    """Run the groups into `out` (mode "new", "resume" or "overwrite"), writing every evaluation point as
-    it comes and each finished group's policies; returns the summaries of all groups, those finished
-    earlier included. `on_finish(GroupResult)` sees each group run by this call, final states included;
-    `tensorboard` streams every point to TensorBoard event files there as well; `scores` (the sweep
-    file's score normalisation) goes into runs.json for the report. A group whose runs need more memory
-    than a device has (as the accelerator reports it, or `device_memory` bytes) is refused before
-    anything is written (its run states) or before it runs (with its compiled programs' scratch space).
-    One command writes a folder at a time: another one's folder is refused; `then(summaries)` runs
+    """Run the groups into `out` as `options` say, writing every evaluation point as it comes and each
+    finished group's policies; returns the summaries of all groups, those finished earlier included.
+    `on_finish(GroupResult)` sees each group run by this call, final states included. A group whose runs
+    need more memory than a device has (as the accelerator reports it, or `options.device_memory` bytes) is
+    refused before anything is written (its run states) or before it runs (with its compiled programs'
+    scratch space). One command writes a folder at a time: another one's folder is refused; `then(summaries)` runs
     while the folder is still held (the CLI's report)."""
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ConfigError(f"--checkpoint-every must be >= 1 (got {checkpoint_every})")
+    if options.checkpoint_every is not None and options.checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be >= 1 (got {options.checkpoint_every})")
     lock = FolderLock(out)
     distributed.barrier("results folder lock")  # every process is there for process 0's answer
     try:
@@ -356,19 +363,7 @@ def run_groups(
         refusal = distributed.writer_message(lock.take() if distributed.is_writer() else None)
         if refusal:
             raise ConfigError(refusal)
-        summaries = run_groups_holding_folder(
-            name,
-            groups,
-            out,
-            progress,
-            mode,
-            checkpoint_every,
-            resume_hint,
-            on_finish,
-            tensorboard,
-            scores,
-            device_memory,
-        )
+        summaries = run_groups_holding_folder(name, groups, out, options, on_finish)
         if then:
             then(summaries)
         return summaries
@@ -377,36 +372,26 @@ def run_groups(
 
 
 def run_groups_holding_folder(
-    name: str,
-    groups: list[Group],
-    out: Path,
-    progress: bool,
-    mode: str,
-    checkpoint_every: int | None,
-    resume_hint: str,
-    on_finish,
-    tensorboard: Path | None,
-    scores: dict | None,
-    device_memory: int | None,
+    name: str, groups: list[Group], out: Path, options: WriteOptions, on_finish
 ) -> list[dict]:
     folder = ResultsFolder(out, writes=distributed.is_writer())
     plans = [group_plan(g) for g in groups]
     keys = [group_key(p) for p in plans]
-    previous = check_folder(folder, plans, mode, resume_hint)
+    previous = check_folder(folder, plans, options.mode, options.resume_hint)
     for g in groups:  # every group's split over the devices is possible, before anything is written
         runs_mesh(len(g.configs), len(g.seeds))
     done = {g["id"]: g for g in (previous or {}).get("groups", [])}
     for g, key in zip(groups, keys):  # and its run states fit on a device
         if key not in done:
-            check_group_fits(g, device_memory, checkpoints=True)
+            check_group_fits(g, options.device_memory, checkpoints=True)
     distributed.barrier("results folder checked")  # every process sees the folder before process 0 changes it
-    stream = TensorBoardStream(tensorboard) if tensorboard and folder.writes else None
+    stream = TensorBoardStream(options.tensorboard) if options.tensorboard and folder.writes else None
     if previous is None:
         folder.clear()
     folder.start()
     distributed.barrier("results folder ready")  # no process creates checkpoints before it is cleared
     commit = git_commit()  # before the sweep writes into a tracked results folder and makes it "dirty"
-    runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous, scores or {})
+    runs = metadata(name, plans, [done[k] for k in keys if k in done], commit, previous, options.scores)
     folder.write_runs(runs)
 
     def on_point(key, chunks_done):
@@ -416,10 +401,10 @@ def run_groups_holding_folder(
     for group, key in zip(groups, keys):
         if key in done:
             continue
-        recorder = FolderRecorder(folder, group, key, checkpoint_every, previous is not None, on_point, stream)
+        recorder = FolderRecorder(folder, group, key, options.checkpoint_every, previous is not None, on_point, stream)
         failed = True
         try:
-            result = run_group(group, progress, recorder, device_memory_given=device_memory)
+            result = run_group(group, options.progress, recorder, device_memory_given=options.device_memory)
             policies = distributed.to_host((Agent.policy_state(result.run.agent_state), result.run.best_policy))
             if folder.writes:
                 save_policies(folder.policies / key, *policies)
@@ -428,7 +413,7 @@ def run_groups_holding_folder(
             folder.write_runs(runs)
             failed = False
         except KeyboardInterrupt:
-            raise Interrupted(interrupted_message(folder, runs, group, recorder, resume_hint)) from None
+            raise Interrupted(interrupted_message(folder, runs, group, recorder, options.resume_hint)) from None
         finally:
             recorder.checkpoints.close(quiet=failed)  # a failed save is not reported over the first error
         if folder.writes:

@@ -110,7 +110,7 @@ def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
     from pgjax.layout import runs_mesh
     from pgjax.programs import compile_group
     from pgjax.registry import get_agent
-    from pgjax.sweep import run_groups
+    from pgjax.sweep import WriteOptions, run_groups
 
     overrides = [{"num_envs": 4, "rollout_length": 8, "num_epochs": 1, "num_minibatches": 2, "total_steps": 32}]
     for precision, hlo in (("highest", "operand_precision={highest,highest}"), ("default", None)):
@@ -125,7 +125,7 @@ def test_matmul_precision_is_set_for_the_compiled_runs_and_recorded(tmp_path):
             **({} if precision == "highest" else {"matmul_precision": precision}),
         )
         out = tmp_path / precision
-        run_groups("p", [group], out, progress=False)
+        run_groups("p", [group], out, WriteOptions(progress=False))
         assert json.loads((out / "runs.json").read_text())["groups"][0]["matmul_precision"] == precision
         agent = get_agent("ppo")
         trainer = driver.Trainer(agent, make("gymnax/Pendulum-v1"), driver.make_schedule(agent, group.configs[0], 1), 1)
